@@ -1,0 +1,59 @@
+"""The caches compared by the benchmarks, each behind the same small adapter:
+``set(key, value)`` through ``__setitem__`` and ``get`` through ``.get``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pepperpy_core._fallback.cache import FIFOCache as PythonFIFO
+
+try:
+    from pepperpy_core._native import FIFOCache as NativeFIFO
+except ImportError:  # benchmarks still compare what is there
+    NativeFIFO = None
+
+try:
+    import cachebox
+except ImportError:
+    cachebox = None
+
+try:
+    import cachetools
+except ImportError:
+    cachetools = None
+
+
+class SpecDictFIFO(dict[Any, Any]):
+    """The spec's CacheModule: a dict that drops ``next(iter(cache))`` when full."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if len(self) >= self.maxsize:
+            self.pop(next(iter(self)))
+        super().__setitem__(key, value)
+
+
+class PlainDict(dict[Any, Any]):
+    """An unbounded dict: the floor for every operation."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+
+
+def subjects() -> dict[str, Callable[[int], Any]]:
+    """Name -> factory taking maxsize, for what is installed here."""
+    found: dict[str, Callable[[int], Any]] = {}
+    if NativeFIFO is not None:
+        found["native"] = NativeFIFO
+    found["python"] = PythonFIFO
+    if cachebox is not None:
+        found["cachebox"] = cachebox.FIFOCache
+    if cachetools is not None:
+        found["cachetools"] = cachetools.FIFOCache
+    found["dict"] = PlainDict
+    found["spec-dict-fifo"] = SpecDictFIFO
+    return found

@@ -1,0 +1,129 @@
+"""FIFOCache against its peers. Each benchmark runs a batch of ``OPS``
+operations; divide by it for the cost of one. Ratios: ``python benches/report.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from benches._subjects import subjects
+
+OPS = 1_000
+SUBJECTS = subjects()
+NAMES = list(SUBJECTS)
+BOUNDED = [n for n in NAMES if n != "dict"]
+
+
+def _filled(name: str, maxsize: int, keys: list[Any]) -> Any:
+    cache = SUBJECTS[name](maxsize)
+    for key in keys:
+        cache[key] = key
+    return cache
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_hit(benchmark: Any, name: str) -> None:
+    keys = [f"key-{i}" for i in range(OPS)]
+    cache = _filled(name, OPS, keys)
+    get = cache.get
+
+    def run() -> None:
+        for key in keys:
+            get(key)
+
+    benchmark.group = "get hit (str keys)"
+    benchmark(run)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_miss(benchmark: Any, name: str) -> None:
+    cache = _filled(name, OPS, [f"key-{i}" for i in range(OPS)])
+    missing = [f"other-{i}" for i in range(OPS)]
+    get = cache.get
+
+    def run() -> None:
+        for key in missing:
+            get(key)
+
+    benchmark.group = "get miss (str keys)"
+    benchmark(run)
+
+
+def _set_evicting(benchmark: Any, name: str, maxsize: int, keys: list[Any], group: str) -> None:
+    # Keys cycle through 2 * maxsize distinct values: each one was evicted
+    # maxsize inserts ago, so every set inserts a new key and evicts one.
+    cache = _filled(name, maxsize, keys[:maxsize])
+    batches = [keys[i : i + OPS] for i in range(0, len(keys), OPS)]
+    position = [maxsize // OPS]
+
+    def run() -> None:
+        at = position[0]
+        for key in batches[at]:
+            cache[key] = 1
+        position[0] = (at + 1) % len(batches)
+
+    benchmark.group = group
+    benchmark(run)
+    if name != "dict":
+        assert len(cache) == maxsize
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_set_evicting_str(benchmark: Any, name: str) -> None:
+    keys = [f"key-{i}" for i in range(2 * OPS)]
+    _set_evicting(benchmark, name, OPS, keys, "set with eviction (str keys, maxsize 1k)")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_set_evicting_int(benchmark: Any, name: str) -> None:
+    keys = list(range(10**6, 10**6 + 2 * OPS))
+    _set_evicting(benchmark, name, OPS, keys, "set with eviction (int keys, maxsize 1k)")
+
+
+@pytest.mark.parametrize("name", [n for n in BOUNDED if n not in {"cachetools", "spec-dict-fifo"}])
+def test_set_evicting_int_1m(benchmark: Any, name: str) -> None:
+    maxsize = 1_000_000
+    keys = list(range(10**7, 10**7 + 2 * maxsize))
+    _set_evicting(benchmark, name, maxsize, keys, "set with eviction (int keys, maxsize 1M)")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_many_100(benchmark: Any, name: str) -> None:
+    keys = [f"key-{i}" for i in range(OPS)]
+    cache = _filled(name, OPS, keys)
+    wanted = keys[::10]
+    if hasattr(cache, "get_many"):
+        get_many = cache.get_many
+    else:
+
+        def get_many(ks: list[Any]) -> dict[Any, Any]:
+            return {k: v for k in ks if (v := cache.get(k)) is not None}
+
+    def run() -> None:
+        for _ in range(10):
+            get_many(wanted)
+
+    benchmark.group = "get_many of 100 keys (x10)"
+    benchmark(run)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_set_many_100(benchmark: Any, name: str) -> None:
+    cache = SUBJECTS[name](OPS)
+    batches = [[(f"key-{b}-{i}", i) for i in range(100)] for b in range(20)]
+    if hasattr(cache, "set_many"):
+        set_many = cache.set_many
+    else:
+
+        def set_many(pairs: list[tuple[Any, Any]]) -> None:
+            for k, v in pairs:
+                cache[k] = v
+
+    def run() -> None:
+        for batch in batches[:10]:
+            set_many(batch)
+        batches.append(batches.pop(0))
+
+    benchmark.group = "set_many of 100 keys (x10)"
+    benchmark(run)

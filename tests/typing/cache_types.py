@@ -1,0 +1,32 @@
+"""Type-checked by ``mypy --strict`` in CI, never run: FIFOCache is generic."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+from pepperpy_core import CacheStats, FIFOCache, _native
+
+cache: FIFOCache[str, int] = FIFOCache(10)
+assert_type(cache.get("a"), int | None)
+assert_type(cache.get("a", 0), int)
+assert_type(cache.get("a", "x"), int | str)
+assert_type(cache["a"], int)
+assert_type(cache.pop("a"), int)
+assert_type(cache.pop("a", None), int | None)
+assert_type(cache.keys(), list[str])
+assert_type(cache.values(), list[int])
+assert_type(cache.items(), list[tuple[str, int]])
+assert_type(cache.get_many(["a", "b"]), dict[str, int])
+assert_type(cache.stats(), CacheStats)
+assert_type(cache.stats().hits, int)
+assert_type(cache.maxsize, int)
+cache.set_many({"a": 1})
+cache.set_many([("a", 1)])
+
+native: _native.FIFOCache[str, int] = _native.FIFOCache(10)
+assert_type(native.get("a"), int | None)
+assert_type(native["a"], int)
+assert_type(native.items(), list[tuple[str, int]])
+
+aliased = FIFOCache[str, int](5)
+assert_type(aliased, FIFOCache[str, int])
