@@ -364,10 +364,7 @@ impl FIFOCache {
 
     /// The present keys among `keys` with their values; each key counts as a
     /// hit or a miss, and nothing is counted if a key fails to hash or compare.
-    fn get_many<'py>(
-        &self,
-        keys: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let py = keys.py();
         let mut found = Vec::new();
         let mut keep = Vec::new();
@@ -421,7 +418,11 @@ impl FIFOCache {
     }
 
     fn __repr__(&self) -> String {
-        format!("FIFOCache(maxsize={}, len={})", self.maxsize, self.__len__())
+        format!(
+            "FIFOCache(maxsize={}, len={})",
+            self.maxsize,
+            self.__len__()
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -135,10 +135,11 @@ impl<K, V> Fifo<K, V> {
         }
         self.tail = at;
         let slots = &self.slots;
-        self.index.insert_unique(hash, at, |&i| match &slots[i as usize] {
-            Some(slot) => slot.hash,
-            None => unreachable!("indexed slot {i} is empty"),
-        });
+        self.index
+            .insert_unique(hash, at, |&i| match &slots[i as usize] {
+                Some(slot) => slot.hash,
+                None => unreachable!("indexed slot {i} is empty"),
+            });
         at
     }
 
