@@ -8,13 +8,13 @@
 //! lock is released, so a `__del__` that touches the cache finds it unlocked
 //! and consistent.
 
-use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::fifo::{spread, Fifo, MAX_ENTRIES};
+use crate::lock::{TableGuard, TableLock};
 
 /// How many times one lookup may find the table changed under a key
 /// comparison before it gives up with RuntimeError (only a key whose `__eq__`
@@ -69,7 +69,7 @@ impl CacheStats {
 #[pyclass(frozen, generic, module = "pepperpy_core._native")]
 pub struct FIFOCache {
     maxsize: usize,
-    inner: Mutex<Inner>,
+    inner: TableLock<Inner>,
 }
 
 /// Exact builtins whose `==` is C code that cannot call back into Python, so
@@ -114,11 +114,11 @@ impl FIFOCache {
         key: &Bound<'_, PyAny>,
         hash: u64,
         keep: &mut Vec<Py<PyAny>>,
-    ) -> PyResult<(MutexGuard<'s, Inner>, Option<u32>)> {
+    ) -> PyResult<(TableGuard<'s, Inner>, Option<u32>)> {
         let key_ptr = key.as_ptr();
         // Fast path: the stored key is the very object looked up (interned
         // strings, small ints, reused keys), or no key has this hash.
-        let guard = self.inner.lock();
+        let guard = self.inner.lock(key.py());
         let mut other = false;
         let found = guard.table.find(hash, |stored| {
             let same = stored.as_ptr() == key_ptr;
@@ -140,14 +140,14 @@ impl FIFOCache {
         key: &Bound<'_, PyAny>,
         hash: u64,
         keep: &mut Vec<Py<PyAny>>,
-    ) -> PyResult<(MutexGuard<'s, Inner>, Option<u32>)> {
+    ) -> PyResult<(TableGuard<'s, Inner>, Option<u32>)> {
         let py = key.py();
         let key_ptr = key.as_ptr();
         let plain = is_plain(key);
         let mut equal = std::ptr::null_mut();
         let mut unequal = Vec::new();
         for _ in 0..MAX_ROUNDS {
-            let guard = self.inner.lock();
+            let guard = self.inner.lock(py);
             let mut pending = None;
             let found = guard.table.find(hash, |stored| {
                 let ptr = stored.as_ptr();
@@ -243,8 +243,8 @@ impl FIFOCache {
         Ok(removed.map(|(_key, value)| value))
     }
 
-    fn snapshot<T>(&self, each: impl Fn(&Py<PyAny>, &Py<PyAny>) -> T) -> Vec<T> {
-        let inner = self.inner.lock();
+    fn snapshot<T>(&self, py: Python<'_>, each: impl Fn(&Py<PyAny>, &Py<PyAny>) -> T) -> Vec<T> {
+        let inner = self.inner.lock(py);
         inner.table.iter().map(|(k, v)| each(k, v)).collect()
     }
 }
@@ -255,7 +255,7 @@ impl FIFOCache {
     fn new(maxsize: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(FIFOCache {
             maxsize: check_maxsize(maxsize)?,
-            inner: Mutex::new(Inner::default()),
+            inner: TableLock::new(Inner::default()),
         })
     }
 
@@ -307,12 +307,12 @@ impl FIFOCache {
         Ok(found.is_some())
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.lock().table.len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.inner.lock(py).table.len()
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let keys = PyList::new(py, self.snapshot(|k, _| k.clone_ref(py)))?;
+        let keys = PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py)))?;
         Ok(keys.try_iter()?.into_any().unbind())
     }
 
@@ -334,26 +334,26 @@ impl FIFOCache {
     }
 
     /// Removes every entry; the stats are kept.
-    fn clear(&self) {
-        let old = self.inner.lock().table.take();
+    fn clear(&self, py: Python<'_>) {
+        let old = self.inner.lock(py).table.take();
         drop(old);
     }
 
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.snapshot(|k, _| k.clone_ref(py)))
+        PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py)))
     }
 
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.snapshot(|_, v| v.clone_ref(py)))
+        PyList::new(py, self.snapshot(py, |_, v| v.clone_ref(py)))
     }
 
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let pairs = self.snapshot(|k, v| (k.clone_ref(py), v.clone_ref(py)));
+        let pairs = self.snapshot(py, |k, v| (k.clone_ref(py), v.clone_ref(py)));
         PyList::new(py, pairs)
     }
 
-    fn stats(&self) -> CacheStats {
-        let inner = self.inner.lock();
+    fn stats(&self, py: Python<'_>) -> CacheStats {
+        let inner = self.inner.lock(py);
         CacheStats {
             hits: inner.hits,
             misses: inner.misses,
@@ -387,7 +387,7 @@ impl FIFOCache {
         for (key, value) in found {
             out.set_item(key, value)?;
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.lock(py);
         inner.hits += hits;
         inner.misses += misses;
         Ok(out)
@@ -417,18 +417,19 @@ impl FIFOCache {
         Ok(())
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "FIFOCache(maxsize={}, len={})",
             self.maxsize,
-            self.__len__()
+            self.__len__(py)
         )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        // The lock is never held while Python code (and so the collector) runs;
-        // try_lock only guards against a future change to that rule.
-        if let Some(inner) = self.inner.try_lock() {
+        // The table is never held while Python code (and so the collector)
+        // runs; try_lock only guards against a future change to that rule.
+        // SAFETY: the collector calls __traverse__ with the GIL held.
+        if let Some(inner) = unsafe { self.inner.try_lock_in_gc() } {
             for (key, value) in inner.table.iter() {
                 visit.call(key)?;
                 visit.call(value)?;
@@ -437,7 +438,7 @@ impl FIFOCache {
         Ok(())
     }
 
-    fn __clear__(&self) {
-        self.clear();
+    fn __clear__(&self, py: Python<'_>) {
+        self.clear(py);
     }
 }

@@ -4,6 +4,7 @@
 
 mod cache;
 pub mod fifo;
+mod lock;
 
 use pyo3::prelude::*;
 
