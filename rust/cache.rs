@@ -87,6 +87,23 @@ fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(spread(key.hash()? as u64))
 }
 
+/// A (key, value) pair from any iterable of length two.
+fn split_pair<'py>(pair: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let bad_length =
+        || PyValueError::new_err("set_many expects (key, value) pairs, got one of another length");
+    if let Ok(tuple) = pair.cast::<PyTuple>() {
+        return match tuple.len() {
+            2 => Ok((tuple.get_item(0)?, tuple.get_item(1)?)),
+            _ => Err(bad_length()),
+        };
+    }
+    let item = pair.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+    let Ok::<[Bound<'py, PyAny>; 2], _>([key, value]) = item.try_into() else {
+        return Err(bad_length());
+    };
+    Ok((key, value))
+}
+
 fn check_maxsize(maxsize: &Bound<'_, PyAny>) -> PyResult<usize> {
     if !maxsize.is_exact_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
@@ -211,7 +228,15 @@ impl FIFOCache {
     }
 
     fn insert(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let hash = hash_of(key)?;
+        self.insert_hashed(key, hash_of(key)?, value)
+    }
+
+    fn insert_hashed(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: u64,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let mut keep = Vec::new();
         let mut released: Option<Py<PyAny>> = None;
         let mut evicted: Option<(Py<PyAny>, Py<PyAny>)> = None;
@@ -396,23 +421,21 @@ impl FIFOCache {
     /// Sets every pair of a mapping or an iterable of pairs, in order. Every
     /// key is hashed first, so an unhashable key changes nothing.
     fn set_many(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        let pairs = match items.cast::<PyDict>() {
-            Ok(dict) => dict.items().into_any(),
-            Err(_) => items.clone(),
-        };
         let mut checked = Vec::new();
-        for pair in pairs.try_iter()? {
-            let item = pair?.try_iter()?.collect::<PyResult<Vec<_>>>()?;
-            let Ok::<[Bound<'_, PyAny>; 2], _>([key, value]) = item.try_into() else {
-                return Err(PyValueError::new_err(
-                    "set_many expects (key, value) pairs, got one of another length",
-                ));
-            };
-            hash_of(&key)?;
-            checked.push((key, value));
+        if let Ok(dict) = items.cast::<PyDict>() {
+            for (key, value) in dict.iter() {
+                let hash = hash_of(&key)?;
+                checked.push((key, hash, value));
+            }
+        } else {
+            for pair in items.try_iter()? {
+                let (key, value) = split_pair(&pair?)?;
+                let hash = hash_of(&key)?;
+                checked.push((key, hash, value));
+            }
         }
-        for (key, value) in &checked {
-            self.insert(key, value)?;
+        for (key, hash, value) in &checked {
+            self.insert_hashed(key, *hash, value)?;
         }
         Ok(())
     }

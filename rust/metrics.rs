@@ -1,0 +1,274 @@
+//! Counter, Histogram and Timer: the Python face of [`crate::histogram`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::histogram::Histogram as Core;
+use crate::lock::TableLock;
+
+/// prometheus_client's default bucket bounds, in seconds.
+pub const DEFAULT_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// A monotonically increasing count; increments are atomic.
+#[pyclass(frozen, module = "pepperpy_core._native")]
+pub struct Counter {
+    value: AtomicU64,
+}
+
+#[pymethods]
+impl Counter {
+    #[new]
+    fn new() -> Self {
+        Counter {
+            value: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `n` (an int >= 0).
+    #[pyo3(signature = (n = 1))]
+    fn inc(&self, n: i64) -> PyResult<()> {
+        let Ok(n) = u64::try_from(n) else {
+            return Err(PyValueError::new_err(format!(
+                "a counter only goes up: inc() needs n >= 0, got {n}"
+            )));
+        };
+        self.value
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(n))
+            .map(|_| ())
+            .map_err(|_| PyOverflowError::new_err("counter would exceed 2**64 - 1"))
+    }
+
+    #[getter]
+    fn value(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Counter(value={})", self.value())
+    }
+}
+
+fn check_bounds(buckets: Option<Vec<f64>>) -> PyResult<Vec<f64>> {
+    let bounds = buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+    if let Some(bad) = bounds.iter().find(|b| !b.is_finite() || **b < 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "bucket bounds must be finite and >= 0 (+Inf is always added), got {bad}"
+        )));
+    }
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(PyValueError::new_err(
+            "bucket bounds must be strictly increasing",
+        ));
+    }
+    Ok(bounds)
+}
+
+fn check_seconds(seconds: f64) -> PyResult<f64> {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Ok(seconds)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "a duration must be finite and >= 0 seconds, got {seconds}"
+        )))
+    }
+}
+
+/// Distribution of durations in seconds, with quantiles whose relative error
+/// is at most 1/128 (see `QUANTILE_RELATIVE_ERROR`).
+#[pyclass(frozen, module = "pepperpy_core._native")]
+pub struct Histogram {
+    inner: TableLock<Core>,
+}
+
+impl Histogram {
+    fn record(&self, py: Python<'_>, seconds: f64) {
+        self.inner.lock(py).observe(seconds);
+    }
+}
+
+#[pymethods]
+impl Histogram {
+    #[new]
+    #[pyo3(signature = (buckets = None))]
+    fn new(buckets: Option<Vec<f64>>) -> PyResult<Self> {
+        Ok(Histogram {
+            inner: TableLock::new(Core::new(check_bounds(buckets)?)),
+        })
+    }
+
+    /// Records one duration (finite, >= 0, in seconds).
+    fn observe(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let seconds = check_seconds(seconds)?;
+        self.record(py, seconds);
+        Ok(())
+    }
+
+    #[getter]
+    fn count(&self, py: Python<'_>) -> u64 {
+        self.inner.lock(py).count()
+    }
+
+    #[getter]
+    fn sum(&self, py: Python<'_>) -> f64 {
+        self.inner.lock(py).sum()
+    }
+
+    /// The smallest sample, or None before the first.
+    #[getter]
+    fn min(&self, py: Python<'_>) -> Option<f64> {
+        self.inner.lock(py).min_max().map(|(min, _)| min)
+    }
+
+    /// The largest sample, or None before the first.
+    #[getter]
+    fn max(&self, py: Python<'_>) -> Option<f64> {
+        self.inner.lock(py).min_max().map(|(_, max)| max)
+    }
+
+    /// The estimated q-quantile (q in [0, 1]), or None before the first sample.
+    fn quantile(&self, py: Python<'_>, q: f64) -> PyResult<Option<f64>> {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(PyValueError::new_err(format!(
+                "quantile needs 0 <= q <= 1, got {q}"
+            )));
+        }
+        Ok(self.inner.lock(py).quantile(q))
+    }
+
+    /// The exported bucket bounds, without the implied +Inf.
+    #[getter]
+    fn bounds(&self, py: Python<'_>) -> Vec<f64> {
+        self.inner.lock(py).bounds().to_vec()
+    }
+
+    /// (upper bound, cumulative count) for each exported bucket, +Inf last.
+    fn buckets(&self, py: Python<'_>) -> Vec<(f64, u64)> {
+        self.inner.lock(py).cumulative_buckets()
+    }
+
+    /// A new Timer that records into this histogram.
+    fn time(slf: &Bound<'_, Self>) -> Timer {
+        Timer::for_histogram(slf.clone().unbind())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let inner = self.inner.lock(py);
+        format!("Histogram(count={}, sum={})", inner.count(), inner.sum())
+    }
+}
+
+/// Times one block at a time (`with`, `async with`) into a Histogram; the
+/// clock is Rust's monotonic `Instant`. Calling it on a function returns a
+/// wrapper that times every call, for plain and `async def` functions.
+#[pyclass(frozen, module = "pepperpy_core._native")]
+pub struct Timer {
+    histogram: Py<Histogram>,
+    started: TableLock<Option<Instant>>,
+}
+
+impl Timer {
+    fn for_histogram(histogram: Py<Histogram>) -> Self {
+        Timer {
+            histogram,
+            started: TableLock::new(None),
+        }
+    }
+
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let mut started = self.started.lock(py);
+        if started.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "this timer is already running; take a new one for each block",
+            ));
+        }
+        *started = Some(Instant::now());
+        Ok(())
+    }
+
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let now = Instant::now();
+        let Some(started) = self.started.lock(py).take() else {
+            return Err(PyRuntimeError::new_err("timer stopped without being started"));
+        };
+        let seconds = now.duration_since(started).as_secs_f64();
+        self.histogram.get().record(py, seconds);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Timer {
+    #[new]
+    fn new(histogram: Py<Histogram>) -> Self {
+        Timer::for_histogram(histogram)
+    }
+
+    /// The histogram this timer records into.
+    #[getter]
+    fn histogram(&self, py: Python<'_>) -> Py<Histogram> {
+        self.histogram.clone_ref(py)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().start(slf.py())?;
+        Ok(slf)
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+
+    fn __aenter__(slf: Bound<'_, Self>) -> PyResult<Ready> {
+        slf.get().start(slf.py())?;
+        Ok(Ready {
+            value: slf.into_any().unbind(),
+        })
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __aexit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<Ready> {
+        self.stop(py)?;
+        Ok(Ready {
+            value: false.into_pyobject(py)?.to_owned().into_any().unbind(),
+        })
+    }
+
+    /// Decorates `func` so that every call is timed (see pepperpy_core._timing).
+    fn __call__(&self, py: Python<'_>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let timed = py.import("pepperpy_core._timing")?.getattr("timed")?;
+        Ok(timed.call1((self.histogram.clone_ref(py), func))?.unbind())
+    }
+}
+
+/// An awaitable that is already done: what `__aenter__` / `__aexit__` return.
+#[pyclass(frozen, module = "pepperpy_core._native")]
+pub struct Ready {
+    value: Py<PyAny>,
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyErr {
+        PyStopIteration::new_err((self.value.clone_ref(py),))
+    }
+
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyErr {
+        self.__next__(py)
+    }
+}
