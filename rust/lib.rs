@@ -4,7 +4,9 @@
 
 mod cache;
 pub mod fifo;
+pub mod histogram;
 mod lock;
+mod metrics;
 
 use pyo3::prelude::*;
 
@@ -12,5 +14,11 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::FIFOCache>()?;
     m.add_class::<cache::CacheStats>()?;
+    m.add_class::<metrics::Counter>()?;
+    m.add_class::<metrics::Histogram>()?;
+    m.add_class::<metrics::Timer>()?;
+    m.add_class::<metrics::Ready>()?;
+    m.add("DEFAULT_BUCKETS", metrics::DEFAULT_BUCKETS.to_vec())?;
+    m.add("QUANTILE_RELATIVE_ERROR", histogram::RELATIVE_ERROR)?;
     Ok(())
 }

@@ -31,12 +31,11 @@ impl Counter {
     }
 
     /// Adds `n` (an int >= 0).
-    #[pyo3(signature = (n = 1))]
-    fn inc(&self, n: i64) -> PyResult<()> {
-        let Ok(n) = u64::try_from(n) else {
-            return Err(PyValueError::new_err(format!(
-                "a counter only goes up: inc() needs n >= 0, got {n}"
-            )));
+    #[pyo3(signature = (n = None))]
+    fn inc(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let n = match n {
+            None => 1,
+            Some(n) => step(n)?,
         };
         self.value
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(n))
@@ -51,6 +50,20 @@ impl Counter {
 
     fn __repr__(&self) -> String {
         format!("Counter(value={})", self.value())
+    }
+}
+
+/// A counter step: an int (or `__index__`) from 0 to 2**63 - 1.
+fn step(n: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let negative = || {
+        PyValueError::new_err(format!(
+            "a counter only goes up: inc() needs n >= 0, got {n}"
+        ))
+    };
+    match n.extract::<i64>() {
+        Ok(v) => u64::try_from(v).map_err(|_| negative()),
+        Err(err) if err.is_instance_of::<PyOverflowError>(n.py()) && n.lt(0)? => Err(negative()),
+        Err(err) => Err(err),
     }
 }
 
@@ -194,7 +207,9 @@ impl Timer {
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let now = Instant::now();
         let Some(started) = self.started.lock(py).take() else {
-            return Err(PyRuntimeError::new_err("timer stopped without being started"));
+            return Err(PyRuntimeError::new_err(
+                "timer stopped without being started",
+            ));
         };
         let seconds = now.duration_since(started).as_secs_f64();
         self.histogram.get().record(py, seconds);
@@ -264,11 +279,12 @@ impl Ready {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyErr {
-        PyStopIteration::new_err((self.value.clone_ref(py),))
+    /// Finishes at once: StopIteration carries the value `await` returns.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Err(PyStopIteration::new_err((self.value.clone_ref(py),)))
     }
 
-    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyErr {
+    fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         self.__next__(py)
     }
 }

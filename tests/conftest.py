@@ -23,15 +23,27 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 PYTHON_ONLY = os.environ.get("PEPPERPY_CORE_BACKEND", "").strip().lower() == "python"
 BACKENDS = ["python"] if PYTHON_ONLY else ["native", "python"]
-_MODULES = {"native": "pepperpy_core._native", "python": "pepperpy_core._fallback.cache"}
+_CACHE = {"native": "pepperpy_core._native", "python": "pepperpy_core._fallback.cache"}
+_METRICS = {"native": "pepperpy_core._native", "python": "pepperpy_core._fallback.metrics"}
 
 
 def implementation(name: str) -> ModuleType:
     """The module that holds backend ``name``'s FIFOCache and CacheStats."""
-    return importlib.import_module(_MODULES[name])
+    return importlib.import_module(_CACHE[name])
+
+
+def metrics_implementation(name: str) -> ModuleType:
+    """The module that holds backend ``name``'s Counter, Histogram and Timer."""
+    return importlib.import_module(_METRICS[name])
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> ModuleType:
-    """Each backend's module in turn."""
+    """Each backend's cache module in turn."""
     return implementation(request.param)
+
+
+@pytest.fixture(params=BACKENDS)
+def metrics_backend(request: pytest.FixtureRequest) -> ModuleType:
+    """Each backend's metrics module in turn."""
+    return metrics_implementation(request.param)

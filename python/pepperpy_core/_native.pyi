@@ -1,13 +1,28 @@
 """Stubs for the Rust extension ``pepperpy_core._native``."""
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Generic, TypeVar, final, overload
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, final, overload
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-__all__ = ["CacheStats", "FIFOCache"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "QUANTILE_RELATIVE_ERROR",
+    "CacheStats",
+    "Counter",
+    "FIFOCache",
+    "Histogram",
+    "Ready",
+    "Timer",
+]
+
+DEFAULT_BUCKETS: list[float]
+QUANTILE_RELATIVE_ERROR: float
 
 @final
 class CacheStats:
@@ -55,3 +70,66 @@ class FIFOCache(Generic[_K, _V]):
     def get_many(self, keys: Iterable[_K]) -> dict[_K, _V]: ...
     def set_many(self, items: Mapping[_K, _V] | Iterable[tuple[_K, _V]]) -> None: ...
     def __class_getitem__(cls, key: Any) -> Any: ...
+
+@final
+class Counter:
+    """A monotonically increasing count; increments are atomic."""
+
+    def __new__(cls) -> Counter: ...
+    def inc(self, n: int | None = None) -> None: ...
+    @property
+    def value(self) -> int: ...
+
+@final
+class Histogram:
+    """Distribution of durations in seconds; quantile error at most 1/128."""
+
+    def __new__(cls, buckets: Sequence[float] | None = None) -> Histogram: ...
+    def observe(self, seconds: float) -> None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def sum(self) -> float: ...
+    @property
+    def min(self) -> float | None: ...
+    @property
+    def max(self) -> float | None: ...
+    @property
+    def bounds(self) -> list[float]: ...
+    def quantile(self, q: float) -> float | None: ...
+    def buckets(self) -> list[tuple[float, int]]: ...
+    def time(self) -> Timer: ...
+
+@final
+class Timer:
+    """Times one block at a time into a Histogram; decorates functions."""
+
+    def __new__(cls, histogram: Histogram) -> Timer: ...
+    @property
+    def histogram(self) -> Histogram: ...
+    def __enter__(self) -> Timer: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Literal[False]: ...
+    def __aenter__(self) -> Ready: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Ready: ...
+    def __call__(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
+
+@final
+class Ready:
+    """An awaitable that is already done."""
+
+    def __await__(self) -> Ready: ...
+    def __iter__(self) -> Ready: ...
+    def __next__(self) -> Any: ...
+    def send(self, _value: Any) -> Any: ...
