@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 
 use crate::histogram::Histogram as Core;
 use crate::lock::TableLock;
@@ -235,8 +234,13 @@ impl Timer {
         Ok(slf)
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         self.stop(py)?;
         Ok(false)
     }
@@ -248,8 +252,13 @@ impl Timer {
         })
     }
 
-    #[pyo3(signature = (*_exc))]
-    fn __aexit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<Ready> {
+    fn __aexit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<Ready> {
         self.stop(py)?;
         Ok(Ready {
             value: false.into_pyobject(py)?.to_owned().into_any().unbind(),
