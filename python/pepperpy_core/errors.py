@@ -1,11 +1,67 @@
 """The exception hierarchy: every error pepperpy-core raises on purpose
-derives from PepperpyError, and from the builtin it refines where one fits."""
+derives from PepperpyError, and from the builtin it refines where one fits.
+Exceptions raised by a module's own code are never wrapped: they reach the
+caller as they were raised."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 
 class PepperpyError(Exception):
     """Base of every error raised by pepperpy-core itself."""
+
+
+class ConfigError(PepperpyError, ValueError):
+    """Raised by ``ModuleConfig.validate()`` and ``ModuleConfig.from_dict()``
+    when a configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Iterable[str], *, subject: str = "configuration") -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {subject} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class LifecycleError(PepperpyError, RuntimeError):
+    """Raised when a module is used against its lifecycle: initialized while
+    it is being cleaned up, or waited on by a caller whose own initialization
+    was cancelled."""
+
+
+class DependencyError(PepperpyError):
+    """Base of the errors about how modules depend on each other."""
+
+
+class MissingDependencyError(DependencyError, LookupError):
+    """Raised when a module requires another by name that is not there."""
+
+
+class DuplicateModuleError(DependencyError, ValueError):
+    """Raised when two different modules in one application share a name."""
+
+
+class CircularDependencyError(DependencyError):
+    """Raised when modules depend on each other in a cycle, at validation or
+    when their initializations would wait on each other; ``cycle`` names the
+    modules in order, the first repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle: tuple[str, ...] = tuple(cycle)
+        super().__init__("circular dependency: " + " -> ".join(self.cycle))
+
+
+class VersionConflictError(DependencyError):
+    """Raised when a module's version does not satisfy what a dependent
+    module requires; names both modules, the requirement and the version."""
+
+    def __init__(self, dependent: str, requirement: str, dependency: str, version: str) -> None:
+        self.dependent = dependent
+        self.requirement = requirement
+        self.dependency = dependency
+        self.version = version
+        super().__init__(
+            f"{dependent} requires {requirement}, but {dependency} is version {version}"
+        )
 
 
 class MetricError(PepperpyError, ValueError):

@@ -1,0 +1,123 @@
+"""Every contract of pepperpy-core as a ``typing.Protocol``: checked
+structurally, so any object with the right methods fits, whether or not it
+inherits from the library's classes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar, overload, runtime_checkable
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+D = TypeVar("D")
+P = TypeVar("P", bound="ConfigProtocol")
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """Something that can be started and stopped."""
+
+    async def initialize(self) -> None: ...
+    async def cleanup(self) -> None: ...
+
+
+@runtime_checkable
+class HealthCheckable(Protocol):
+    """Something that can say whether it is healthy; it may do I/O."""
+
+    async def health_check(self) -> bool: ...
+
+
+@runtime_checkable
+class ModuleProtocol(Lifecycle, HealthCheckable, Protocol):
+    """A full module: lifecycle, health, a name and a version."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+
+
+class ConfigProtocol(Protocol):
+    """A configuration that checks itself and round-trips through plain data."""
+
+    def validate(self) -> None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self: ...
+
+
+class StateStore(Protocol[T]):
+    """Typed state, read and replaced asynchronously."""
+
+    async def get_state(self) -> T: ...
+    async def set_state(self, state: T) -> None: ...
+    async def update_state(self, updater: Callable[[T], T]) -> T: ...
+
+
+class CacheProtocol(Protocol[K, V]):
+    """A bounded mapping: what both FIFOCache backends provide."""
+
+    @property
+    def maxsize(self) -> int: ...
+    @overload
+    def get(self, key: K, default: None = None) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V | D) -> V | D: ...
+    def __getitem__(self, key: K, /) -> V: ...
+    def set(self, key: K, value: V) -> None: ...
+    def __setitem__(self, key: K, value: V, /) -> None: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V | D) -> V | D: ...
+    def clear(self) -> None: ...
+    def keys(self) -> list[K]: ...
+    def values(self) -> list[V]: ...
+    def items(self) -> list[tuple[K, V]]: ...
+    def get_many(self, keys: Iterable[K]) -> dict[K, V]: ...
+    def set_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> None: ...
+
+
+class CounterProtocol(Protocol):
+    """A monotonically increasing count."""
+
+    def inc(self, n: int | None = None) -> None: ...
+    @property
+    def value(self) -> int: ...
+
+
+class HistogramProtocol(Protocol):
+    """A distribution of durations in seconds."""
+
+    def observe(self, seconds: float) -> None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def sum(self) -> float: ...
+    def quantile(self, q: float) -> float | None: ...
+
+
+class TimerProtocol(Protocol):
+    """A context manager (sync and async) that times one block."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool | None: ...
+    def __aenter__(self) -> Awaitable[Any]: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> Awaitable[bool | None]: ...

@@ -1,0 +1,6 @@
+from pepperpy_core import FIFOCache
+from pepperpy_core.protocols import CacheProtocol
+
+cache: CacheProtocol[str, int] = FIFOCache[str, str](10)  # E: Incompatible types in assignment
+typed = FIFOCache[str, int](10)
+typed["a"] = "not an int"  # E: has incompatible type "str"; expected "int"

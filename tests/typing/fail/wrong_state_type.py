@@ -1,0 +1,16 @@
+from collections.abc import Callable
+
+from pepperpy_core.protocols import StateStore
+
+
+class StrStore:
+    async def get_state(self) -> str:
+        return ""
+
+    async def set_state(self, state: str) -> None: ...
+
+    async def update_state(self, updater: Callable[[str], str]) -> str:
+        return ""
+
+
+store: StateStore[int] = StrStore()  # E: Incompatible types in assignment

@@ -1,0 +1,72 @@
+"""Must pass ``mypy --strict``: structural contracts accept what fits them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import assert_type
+
+from pepperpy_core import FIFOCache, _native
+from pepperpy_core._fallback import cache as fallback
+from pepperpy_core.config import ModuleConfig
+from pepperpy_core.metrics import Counter, Histogram, MetricsRegistry
+from pepperpy_core.module import BaseModule, Module
+from pepperpy_core.protocols import (
+    CacheProtocol,
+    ConfigProtocol,
+    CounterProtocol,
+    HealthCheckable,
+    HistogramProtocol,
+    Lifecycle,
+    ModuleProtocol,
+    StateStore,
+    TimerProtocol,
+)
+
+
+class NotAModule:
+    """Has the right methods, inherits from nothing."""
+
+    async def initialize(self) -> None: ...
+    async def cleanup(self) -> None: ...
+
+
+lifecycle: Lifecycle = NotAModule()
+module_as_lifecycle: Lifecycle = BaseModule()
+full: ModuleProtocol = BaseModule()
+health: HealthCheckable = BaseModule()
+
+cache: CacheProtocol[str, int] = FIFOCache[str, int](10)
+native_cache: CacheProtocol[str, int] = _native.FIFOCache[str, int](10)
+fallback_cache: CacheProtocol[str, int] = fallback.FIFOCache[str, int](10)
+assert_type(cache.get("a"), int | None)
+
+config: ConfigProtocol = ModuleConfig(name="x")
+assert_type(ModuleConfig.from_dict({"name": "x"}), ModuleConfig)
+
+counter: CounterProtocol = Counter()
+histogram: HistogramProtocol = Histogram()
+timer: TimerProtocol = MetricsRegistry().timer("t")
+native_timer: TimerProtocol = _native.Histogram().time()
+
+
+class IntStore:
+    def __init__(self) -> None:
+        self.value = 0
+
+    async def get_state(self) -> int:
+        return self.value
+
+    async def set_state(self, state: int) -> None:
+        self.value = state
+
+    async def update_state(self, updater: Callable[[int], int]) -> int:
+        self.value = updater(self.value)
+        return self.value
+
+
+store: StateStore[int] = IntStore()
+
+
+class Typed(Module[ModuleConfig]):
+    async def initialize(self) -> None:
+        assert_type(self.config, ModuleConfig)
