@@ -42,7 +42,8 @@ def main(paths: list[str]) -> None:
     for group in runs[0]:
         subjects = list(runs[0][group])
         ops = _ops(group)
-        base = next((b for b in ("dict", "prometheus_client") if b in subjects), "native")
+        bases = ("dict", "prometheus_client", "bare-coroutines")
+        base = next((b for b in bases if b in subjects), "native")
         print(f"\n{group} ({len(runs)} run(s)):\n")
         print(f"| subject | ns/op | x {base} | x native |")
         print("|---|---:|---:|---:|")

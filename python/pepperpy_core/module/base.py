@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeVar
 
@@ -61,10 +60,23 @@ Listener = Callable[["BaseModule", ModuleState, ModuleState], None]
 
 _log: Final = logging.getLogger("pepperpy_core.module")
 
-#: The guarded lifecycle calls running in this context, innermost last, each
-#: with the body the guard started (a super() call runs a different body).
-_Active = tuple[tuple["BaseModule", Phase, Callable[[Any], Awaitable[None]]], ...]
-_ACTIVE: ContextVar[_Active] = ContextVar("pepperpy_core_active_lifecycle", default=())
+#: The guarded lifecycle calls running in this context, as a linked list
+#: (outer, module, phase, body), innermost first: a cons cell costs one tuple,
+#: where copying a whole stack per call would cost more than the guard itself.
+#: The body tells a super() call (a different body) from a re-entry.
+_Active = tuple["_Active | None", "BaseModule", Phase, Callable[[Any], Awaitable[None]]] | None
+_ACTIVE: ContextVar[_Active] = ContextVar("pepperpy_core_active_lifecycle", default=None)
+
+
+def _frames(active: _Active) -> list[tuple[BaseModule, Phase]]:
+    """The (module, phase) of every active call, outermost first."""
+    out: list[tuple[BaseModule, Phase]] = []
+    while active is not None:
+        out.append((active[1], active[2]))
+        active = active[0]
+    out.reverse()
+    return out
+
 
 #: Which modules' initializations wait on which others' right now, across
 #: tasks: module -> the modules it awaits. A cycle here is a deadlock.
@@ -83,11 +95,31 @@ def _done_waiting(waiter: BaseModule, target: BaseModule) -> None:
         del _WAITS_FOR[id(waiter)]
 
 
-@dataclass
 class _Lifecycle:
-    state: ModuleState = ModuleState.CREATED
-    pending: asyncio.Future[None] | None = None
-    listeners: list[Listener] = field(default_factory=list)
+    """A module's lifecycle record; ``busy`` while a body runs, ``waiters``
+    the futures of callers waiting for that body's outcome."""
+
+    __slots__ = ("busy", "listeners", "logger", "logger_config", "logger_name", "state", "waiters")
+
+    def __init__(self) -> None:
+        self.state = ModuleState.CREATED
+        self.busy = False
+        self.waiters: list[asyncio.Future[None]] = []
+        self.listeners: list[Listener] = []
+        self.logger: logging.Logger | None = None
+        self.logger_config: object = None
+        self.logger_name = ""
+
+    def settle(self, outcome: BaseException | None) -> None:
+        """Hand the finished body's outcome to every caller still waiting."""
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if waiter.done():  # that caller was cancelled
+                continue
+            if outcome is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(outcome)
 
 
 def _cycle_from(start: BaseModule, target: BaseModule) -> list[BaseModule] | None:
@@ -105,20 +137,68 @@ def _cycle_from(start: BaseModule, target: BaseModule) -> list[BaseModule] | Non
     return None
 
 
-def _guard(raw: Callable[[Any], Awaitable[None]], phase: Phase) -> Callable[[Any], Awaitable[None]]:
+def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra calls
+    raw: Callable[[Any], Awaitable[None]], phase: Phase
+) -> Callable[[Any], Awaitable[None]]:
+    """Wrap a lifecycle body in the state machine. The common case (a plain
+    call from outside any lifecycle) runs here without another coroutine
+    layer; nesting, waiting and failure go to BaseModule's helpers."""
     if not inspect.iscoroutinefunction(raw):
         raise TypeError(f"{raw.__qualname__} must be an async def method")
+    is_init = phase == "initialize"
+    done = ModuleState.READY if is_init else ModuleState.CLOSED
+    running = ModuleState.INITIALIZING if is_init else ModuleState.CLEANING_UP
 
     @functools.wraps(raw)
     async def guarded(self: BaseModule) -> None:
         active = _ACTIVE.get()
-        if active and active[-1][0] is self and active[-1][1] == phase and active[-1][2] is not raw:
+        if active is not None and active[1] is self and active[2] == phase and active[3] is not raw:
             await raw(self)  # super().<phase>() inside an override
             return
-        if phase == "initialize":
-            await self._run_initialize(raw, active)
+        lifecycle = self._lifecycle()
+        state = lifecycle.state
+        if active is None and not lifecycle.busy:
+            # The common case: a top-level call on an idle module.
+            if state is (ModuleState.READY if is_init else ModuleState.CLOSED):
+                return
+            ready: Literal[True] | Awaitable[None] = (
+                True if is_init or state is not ModuleState.CREATED else _nothing()
+            )
+        elif is_init:
+            ready = self._may_initialize(lifecycle, active)
         else:
-            await self._run_cleanup(raw, active)
+            ready = self._may_clean_up(lifecycle, active, raw)
+        if ready is not True:
+            await ready
+            return
+        waiter = active[1] if (is_init and active is not None) else None
+        if waiter is not None:
+            _wait_on(waiter, self)
+        token = _ACTIVE.set((active, self, phase, raw))
+        lifecycle.busy = True
+        if lifecycle.listeners:
+            self._transition(lifecycle, running)
+        else:
+            lifecycle.state = running
+        started = time.perf_counter()
+        try:
+            await raw(self)
+        except BaseException as exc:
+            self._failed(lifecycle, phase, exc, started)
+            raise
+        else:
+            lifecycle.busy = False
+            if lifecycle.listeners:
+                self._transition(lifecycle, done)
+            else:
+                lifecycle.state = done
+            self._log_done(lifecycle, "initialized" if is_init else "cleaned up", started)
+            if lifecycle.waiters:
+                lifecycle.settle(None)
+        finally:
+            _ACTIVE.reset(token)
+            if waiter is not None:
+                _done_waiting(waiter, self)
 
     guarded.__pepperpy_guarded__ = True  # type: ignore[attr-defined]
     return guarded
@@ -173,7 +253,7 @@ class BaseModule:
     @property
     def logger(self) -> logging.Logger:
         """The module's logger: ``pepperpy_core.module.<name>``."""
-        return _log.getChild(self.name)
+        return self._logger(self._lifecycle())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.state.value}>"
@@ -232,129 +312,128 @@ class BaseModule:
             lifecycle = self.__dict__.setdefault("_pepperpy_lifecycle", _Lifecycle())
         return lifecycle
 
-    def _transition(self, new: ModuleState) -> None:
-        lifecycle = self._lifecycle()
+    def _logger(self, lifecycle: _Lifecycle) -> logging.Logger:
+        # Cached for the config object it was named after (the guard's fast
+        # path checks only that object's identity): recomputing the name on
+        # every transition cost more than the rest of the guard.
+        config = getattr(self, "config", None)
+        logger = lifecycle.logger
+        if (
+            logger is not None
+            and lifecycle.logger_config is config
+            and (not isinstance(config, ModuleConfig) or config.name == lifecycle.logger_name)
+        ):
+            return logger
+        name = self.name
+        logger = lifecycle.logger = _log.getChild(name)
+        lifecycle.logger_config = config
+        lifecycle.logger_name = name
+        return logger
+
+    def _log_done(self, lifecycle: _Lifecycle, verb: str, started: float) -> None:
+        logger = lifecycle.logger
+        if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
+            logger = self._logger(lifecycle)
+        if logger.isEnabledFor(logging.INFO):
+            elapsed = (time.perf_counter() - started) * 1e3
+            logger.info("%s %s in %.2f ms", verb, self.name, elapsed)
+
+    def _transition(self, lifecycle: _Lifecycle, new: ModuleState) -> None:
         old, lifecycle.state = lifecycle.state, new
-        for listener in list(lifecycle.listeners):
+        if not lifecycle.listeners:
+            return
+        for listener in tuple(lifecycle.listeners):
             try:
                 listener(self, old, new)
             except Exception:
-                self.logger.exception("state listener %r failed on %s -> %s", listener, old, new)
+                self._logger(lifecycle).exception(
+                    "state listener %r failed on %s -> %s", listener, old, new
+                )
 
-    async def _await_other(self, active: _Active, pending: asyncio.Future[None]) -> None:
-        """Wait for this module's in-flight initialization, run by another
-        caller, first refusing a wait that would close a cycle."""
-        waiter = active[-1][0] if active else None
+    async def _await_outcome(self, lifecycle: _Lifecycle, active: _Active) -> None:
+        """Wait for the body another caller is running, first refusing a wait
+        that would close a cycle of initializations."""
+        waiter = active[1] if active is not None else None
         if waiter is not None:
             path = _cycle_from(self, waiter)
             if path is not None:
                 raise CircularDependencyError([m.name for m in (waiter, *path)])
             _wait_on(waiter, self)
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lifecycle.waiters.append(outcome)
         try:
-            await asyncio.shield(pending)
+            await outcome
         finally:
             if waiter is not None:
                 _done_waiting(waiter, self)
 
-    async def _run_initialize(
-        self,
-        raw: Callable[[Any], Awaitable[None]],
-        active: _Active,
-    ) -> None:
-        lifecycle = self._lifecycle()
-        for i, (module, phase, _) in enumerate(active):
+    def _may_initialize(
+        self, lifecycle: _Lifecycle, active: _Active
+    ) -> Literal[True] | Awaitable[None]:
+        """True when the caller should run the initialize body now; otherwise
+        an awaitable that finishes the call (nothing to do, or another
+        caller's outcome). Raises for a cycle or a module cleaning up."""
+        frames = _frames(active)
+        for i, (module, phase) in enumerate(frames):
             if module is self and phase == "initialize":
-                chain = [m.name for m, p, _ in active[i:] if p == "initialize"] + [self.name]
+                chain = [m.name for m, p in frames[i:] if p == "initialize"] + [self.name]
                 raise CircularDependencyError(chain)
-        if lifecycle.state is ModuleState.READY:
-            return
-        if lifecycle.state is ModuleState.INITIALIZING and lifecycle.pending is not None:
-            await self._await_other(active, lifecycle.pending)
-            return
-        if lifecycle.state is ModuleState.CLEANING_UP:
-            raise LifecycleError(f"{self.name}: cannot initialize while it is cleaning up")
+        state = lifecycle.state
+        if state is ModuleState.READY:
+            return _nothing()
+        if lifecycle.busy:
+            if state is ModuleState.CLEANING_UP:
+                raise LifecycleError(f"{self.name}: cannot initialize while it is cleaning up")
+            return self._await_outcome(lifecycle, active)
+        return True
 
-        pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lifecycle.pending = pending
-        waiter = active[-1][0] if active else None
-        if waiter is not None:
-            _wait_on(waiter, self)
-        token = _ACTIVE.set((*active, (self, "initialize", raw)))
-        self._transition(ModuleState.INITIALIZING)
-        started = time.perf_counter()
-        try:
-            await raw(self)
-        except BaseException as exc:
-            elapsed = (time.perf_counter() - started) * 1e3
-            self._transition(ModuleState.FAILED)
-            if isinstance(exc, asyncio.CancelledError):
-                self.logger.warning("initialize of %s cancelled after %.2f ms", self.name, elapsed)
-                outcome: BaseException = LifecycleError(
-                    f"{self.name}: initialization was cancelled"
-                )
-            else:
-                self.logger.error(
-                    "initialize of %s failed after %.2f ms: %r", self.name, elapsed, exc
-                )
-                outcome = exc
-            pending.set_exception(outcome)
-            pending.exception()  # retrieved: no warning when nobody else waits
-            raise
-        else:
-            elapsed = (time.perf_counter() - started) * 1e3
-            self._transition(ModuleState.READY)
-            self.logger.info("initialized %s in %.2f ms", self.name, elapsed)
-            pending.set_result(None)
-        finally:
-            _ACTIVE.reset(token)
-            lifecycle.pending = None
-            if waiter is not None:
-                _done_waiting(waiter, self)
+    def _may_clean_up(
+        self, lifecycle: _Lifecycle, active: _Active, raw: Callable[[Any], Awaitable[None]]
+    ) -> Literal[True] | Awaitable[None]:
+        """True when the caller should run the cleanup body now; otherwise an
+        awaitable that finishes the call."""
+        if active is not None and any(module is self for module, _ in _frames(active)):
+            # cleanup() from this module's own initialize() (to undo half-made
+            # work): run the body, leave the state to the initialize guard.
+            return raw(self)
+        state = lifecycle.state
+        if state is ModuleState.CREATED or state is ModuleState.CLOSED:
+            return _nothing()
+        if lifecycle.busy:
+            return self._clean_up_after_others(lifecycle)
+        return True
 
-    async def _run_cleanup(
-        self,
-        raw: Callable[[Any], Awaitable[None]],
-        active: _Active,
-    ) -> None:
-        lifecycle = self._lifecycle()
-        if any(module is self for module, _, _ in active):
-            # Called from this module's own initialize() (to undo half-made
-            # work) or its own cleanup chain: run the body, leave the state.
-            await raw(self)
-            return
-        while True:
+    async def _clean_up_after_others(self, lifecycle: _Lifecycle) -> None:
+        # Another caller is initializing or cleaning up: let it finish (its
+        # own caller gets its error), then clean up unless it already did.
+        while lifecycle.busy:
             state = lifecycle.state
-            if state in (ModuleState.CREATED, ModuleState.CLOSED):
-                return
-            in_flight = lifecycle.pending
-            if in_flight is None:
-                break
-            # Another caller is initializing or cleaning up: let it finish.
             with _suppress_failure():
-                await asyncio.shield(in_flight)
+                await self._await_outcome(lifecycle, None)
             if state is ModuleState.CLEANING_UP:
                 return
-        pending = asyncio.get_running_loop().create_future()
-        lifecycle.pending = pending
-        token = _ACTIVE.set((*active, (self, "cleanup", raw)))
-        self._transition(ModuleState.CLEANING_UP)
-        started = time.perf_counter()
-        try:
-            await raw(self)
-        except BaseException as exc:
-            elapsed = (time.perf_counter() - started) * 1e3
-            self._transition(ModuleState.FAILED)
-            self.logger.error("cleanup of %s failed after %.2f ms: %r", self.name, elapsed, exc)
-            pending.set_result(None)
-            raise
+        await self.cleanup()
+
+    def _failed(
+        self, lifecycle: _Lifecycle, phase: Phase, exc: BaseException, started: float
+    ) -> None:
+        elapsed = (time.perf_counter() - started) * 1e3
+        lifecycle.busy = False
+        self._transition(lifecycle, ModuleState.FAILED)
+        logger = self._logger(lifecycle)
+        if isinstance(exc, asyncio.CancelledError):
+            logger.warning("%s of %s cancelled after %.2f ms", phase, self.name, elapsed)
+            outcome: BaseException = LifecycleError(f"{self.name}: {phase} was cancelled")
         else:
-            elapsed = (time.perf_counter() - started) * 1e3
-            self._transition(ModuleState.CLOSED)
-            self.logger.info("cleaned up %s in %.2f ms", self.name, elapsed)
-            pending.set_result(None)
-        finally:
-            _ACTIVE.reset(token)
-            lifecycle.pending = None
+            logger.error("%s of %s failed after %.2f ms: %r", phase, self.name, elapsed, exc)
+            outcome = exc
+        if phase == "cleanup":
+            outcome = LifecycleError(f"{self.name}: cleanup failed: {exc!r}")
+        lifecycle.settle(outcome)
+
+
+async def _nothing() -> None:
+    """An awaitable for a call that has nothing left to do."""
 
 
 class _suppress_failure:
