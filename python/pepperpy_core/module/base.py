@@ -155,7 +155,7 @@ def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra c
         if active is not None and active[1] is self and active[2] == phase and active[3] is not raw:
             await raw(self)  # super().<phase>() inside an override
             return
-        lifecycle = self._lifecycle()
+        lifecycle = self.__dict__.get("_pepperpy_lifecycle") or self._lifecycle()
         state = lifecycle.state
         if active is None and not lifecycle.busy:
             # The common case: a top-level call on an idle module.
@@ -192,7 +192,11 @@ def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra c
                 self._transition(lifecycle, done)
             else:
                 lifecycle.state = done
-            self._log_done(lifecycle, "initialized" if is_init else "cleaned up", started)
+            logger = lifecycle.logger
+            if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
+                logger = self._logger(lifecycle)
+            if logger.isEnabledFor(logging.INFO):
+                self._log_done(logger, "initialized" if is_init else "cleaned up", started)
             if lifecycle.waiters:
                 lifecycle.settle(None)
         finally:
@@ -330,13 +334,9 @@ class BaseModule:
         lifecycle.logger_name = name
         return logger
 
-    def _log_done(self, lifecycle: _Lifecycle, verb: str, started: float) -> None:
-        logger = lifecycle.logger
-        if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
-            logger = self._logger(lifecycle)
-        if logger.isEnabledFor(logging.INFO):
-            elapsed = (time.perf_counter() - started) * 1e3
-            logger.info("%s %s in %.2f ms", verb, self.name, elapsed)
+    def _log_done(self, logger: logging.Logger, verb: str, started: float) -> None:
+        elapsed = (time.perf_counter() - started) * 1e3
+        logger.info("%s %s in %.2f ms", verb, self.name, elapsed)
 
     def _transition(self, lifecycle: _Lifecycle, new: ModuleState) -> None:
         old, lifecycle.state = lifecycle.state, new
