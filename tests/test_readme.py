@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -16,5 +18,8 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(source: str) -> None:
-    exec(compile(source, str(README), "exec"), {"__name__": "readme"})
+def test_readme_block_runs(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real module, so that dataclasses and pickling can find it by name.
+    module = types.ModuleType("readme_block")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(source, str(README), "exec"), module.__dict__)
