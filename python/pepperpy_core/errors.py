@@ -28,6 +28,26 @@ class LifecycleError(PepperpyError, RuntimeError):
     was cancelled."""
 
 
+class StateNotSetError(PepperpyError, LookupError):
+    """Raised by ``StateModule.get_state()`` before any state was set (and no
+    initial state was given)."""
+
+
+class RetryDeadlineError(PepperpyError, TimeoutError):
+    """Raised when a retried call runs past its overall deadline; the running
+    attempt was cancelled. ``attempts`` counts the attempts started and the
+    last attempt's error, if any, is the ``__cause__``."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class ResourceReleaseError(PepperpyError, ExceptionGroup[Exception]):
+    """Raised by ``ResourceModule.cleanup()`` after every resource was
+    released, when some releases failed; holds each failure."""
+
+
 class DependencyError(PepperpyError):
     """Base of the errors about how modules depend on each other."""
 

@@ -70,3 +70,12 @@ store: StateStore[int] = IntStore()
 class Typed(Module[ModuleConfig]):
     async def initialize(self) -> None:
         assert_type(self.config, ModuleConfig)
+
+
+async def state_module_is_a_state_store() -> None:
+    from pepperpy_core.module import StateModule
+
+    module: StateModule[int] = StateModule(initial=0)
+    typed_store: StateStore[int] = module
+    assert_type(await module.get_state(), int)
+    assert_type(await typed_store.update_state(lambda s: s + 1), int)

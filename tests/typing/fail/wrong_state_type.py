@@ -1,5 +1,6 @@
 from collections.abc import Callable
 
+from pepperpy_core.module import StateModule
 from pepperpy_core.protocols import StateStore
 
 
@@ -14,3 +15,10 @@ class StrStore:
 
 
 store: StateStore[int] = StrStore()  # E: Incompatible types in assignment
+
+
+async def use() -> str:
+    module: StateModule[int] = StateModule(initial=0)
+    await module.set_state("not an int")  # E: has incompatible type "str"; expected "int"
+    text: str = await module.get_state()  # E: Incompatible types in assignment
+    return text

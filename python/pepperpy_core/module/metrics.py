@@ -1,0 +1,70 @@
+"""MetricsModule: a module with its own MetricsRegistry.
+
+- ``timer(name)``: a Timer on the histogram ``name`` (labelled with the
+  module's name), for ``with`` and ``async with``.
+- ``record_success()`` and ``record_failure(reason)``: counters
+  ``successes_total`` and ``failures_total`` (the latter per reason).
+- ``initialize()`` and ``cleanup()`` are timed and counted automatically, for
+  every subclass: ``lifecycle_seconds{phase}`` and
+  ``lifecycle_total{phase, outcome}``, from the module's state transitions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pepperpy_core.metrics import MetricsRegistry, Timer
+from pepperpy_core.module.base import BaseModule, ModuleState
+
+_PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
+_OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAILED: "failed"}
+
+
+class MetricsModule(BaseModule):
+    """A module that measures itself (see this module's doc)."""
+
+    def __init__(self, config: Any = None, *, registry: MetricsRegistry | None = None) -> None:
+        super().__init__(config)
+        self.metrics = registry if registry is not None else MetricsRegistry()
+        self._phase_started: tuple[str, float] | None = None
+        self.add_listener(self._on_transition)
+
+    def _labels(self, **extra: str) -> dict[str, str]:
+        return {"module": self.name, **extra}
+
+    def _on_transition(self, module: BaseModule, old: ModuleState, new: ModuleState) -> None:
+        phase = _PHASES.get(new)
+        if phase is not None:
+            self._phase_started = (phase, time.perf_counter())
+            return
+        outcome = _OUTCOMES.get(new)
+        if outcome is None or self._phase_started is None:
+            return
+        phase, started = self._phase_started
+        self._phase_started = None
+        labels = self._labels(phase=phase)
+        self.metrics.histogram("lifecycle_seconds", labels).observe(time.perf_counter() - started)
+        self.metrics.counter("lifecycle_total", {**labels, "outcome": outcome}).inc()
+
+    def timer(self, name: str) -> Timer:
+        """A new Timer on the histogram ``name``, labelled with the module."""
+        return self.metrics.timer(name, self._labels())
+
+    def record_success(self) -> None:
+        """Count one success."""
+        self.metrics.counter("successes_total", self._labels()).inc()
+
+    def record_failure(self, reason: str) -> None:
+        """Count one failure for ``reason``."""
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str, not {type(reason).__name__}")
+        self.metrics.counter("failures_total", self._labels(reason=reason)).inc()
+
+    def successes(self) -> int:
+        """Successes recorded so far."""
+        return self.metrics.counter("successes_total", self._labels()).value
+
+    def failures(self, reason: str) -> int:
+        """Failures recorded so far for ``reason``."""
+        return self.metrics.counter("failures_total", self._labels(reason=reason)).value

@@ -1,0 +1,170 @@
+"""ResourceModule: resources registered with a module are released in reverse
+order on cleanup.
+
+- ``add_resource(resource, close=None)``: an object with ``aclose()`` or
+  ``close()`` (sync or async), or any object with an explicit ``close``
+  callable; refused at once (TypeError) when there is nothing to call.
+- ``enter_resource(cm)``: enters a sync or async context manager now and
+  exits it on cleanup; returns what it entered.
+- ``add_callback(fn, *args)``: a plain (or async) callback run on cleanup.
+- Cleanup releases everything in reverse order of registration; when some
+  releases fail the rest still run, and the failures are raised together
+  afterwards as ResourceReleaseError (an ExceptionGroup).
+- ``use(resource)`` (a context manager) counts how often and how many times
+  at once each resource is used; ``usage()`` reports it.
+- ``cache`` is a FIFOCache of ``cache_size`` entries, cleared on cleanup;
+  subclasses may replace it (the spec's CacheModule puts a dict there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pepperpy_core.cache import FIFOCache
+from pepperpy_core.errors import ResourceReleaseError
+from pepperpy_core.module.base import BaseModule
+
+R = TypeVar("R")
+
+
+@dataclass
+class Usage:
+    """How a resource was used: times in all, and right now."""
+
+    uses: int = 0
+    active: int = 0
+
+
+@dataclass
+class _Entry:
+    resource: object
+    release: Callable[[], object]
+    label: str
+
+
+def _label(resource: object) -> str:
+    return f"{type(resource).__name__}@{id(resource):x}"
+
+
+class ResourceModule(BaseModule):
+    """A module that owns resources and releases them on cleanup."""
+
+    def __init__(self, config: Any = None, *, cache_size: int = 1000) -> None:
+        super().__init__(config)
+        self.cache: Any = FIFOCache(cache_size)
+        self._resources: list[_Entry] = []
+        self._usage: dict[int, Usage] = {}
+
+    def _registry(self) -> list[_Entry]:
+        # For subclasses that skip super().__init__().
+        if "_resources" not in self.__dict__:
+            self._resources = []
+            self._usage = {}
+        return self._resources
+
+    def add_resource(self, resource: R, close: Callable[[], object] | None = None) -> R:
+        """Release ``resource`` on cleanup with ``close``, else its
+        ``aclose()`` or ``close()``; returns ``resource``."""
+        release: Callable[[], object]
+        if close is not None:
+            if not callable(close):
+                raise TypeError(f"close must be callable, not {type(close).__name__}")
+            release = close
+        elif callable(getattr(resource, "aclose", None)):
+            release = resource.aclose  # type: ignore[attr-defined]
+        elif callable(getattr(resource, "close", None)):
+            release = resource.close  # type: ignore[attr-defined]
+        else:
+            raise TypeError(
+                f"{type(resource).__name__} has no close() or aclose(); pass close= explicitly"
+            )
+        self._registry().append(_Entry(resource, release, _label(resource)))
+        return resource
+
+    async def enter_resource(
+        self, cm: AbstractAsyncContextManager[R] | AbstractContextManager[R]
+    ) -> R:
+        """Enter ``cm`` now and exit it on cleanup; returns what it entered."""
+        if isinstance(cm, AbstractAsyncContextManager):
+            entered = await cm.__aenter__()
+            async_cm = cm
+
+            def exit_() -> object:
+                return async_cm.__aexit__(None, None, None)
+
+        elif isinstance(cm, AbstractContextManager):
+            entered = cm.__enter__()
+            sync_cm = cm
+
+            def exit_() -> object:
+                return sync_cm.__exit__(None, None, None)
+
+        else:
+            raise TypeError(f"{type(cm).__name__} is not a context manager")
+        self._registry().append(_Entry(cm, exit_, _label(cm)))
+        return entered
+
+    def add_callback(self, fn: Callable[..., object], /, *args: Any) -> None:
+        """Call ``fn(*args)`` (awaiting it if it is async) on cleanup."""
+        if not callable(fn):
+            raise TypeError(f"{type(fn).__name__} is not callable")
+        self._registry().append(
+            _Entry(fn, lambda: fn(*args), getattr(fn, "__qualname__", _label(fn)))
+        )
+
+    @property
+    def resources(self) -> list[object]:
+        """What is registered, oldest first."""
+        return [entry.resource for entry in self._registry()]
+
+    @contextlib.contextmanager
+    def use(self, resource: R) -> Iterator[R]:
+        """Count a use of ``resource`` for the length of the block."""
+        self._registry()
+        usage = self._usage.setdefault(id(resource), Usage())
+        usage.uses += 1
+        usage.active += 1
+        try:
+            yield resource
+        finally:
+            usage.active -= 1
+
+    @contextlib.asynccontextmanager
+    async def ause(self, resource: R) -> AsyncIterator[R]:
+        """``use()`` for ``async with``."""
+        with self.use(resource):
+            yield resource
+
+    def usage(self, resource: object) -> Usage:
+        """How ``resource`` has been used (zeros if never)."""
+        self._registry()
+        usage = self._usage.get(id(resource), Usage())
+        return Usage(usage.uses, usage.active)
+
+    async def cleanup(self) -> None:
+        """Release every resource in reverse order; raise the failures together."""
+        entries = self._registry()
+        failures: list[Exception] = []
+        while entries:
+            entry = entries.pop()
+            try:
+                outcome = entry.release()
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as error:
+                error.add_note(f"while releasing {entry.label}")
+                self.logger.error("releasing %s failed: %r", entry.label, error)
+                failures.append(error)
+        self._usage.clear()
+        clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
+        if callable(clear):
+            clear()
+        if failures:
+            raise ResourceReleaseError(
+                f"{self.name}: {len(failures)} resource(s) failed to release", failures
+            )

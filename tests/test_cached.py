@@ -1,0 +1,111 @@
+"""CachedModule.get_or_load: single flight, failures, cancellation, stats."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pepperpy_core.module import CachedModule, LoadStats
+from tests.asyncutil import run
+
+
+def test_hundred_callers_one_load() -> None:
+    m = CachedModule()
+    loads = 0
+
+    async def loader() -> str:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return "value"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(m.get_or_load("k", loader) for _ in range(100)))
+
+    assert run(main()) == ["value"] * 100
+    assert loads == 1
+    assert m.cache["k"] == "value"
+    assert m.cache_stats() == LoadStats(hits=0, misses=100, loads=1, failures=0)
+    assert run(m.get_or_load("k", loader)) == "value"
+    assert m.cache_stats().hits == 1
+
+
+def test_failing_loader_reaches_every_waiter_and_caches_nothing() -> None:
+    m = CachedModule()
+    err = ConnectionError("backend down")
+
+    async def loader() -> str:
+        await asyncio.sleep(0.01)
+        raise err
+
+    async def main() -> list[BaseException | str]:
+        return await asyncio.gather(
+            *(m.get_or_load("k", loader) for _ in range(10)), return_exceptions=True
+        )
+
+    results = run(main())
+    assert all(r is err for r in results)
+    assert "k" not in m.cache
+    assert m.cache_stats().failures == 1
+
+    async def ok() -> str:
+        return "fine"
+
+    assert run(m.get_or_load("k", ok)) == "fine"  # a later call loads again
+
+
+def test_cancelled_caller_does_not_cancel_the_load() -> None:
+    m = CachedModule()
+    release = asyncio.Event()
+
+    async def loader() -> str:
+        await release.wait()
+        return "v"
+
+    async def main() -> str:
+        first = asyncio.create_task(m.get_or_load("k", loader))
+        second = asyncio.create_task(m.get_or_load("k", loader))
+        await asyncio.sleep(0)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        release.set()
+        return await second
+
+    assert run(main()) == "v"
+    assert m.cache["k"] == "v"
+    assert m.cache_stats().loads == 1
+
+
+def test_cache_size_eviction_and_cleanup() -> None:
+    m = CachedModule(maxsize=2)
+
+    async def main() -> None:
+        await m.initialize()
+        for key in "abc":
+
+            async def load(key: str = key) -> str:
+                return key.upper()
+
+            assert await m.get_or_load(key, load) == key.upper()
+        assert m.cache.keys() == ["b", "c"]
+        await m.cleanup()
+
+    run(main())
+    assert len(m.cache) == 0
+
+
+def test_works_with_a_dict_in_place_of_the_cache() -> None:
+    class DictCached(CachedModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cache = {}
+
+    m = DictCached()
+
+    async def loader() -> int:
+        return 7
+
+    assert run(m.get_or_load("k", loader)) == 7
+    assert m.cache == {"k": 7}
