@@ -7,7 +7,7 @@ not cancel the load for the others. ``cache_stats()`` counts hits, misses,
 loads and failed loads. The cache is cleared on cleanup.
 
 The spec's DataModule replaces ``self.cache`` with a dict; ``get_or_load``
-works with any object that has ``get(key, default)`` and ``__setitem__``.
+works with any mapping whose ``[]`` raises KeyError for a missing key.
 """
 
 from __future__ import annotations
@@ -15,17 +15,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.module.base import BaseModule
-
-
-class _Missing:
-    __slots__ = ()
-
-
-_MISSING: Final[Any] = _Missing()
 
 
 @dataclass(frozen=True)
@@ -55,11 +48,12 @@ class CachedModule(BaseModule):
     async def get_or_load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value of ``key``, or the value ``loader()`` produces, which
         is then cached; concurrent calls for one key share one load."""
-        value = self.cache.get(key, _MISSING)
-        if value is not _MISSING:
-            self._hits += 1
-            return value
-        return await self._load(key, loader)
+        try:
+            value = self.cache[key]
+        except KeyError:
+            return await self._load(key, loader)
+        self._hits += 1
+        return value
 
     async def _load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
         self._fields()
