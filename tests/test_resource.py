@@ -180,3 +180,27 @@ def test_subclass_cleanup_with_super() -> None:
 
     run(main())
     assert log == ["pool cleanup", "conn"]
+
+
+def test_capability_modules_compose_their_cleanups() -> None:
+    from pepperpy_core.module import CachedModule, StateModule
+
+    log.clear()
+
+    class All(StateModule[int], CachedModule, ResourceModule):
+        pass
+
+    m = All(initial=0)
+
+    async def main() -> None:
+        await m.initialize()
+        m.add_resource(SyncClose("r"))
+        m.cache["k"] = 1
+        await m.set_state(5)
+        await m.cleanup()
+        assert await m.get_state() == 0
+
+    run(main())
+    assert log == ["r"]
+    assert len(m.cache) == 0
+    assert m.state is ModuleState.CLOSED

@@ -88,3 +88,4 @@ class CachedModule(BaseModule):
         clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
         if callable(clear):
             clear()
+        await super().cleanup()  # capability modules compose as mixins

@@ -164,6 +164,7 @@ class ResourceModule(BaseModule):
         clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
         if callable(clear):
             clear()
+        await super().cleanup()  # capability modules compose as mixins
         if failures:
             raise ResourceReleaseError(
                 f"{self.name}: {len(failures)} resource(s) failed to release", failures

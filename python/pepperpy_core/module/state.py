@@ -197,3 +197,4 @@ class StateModule(BaseModule, Generic[T]):
         for subscription in tuple(self._subscriptions):
             subscription.close()
         self._state = self._initial
+        await super().cleanup()  # capability modules compose as mixins
