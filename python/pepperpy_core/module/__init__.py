@@ -6,6 +6,7 @@ from __future__ import annotations
 from pepperpy_core.config import ModuleConfig
 from pepperpy_core.module.base import BaseModule, Listener, Module, ModuleState
 from pepperpy_core.module.cached import CachedModule, LoadStats
+from pepperpy_core.module.dependent import DependentModule
 from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.module.resource import ResourceModule, Usage
 from pepperpy_core.module.retry import (
@@ -21,6 +22,7 @@ from pepperpy_core.module.state import StateChange, StateModule, Subscription
 __all__ = [
     "BaseModule",
     "CachedModule",
+    "DependentModule",
     "Listener",
     "LoadStats",
     "MetricsModule",
