@@ -49,6 +49,7 @@ class Probe(DependentModule):
         self.start_delay = start_delay
         self.stop_delay = stop_delay
         self.entered = asyncio.Event()
+        self.leaving = asyncio.Event()
 
     async def initialize(self) -> None:
         for dep in self.dependencies():
@@ -61,6 +62,7 @@ class Probe(DependentModule):
 
     async def cleanup(self) -> None:
         self.log.append(f"stop {self.name}")
+        self.leaving.set()
         await asyncio.sleep(self.stop_delay)
         if self.fail_stop:
             raise OSError(f"{self.name} cannot stop")
@@ -617,3 +619,25 @@ def test_random_dags_start_topologically_and_stop_in_reverse(
                 and f"m{i}" not in (f"m{k}" for k in fail_start)
             ):
                 assert stop_at[f"m{i}"] < stop_at[f"m{d}"]
+
+
+def test_a_second_signal_forces_the_stop() -> None:
+    log: list[str] = []
+    a = Probe("a", log)
+    stuck = Probe("stuck", log, a, stop_delay=3600)
+    app = Application(stuck)
+
+    async def main() -> None:
+        runner = asyncio.create_task(app.run(signals=(signal.SIGUSR1,)))
+        await stuck.entered.wait()
+        await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGUSR1)  # graceful: "stuck" hangs in cleanup
+        await stuck.leaving.wait()
+        os.kill(os.getpid(), signal.SIGUSR1)  # forced
+        with pytest.raises(ShutdownError) as info:
+            await runner
+        messages = [str(e) for e in info.value.exceptions]
+        assert "stopping stuck was cancelled" in messages
+        assert "a was not stopped: shutdown forced" in messages
+
+    run(main())

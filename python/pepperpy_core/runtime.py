@@ -307,41 +307,49 @@ class Application:
         if self._started:
             return
         waiting = {id(n): len(n.deps) for n in nodes}
-        tasks: dict[asyncio.Task[None], _Node] = {}
+        # Each start reports on one queue: waiting on it costs the same
+        # however many starts are in flight (asyncio.wait would not).
+        finished: asyncio.Queue[tuple[_Node, BaseException | None]] = asyncio.Queue()
+        in_flight: dict[int, asyncio.Task[None]] = {}
         attempted: list[_Node] = []
-        failure: tuple[_Node, BaseException] | None = None
+
+        async def start_one(node: _Node) -> None:
+            try:
+                await self._start_one(node)
+            except BaseException as error:  # reported, and re-raised below
+                finished.put_nowait((node, error))
+            else:
+                finished.put_nowait((node, None))
 
         def launch(node: _Node) -> None:
             attempted.append(node)
-            tasks[asyncio.ensure_future(self._start_one(node))] = node
+            in_flight[id(node)] = asyncio.ensure_future(start_one(node))
+
+        async def cancel_in_flight() -> None:
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            self._started.extend(n for n in attempted if n.running and n not in self._started)
 
         for node in nodes:
             if not node.deps:
                 launch(node)
+        failure: tuple[_Node, BaseException] | None = None
         try:
-            while tasks:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    node = tasks.pop(task)
-                    error = task.exception() if not task.cancelled() else None
-                    if task.cancelled() or error is not None:
-                        if failure is None:
-                            failure = (node, error or asyncio.CancelledError())
-                            for other in tasks:
-                                other.cancel()
-                        continue
-                    self._started.append(node)
-                    if failure is not None:
-                        continue
-                    for dependent in node.dependents:
-                        waiting[id(dependent)] -= 1
-                        if waiting[id(dependent)] == 0:
-                            launch(dependent)
+            while in_flight:
+                node, error = await finished.get()
+                del in_flight[id(node)]
+                if error is not None:
+                    failure = (node, error)
+                    await cancel_in_flight()
+                    break
+                self._started.append(node)
+                for dependent in node.dependents:
+                    waiting[id(dependent)] -= 1
+                    if waiting[id(dependent)] == 0:
+                        launch(dependent)
         except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._started.extend(n for t, n in tasks.items() if not t.cancelled() and n.running)
+            await cancel_in_flight()
             await self._rollback(attempted)
             raise
         if failure is not None:
@@ -400,23 +408,25 @@ class Application:
         ids = {id(n) for n in running}
         # A module stops once every running module that depends on it has.
         waiting = {id(n): sum(1 for d in n.dependents if id(d) in ids) for n in running}
+        finished: asyncio.Queue[tuple[_Node, Exception | None]] = asyncio.Queue()
+        in_flight: dict[int, asyncio.Task[None]] = {}
+        stopped: set[int] = set()
         errors: list[Exception] = []
-        tasks: dict[asyncio.Task[Exception | None], _Node] = {}
+
+        async def stop_one(node: _Node) -> None:
+            finished.put_nowait((node, await self._stop_one(node)))
 
         def launch(node: _Node) -> None:
-            tasks[asyncio.ensure_future(self._stop_one(node))] = node
+            in_flight[id(node)] = asyncio.ensure_future(stop_one(node))
 
         for node in reversed(running):
             if waiting[id(node)] == 0:
                 launch(node)
-        while tasks:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                node = tasks.pop(task)
-                if task.cancelled():
-                    error: Exception | None = LifecycleError(f"stopping {node.name} was cancelled")
-                else:
-                    error = task.result()
+        try:
+            while in_flight:
+                node, error = await finished.get()
+                del in_flight[id(node)]
+                stopped.add(id(node))
                 if error is not None:
                     errors.append(error)
                 for dep in node.deps:
@@ -424,6 +434,20 @@ class Application:
                         waiting[id(dep)] -= 1
                         if waiting[id(dep)] == 0:
                             launch(dep)
+        except asyncio.CancelledError:
+            # Forced: cancel the cleanups still running, skip the rest.
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            while not finished.empty():
+                node, error = finished.get_nowait()
+                stopped.add(id(node))
+                if error is not None:
+                    errors.append(error)
+            for node in running:
+                if id(node) not in stopped:
+                    node.running = False
+                    errors.append(LifecycleError(f"{node.name} was not stopped: shutdown forced"))
         return errors
 
     async def stop(self) -> None:
