@@ -11,6 +11,7 @@ float, bool, None, list, tuple, dict, unions, Literal and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -25,6 +26,19 @@ from packaging.version import InvalidVersion, Version
 from pepperpy_core.errors import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+
+@functools.lru_cache(maxsize=4096)
+def _version(text: str) -> Version:
+    """``Version(text)``, parsed once per string: an application validates
+    every module's config before it starts, and parsing dominates that."""
+    return Version(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _requirement(text: str) -> Requirement:
+    """``Requirement(text)``, parsed once per string (see ``_version``)."""
+    return Requirement(text)
 
 
 def _type_name(annotation: Any) -> str:
@@ -182,7 +196,7 @@ class ModuleConfig:
             )
         if isinstance(version, str):
             try:
-                Version(version)
+                _version(version)
             except InvalidVersion:
                 found.append(f"version: {version!r} is not a PEP 440 version")
         if isinstance(dependencies, list | tuple):
@@ -191,7 +205,7 @@ class ModuleConfig:
                 if not isinstance(spec, str):
                     continue
                 try:
-                    req = Requirement(spec)
+                    req = _requirement(spec)
                 except InvalidRequirement as exc:
                     found.append(f"dependencies[{i}]: {spec!r} is not a requirement ({exc})")
                     continue
@@ -215,7 +229,7 @@ class ModuleConfig:
 
     def requirements(self) -> list[Requirement]:
         """``dependencies`` parsed (call validate() first for clear errors)."""
-        return [Requirement(spec) for spec in self.dependencies]
+        return [_requirement(spec) for spec in self.dependencies]
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-safe data (tuples become lists)."""

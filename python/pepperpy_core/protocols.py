@@ -23,6 +23,22 @@ class Lifecycle(Protocol):
     async def cleanup(self) -> None: ...
 
 
+_LIFECYCLE_TYPES: dict[type, bool] = {}
+
+
+def is_lifecycle(obj: object) -> bool:
+    """``isinstance(obj, Lifecycle)``, answered per type from a cache: the
+    runtime Protocol check costs microseconds, too much for large graphs."""
+    kind = type(obj)
+    known = _LIFECYCLE_TYPES.get(kind)
+    if known is None:
+        known = not isinstance(obj, type) and all(
+            callable(getattr(kind, method, None)) for method in ("initialize", "cleanup")
+        )
+        _LIFECYCLE_TYPES[kind] = known
+    return known
+
+
 @runtime_checkable
 class HealthCheckable(Protocol):
     """Something that can say whether it is healthy; it may do I/O."""

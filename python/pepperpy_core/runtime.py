@@ -56,7 +56,7 @@ from pepperpy_core.errors import (
 )
 from pepperpy_core.module.base import BaseModule, ModuleState
 from pepperpy_core.module.dependent import DependentModule
-from pepperpy_core.protocols import Lifecycle
+from pepperpy_core.protocols import Lifecycle, is_lifecycle
 
 _log: Final = logging.getLogger("pepperpy_core.runtime")
 
@@ -135,10 +135,6 @@ def _check_timeout(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def _is_lifecycle(obj: object) -> bool:
-    return isinstance(obj, Lifecycle) and not isinstance(obj, type)
-
-
 class Application:
     """A graph of modules started, stopped and checked together (see this
     module's doc)."""
@@ -169,7 +165,7 @@ class Application:
     def add(self, *modules: Lifecycle) -> None:
         """Add modules (and what they depend on) before the application starts."""
         for module in modules:
-            if not _is_lifecycle(module):
+            if not is_lifecycle(module):
                 raise TypeError(
                     f"an Application runs objects with async initialize() and cleanup(), "
                     f"not {type(module).__name__}"
@@ -182,28 +178,28 @@ class Application:
     def _discover(self) -> list[_Node]:
         nodes: dict[int, _Node] = {}
         order: list[_Node] = []
+        found: list[tuple[_Node, list[Any]]] = []
         pending = list(self._roots)
         while pending:
-            module = pending.pop(0)
+            module = pending.pop()
             if id(module) in nodes:
                 continue
             node = _Node(module, _name_of(module))
             nodes[id(module)] = node
             order.append(node)
             find = getattr(module, "dependencies", None)
-            if callable(find):
-                for dep in find():
-                    if not _is_lifecycle(dep):
-                        raise TypeError(
-                            f"{node.name} depends on {type(dep).__name__}, which has no "
-                            "async initialize() and cleanup()"
-                        )
-                    pending.append(dep)
-        for node in order:
-            find = getattr(node.module, "dependencies", None)
-            if callable(find):
-                for dep in find():
-                    _link(node, nodes[id(dep)])
+            deps = list(find()) if callable(find) else []
+            for dep in deps:
+                if not is_lifecycle(dep):
+                    raise TypeError(
+                        f"{node.name} depends on {type(dep).__name__}, which has no "
+                        "async initialize() and cleanup()"
+                    )
+            found.append((node, deps))
+            pending.extend(reversed(deps))
+        for node, deps in found:
+            for dep in deps:
+                _link(node, nodes[id(dep)])
         return order
 
     def _plan(self) -> list[_Node]:
@@ -282,7 +278,7 @@ class Application:
     async def _start_one(self, node: _Node) -> None:
         self._emit(node, ModuleState.CREATED, ModuleState.INITIALIZING)
         started = time.perf_counter()
-        deadline = asyncio.timeout(self.start_timeout)
+        deadline = _timeout(self.start_timeout)
         try:
             async with deadline:
                 await node.module.initialize()
@@ -309,6 +305,7 @@ class Application:
         waiting = {id(n): len(n.deps) for n in nodes}
         # Each start reports on one queue: waiting on it costs the same
         # however many starts are in flight (asyncio.wait would not).
+        loop = asyncio.get_running_loop()
         finished: asyncio.Queue[tuple[_Node, BaseException | None]] = asyncio.Queue()
         in_flight: dict[int, asyncio.Task[None]] = {}
         attempted: list[_Node] = []
@@ -323,7 +320,7 @@ class Application:
 
         def launch(node: _Node) -> None:
             attempted.append(node)
-            in_flight[id(node)] = asyncio.ensure_future(start_one(node))
+            in_flight[id(node)] = loop.create_task(start_one(node))
 
         async def cancel_in_flight() -> None:
             for task in in_flight.values():
@@ -336,9 +333,9 @@ class Application:
                 launch(node)
         failure: tuple[_Node, BaseException] | None = None
         try:
-            while in_flight:
+            while len(attempted) > len(self._started):
                 node, error = await finished.get()
-                del in_flight[id(node)]
+                in_flight.pop(id(node), None)
                 if error is not None:
                     failure = (node, error)
                     await cancel_in_flight()
@@ -377,7 +374,7 @@ class Application:
     async def _stop_one(self, node: _Node) -> Exception | None:
         self._emit(node, ModuleState.READY, ModuleState.CLEANING_UP)
         started = time.perf_counter()
-        deadline = asyncio.timeout(self.stop_timeout)
+        deadline = _timeout(self.stop_timeout)
         outcome: Exception | None = None
         try:
             async with deadline:
@@ -408,6 +405,7 @@ class Application:
         ids = {id(n) for n in running}
         # A module stops once every running module that depends on it has.
         waiting = {id(n): sum(1 for d in n.dependents if id(d) in ids) for n in running}
+        loop = asyncio.get_running_loop()
         finished: asyncio.Queue[tuple[_Node, Exception | None]] = asyncio.Queue()
         in_flight: dict[int, asyncio.Task[None]] = {}
         stopped: set[int] = set()
@@ -417,15 +415,15 @@ class Application:
             finished.put_nowait((node, await self._stop_one(node)))
 
         def launch(node: _Node) -> None:
-            in_flight[id(node)] = asyncio.ensure_future(stop_one(node))
+            in_flight[id(node)] = loop.create_task(stop_one(node))
 
         for node in reversed(running):
             if waiting[id(node)] == 0:
                 launch(node)
         try:
-            while in_flight:
+            while len(stopped) < len(running):
                 node, error = await finished.get()
-                del in_flight[id(node)]
+                in_flight.pop(id(node), None)
                 stopped.add(id(node))
                 if error is not None:
                     errors.append(error)
@@ -560,6 +558,26 @@ class Application:
             if _RANK[result.status] > _RANK[worst]:
                 worst = result.status
         return HealthReport(worst, report)
+
+
+class _NoTimeout:
+    """What ``asyncio.timeout(None)`` does, without its cost per module."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def expired(self) -> bool:
+        return False
+
+
+_NO_TIMEOUT: Final = _NoTimeout()
+
+
+def _timeout(seconds: float | None) -> asyncio.Timeout | _NoTimeout:
+    return _NO_TIMEOUT if seconds is None else asyncio.timeout(seconds)
 
 
 def _link(node: _Node, dep: _Node) -> None:

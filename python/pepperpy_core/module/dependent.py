@@ -17,11 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pepperpy_core.module.base import BaseModule
-from pepperpy_core.protocols import Lifecycle
-
-
-def _is_module(value: object) -> bool:
-    return isinstance(value, Lifecycle) and not isinstance(value, type)
+from pepperpy_core.protocols import Lifecycle, is_lifecycle
 
 
 class DependentModule(BaseModule):
@@ -35,7 +31,7 @@ class DependentModule(BaseModule):
     def depends_on(self, *modules: Lifecycle) -> None:
         """Declare dependencies that are not held in attributes."""
         for module in modules:
-            if not _is_module(module):
+            if not is_lifecycle(module):
                 raise TypeError(f"{type(module).__name__} has no async initialize() and cleanup()")
             if module is self:
                 raise ValueError(f"{self.name} cannot depend on itself")
@@ -47,7 +43,7 @@ class DependentModule(BaseModule):
         found: list[Lifecycle] = []
 
         def add(value: object) -> None:
-            if value is not self and _is_module(value) and not any(value is f for f in found):
+            if value is not self and is_lifecycle(value) and not any(value is f for f in found):
                 found.append(value)  # type: ignore[arg-type]
 
         for name, value in vars(self).items():
