@@ -16,7 +16,11 @@ import sys
 from collections import defaultdict
 
 #: Operations in one benchmark call, per group (see the benchmark modules).
-OPS_PER_CALL = {"of 100 keys": 1_000}
+OPS_PER_CALL = {
+    "of 100 keys": 1_000,
+    "DAG of 1,000 modules": 1_000,  # ns per module
+    "DAG of 10,000 modules": 10_000,
+}
 DEFAULT_OPS = 1_000
 
 
@@ -42,8 +46,8 @@ def main(paths: list[str]) -> None:
     for group in runs[0]:
         subjects = list(runs[0][group])
         ops = _ops(group)
-        bases = ("dict", "prometheus_client", "bare-coroutines")
-        base = next((b for b in bases if b in subjects), "native")
+        bases = ("dict", "prometheus_client", "bare-coroutines", "mode", "native")
+        base = next((b for b in bases if b in subjects), subjects[0])
         print(f"\n{group} ({len(runs)} run(s)):\n")
         print(f"| subject | ns/op | x {base} | x native |")
         print("|---|---:|---:|---:|")

@@ -47,6 +47,8 @@ def _type_name(annotation: Any) -> str:
 
 def _problem(value: Any, annotation: Any, where: str) -> str | None:
     """Why ``value`` does not fit ``annotation``, or None if it does."""
+    if annotation is str and type(value) is str:  # the common case, first
+        return None
     if annotation is Any or annotation is object:
         return None
     origin = typing.get_origin(annotation)

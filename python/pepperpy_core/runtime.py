@@ -36,11 +36,13 @@ through their dependencies (a DependentModule's attributes and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -278,17 +280,20 @@ class Application:
     async def _start_one(self, node: _Node) -> None:
         self._emit(node, ModuleState.CREATED, ModuleState.INITIALIZING)
         started = time.perf_counter()
-        deadline = _timeout(self.start_timeout)
         try:
-            async with deadline:
+            if self.start_timeout is None:
                 await node.module.initialize()
-        except TimeoutError as error:
-            self._emit(node, ModuleState.INITIALIZING, ModuleState.FAILED)
-            if deadline.expired():
-                raise TimeoutError(
-                    f"{node.name} did not start within {self.start_timeout} s"
-                ) from error
-            raise
+            else:
+                deadline = asyncio.timeout(self.start_timeout)
+                try:
+                    async with deadline:
+                        await node.module.initialize()
+                except TimeoutError as error:
+                    if deadline.expired():
+                        raise TimeoutError(
+                            f"{node.name} did not start within {self.start_timeout} s"
+                        ) from error
+                    raise
         except BaseException:
             self._emit(node, ModuleState.INITIALIZING, ModuleState.FAILED)
             raise
@@ -302,51 +307,44 @@ class Application:
         nodes = self._plan()
         if self._started:
             return
-        waiting = {id(n): len(n.deps) for n in nodes}
-        # Each start reports on one queue: waiting on it costs the same
-        # however many starts are in flight (asyncio.wait would not).
         loop = asyncio.get_running_loop()
-        finished: asyncio.Queue[tuple[_Node, BaseException | None]] = asyncio.Queue()
+        waiting = {id(n): len(n.deps) for n in nodes}
+        done = _Completions()
         in_flight: dict[int, asyncio.Task[None]] = {}
         attempted: list[_Node] = []
-
-        async def start_one(node: _Node) -> None:
-            try:
-                await self._start_one(node)
-            except BaseException as error:  # reported, and re-raised below
-                finished.put_nowait((node, error))
-            else:
-                finished.put_nowait((node, None))
+        failure: tuple[_Node, BaseException] | None = None
 
         def launch(node: _Node) -> None:
             attempted.append(node)
-            in_flight[id(node)] = loop.create_task(start_one(node))
-
-        async def cancel_in_flight() -> None:
-            for task in in_flight.values():
-                task.cancel()
-            await asyncio.gather(*in_flight.values(), return_exceptions=True)
-            self._started.extend(n for n in attempted if n.running and n not in self._started)
+            task = in_flight[id(node)] = loop.create_task(self._start_one(node))
+            done.track(node, task)
 
         for node in nodes:
             if not node.deps:
                 launch(node)
-        failure: tuple[_Node, BaseException] | None = None
         try:
-            while len(attempted) > len(self._started):
-                node, error = await finished.get()
-                in_flight.pop(id(node), None)
-                if error is not None:
-                    failure = (node, error)
-                    await cancel_in_flight()
-                    break
-                self._started.append(node)
-                for dependent in node.dependents:
-                    waiting[id(dependent)] -= 1
-                    if waiting[id(dependent)] == 0:
-                        launch(dependent)
+            while in_flight:
+                for node, task in await done.take():
+                    del in_flight[id(node)]
+                    error = asyncio.CancelledError() if task.cancelled() else task.exception()
+                    if error is None:
+                        self._started.append(node)
+                        if failure is None:
+                            for dependent in node.dependents:
+                                waiting[id(dependent)] -= 1
+                                if waiting[id(dependent)] == 0:
+                                    launch(dependent)
+                    elif failure is None:
+                        # Start nothing more; what is in flight is cancelled
+                        # and reports here like the rest.
+                        failure = (node, error)
+                        for other in in_flight.values():
+                            other.cancel()
         except asyncio.CancelledError:
-            await cancel_in_flight()
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+            self._started.extend(n for n in attempted if n.running and n not in self._started)
             await self._rollback(attempted)
             raise
         if failure is not None:
@@ -374,20 +372,26 @@ class Application:
     async def _stop_one(self, node: _Node) -> Exception | None:
         self._emit(node, ModuleState.READY, ModuleState.CLEANING_UP)
         started = time.perf_counter()
-        deadline = _timeout(self.stop_timeout)
         outcome: Exception | None = None
         try:
-            async with deadline:
+            if self.stop_timeout is None:
                 await node.module.cleanup()
+            else:
+                deadline = asyncio.timeout(self.stop_timeout)
+                try:
+                    async with deadline:
+                        await node.module.cleanup()
+                except TimeoutError as error:
+                    if not deadline.expired():
+                        raise
+                    outcome = TimeoutError(f"{node.name} did not stop within {self.stop_timeout} s")
+                    outcome.__cause__ = error
         except asyncio.CancelledError as cancelled:
             # Forced (a second signal): reported, never let loose among siblings.
             outcome = LifecycleError(f"stopping {node.name} was cancelled")
             outcome.__cause__ = cancelled
         except Exception as error:
             outcome = error
-            if isinstance(error, TimeoutError) and deadline.expired():
-                outcome = TimeoutError(f"{node.name} did not stop within {self.stop_timeout} s")
-                outcome.__cause__ = error
         finally:
             node.running = False
             self.stop_durations[node.name] = time.perf_counter() - started
@@ -402,46 +406,46 @@ class Application:
     async def _stop_all(self) -> list[Exception]:
         running = list(self._started)
         self._started = []
+        loop = asyncio.get_running_loop()
         ids = {id(n) for n in running}
         # A module stops once every running module that depends on it has.
         waiting = {id(n): sum(1 for d in n.dependents if id(d) in ids) for n in running}
-        loop = asyncio.get_running_loop()
-        finished: asyncio.Queue[tuple[_Node, Exception | None]] = asyncio.Queue()
-        in_flight: dict[int, asyncio.Task[None]] = {}
+        done = _Completions()
+        in_flight: dict[int, asyncio.Task[Exception | None]] = {}
         stopped: set[int] = set()
         errors: list[Exception] = []
 
-        async def stop_one(node: _Node) -> None:
-            finished.put_nowait((node, await self._stop_one(node)))
-
         def launch(node: _Node) -> None:
-            in_flight[id(node)] = loop.create_task(stop_one(node))
+            task = in_flight[id(node)] = loop.create_task(self._stop_one(node))
+            done.track(node, task)
+
+        def collect(node: _Node, task: asyncio.Task[Exception | None]) -> None:
+            del in_flight[id(node)]
+            stopped.add(id(node))
+            if task.cancelled():
+                errors.append(LifecycleError(f"stopping {node.name} was cancelled"))
+            elif (error := task.result()) is not None:
+                errors.append(error)
 
         for node in reversed(running):
             if waiting[id(node)] == 0:
                 launch(node)
         try:
-            while len(stopped) < len(running):
-                node, error = await finished.get()
-                in_flight.pop(id(node), None)
-                stopped.add(id(node))
-                if error is not None:
-                    errors.append(error)
-                for dep in node.deps:
-                    if id(dep) in waiting:
-                        waiting[id(dep)] -= 1
-                        if waiting[id(dep)] == 0:
-                            launch(dep)
+            while in_flight:
+                for node, task in await done.take():
+                    collect(node, task)
+                    for dep in node.deps:
+                        if id(dep) in waiting:
+                            waiting[id(dep)] -= 1
+                            if waiting[id(dep)] == 0:
+                                launch(dep)
         except asyncio.CancelledError:
             # Forced: cancel the cleanups still running, skip the rest.
             for task in in_flight.values():
                 task.cancel()
             await asyncio.gather(*in_flight.values(), return_exceptions=True)
-            while not finished.empty():
-                node, error = finished.get_nowait()
-                stopped.add(id(node))
-                if error is not None:
-                    errors.append(error)
+            for node, task in done.take_now():
+                collect(node, task)
             for node in running:
                 if id(node) not in stopped:
                     node.running = False
@@ -558,6 +562,34 @@ class Application:
             if _RANK[result.status] > _RANK[worst]:
                 worst = result.status
         return HealthReport(worst, report)
+
+
+class _Completions:
+    """Tasks report here when done and the owner takes them in batches:
+    waiting costs the same however many are in flight (asyncio.wait over
+    thousands of tasks would not)."""
+
+    def __init__(self) -> None:
+        self._done: deque[tuple[_Node, Any]] = deque()
+        self._wakeup = asyncio.Event()
+
+    def track(self, node: _Node, task: asyncio.Task[Any]) -> None:
+        task.add_done_callback(functools.partial(self._finished, node))
+
+    def _finished(self, node: _Node, task: asyncio.Task[Any]) -> None:
+        self._done.append((node, task))
+        self._wakeup.set()
+
+    def take_now(self) -> list[tuple[_Node, Any]]:
+        batch = list(self._done)
+        self._done.clear()
+        return batch
+
+    async def take(self) -> list[tuple[_Node, Any]]:
+        while not self._done:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self.take_now()
 
 
 class _NoTimeout:

@@ -1,8 +1,9 @@
 """DependentModule: a module that depends on others.
 
-Its dependencies are the modules it holds in its attributes (the spec's
-``APIModule(cache)`` keeps ``self.cache``), in lists, tuples or sets held in
-attributes, plus any added with ``depends_on(...)``. Version constraints come
+Its dependencies are the modules it holds in its public attributes (the
+spec's ``APIModule(cache)`` keeps ``self.cache``), directly or in lists,
+tuples or sets, plus any added with ``depends_on(...)``. Attributes whose
+names start with ``_`` are private and not looked at. Version constraints come
 from ``config.dependencies`` (requirement strings such as ``"cache>=1.0"``)
 and are checked by the Application before anything starts.
 
@@ -39,15 +40,19 @@ class DependentModule(BaseModule):
         declared.extend(m for m in modules if not any(m is d for d in declared))
 
     def dependencies(self) -> list[Lifecycle]:
-        """Every module this one depends on, each once, in attribute order."""
+        """Every module this one depends on, each once: those held in public
+        attributes (directly or in a list, tuple or set), in attribute order,
+        then those declared with ``depends_on``."""
         found: list[Lifecycle] = []
+        seen = {id(self)}
 
         def add(value: object) -> None:
-            if value is not self and is_lifecycle(value) and not any(value is f for f in found):
+            if id(value) not in seen and is_lifecycle(value):
+                seen.add(id(value))
                 found.append(value)  # type: ignore[arg-type]
 
         for name, value in vars(self).items():
-            if name.startswith("_pepperpy"):
+            if name.startswith("_"):
                 continue
             if isinstance(value, list | tuple | set | frozenset):
                 for item in value:
