@@ -1,21 +1,25 @@
-"""The command line: ``python -m pepperpy_core``."""
+"""The command line: ``python -m pepperpy_core`` and the ``pepperpy-core`` script."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+
+import pytest
 
 import pepperpy_core
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pepperpy_core", *args],
         capture_output=True,
         text=True,
         check=False,
-        timeout=60,
+        timeout=timeout,
         env=dict(os.environ),
     )
 
@@ -33,17 +37,77 @@ def test_info_reports_version_backend_and_python() -> None:
         assert rows["extension"] == "not loaded"
 
 
-def test_no_command_or_unknown_command_is_a_usage_error() -> None:
-    for args in ((), ("frobnicate",), ("info", "--bogus")):
-        out = _cli(*args)
-        assert out.returncode == 2
-        assert "usage:" in out.stderr
+def test_demo_runs_the_whole_application() -> None:
+    out = _cli("demo", "--requests", "300", "--keys", "40")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"backend: {pepperpy_core.BACKEND}" in text
+    assert "starting 4 modules: database -> cache -> stats -> api" in text
+    assert "database connected after 3 attempts (2 refused" in text
+    assert "served 300 of 300 requests" in text
+    assert "Health: healthy" in text
+    for table in ("Start-up", "Metrics", "Shutdown (reverse order)"):
+        assert table in text
+    assert "latency p50 / p90 / p99" in text
+    assert text.rstrip().endswith("all modules stopped cleanly")
+    assert "attempt 1 of 5 failed" in out.stderr  # the retries are logged
 
 
-def test_help() -> None:
-    out = _cli("--help")
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "100000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("database connected"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: stopping cleanly" in out
+    assert "all modules stopped cleanly" in out
+
+
+def test_bench_is_quick_and_prints_ratios() -> None:
+    out = _cli("bench", "--ops", "300")
+    assert out.returncode == 0, out.stderr
+    assert "FIFOCache set with eviction" in out.stdout
+    assert "x native" in out.stdout
+    assert "spec dict FIFO" in out.stdout
+    assert "[ 1/" in out.stdout  # progress
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        ("frobnicate",),
+        ("info", "--bogus"),
+        ("demo", "--requests", "0"),
+        ("demo", "--keys", "x"),
+        ("bench", "--ops", "-1"),
+    ],
+)
+def test_bad_arguments_are_a_usage_error(args: tuple[str, ...]) -> None:
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
+
+
+@pytest.mark.parametrize("command", [(), ("info",), ("demo",), ("bench",)])
+def test_help_on_every_command(command: tuple[str, ...]) -> None:
+    out = _cli(*command, "--help")
     assert out.returncode == 0
-    assert "info" in out.stdout
-    out = _cli("info", "--help")
+    assert out.stdout.startswith("usage: pepperpy-core")
+
+
+def test_console_script_is_installed() -> None:
+    script = shutil.which("pepperpy-core", path=os.path.dirname(sys.executable))
+    assert script is not None
+    out = subprocess.run([script, "info"], capture_output=True, text=True, check=False, timeout=60)
     assert out.returncode == 0
-    assert "usage:" in out.stdout
+    assert "backend" in out.stdout
