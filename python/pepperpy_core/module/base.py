@@ -99,7 +99,15 @@ class _Lifecycle:
     """A module's lifecycle record; ``busy`` while a body runs, ``waiters``
     the futures of callers waiting for that body's outcome."""
 
-    __slots__ = ("busy", "listeners", "logger", "logger_config", "logger_name", "state", "waiters")
+    __slots__ = (
+        "busy",
+        "listeners",
+        "logger",
+        "logger_config",
+        "logger_name",
+        "state",
+        "waiters",
+    )
 
     def __init__(self) -> None:
         self.state = ModuleState.CREATED
@@ -194,8 +202,8 @@ def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra c
                 lifecycle.state = done
             logger = lifecycle.logger
             if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
-                logger = self._info_logger(lifecycle)
-            if logger is not None and logger.isEnabledFor(logging.INFO):
+                logger = self._logger(lifecycle)
+            if logger.isEnabledFor(logging.INFO):
                 self._log_done(logger, "initialized" if is_init else "cleaned up", started)
             if lifecycle.waiters:
                 lifecycle.settle(None)
@@ -333,16 +341,6 @@ class BaseModule:
         lifecycle.logger_config = config
         lifecycle.logger_name = name
         return logger
-
-    def _info_logger(self, lifecycle: _Lifecycle) -> logging.Logger | None:
-        """The module's logger when INFO could be enabled for it; None without
-        creating a logger (one per module, kept by ``logging`` for good) when
-        it does not exist yet and its parent would silence it anyway."""
-        name = f"{_log.name}.{self.name}"
-        existing = logging.Logger.manager.loggerDict.get(name)
-        if isinstance(existing, logging.Logger) or _log.isEnabledFor(logging.INFO):
-            return self._logger(lifecycle)
-        return None
 
     def _log_done(self, logger: logging.Logger, verb: str, started: float) -> None:
         elapsed = (time.perf_counter() - started) * 1e3
