@@ -129,3 +129,11 @@ def test_from_dict_required_subclass_fields() -> None:
 def test_defaults_are_filled_in() -> None:
     db = DBConfig.from_dict({"name": "db"})
     assert (db.host, db.port, db.version, db.dependencies) == ("localhost", 5432, "0.1.0", [])
+
+
+def test_unhashable_field_values_are_reported_not_crashing() -> None:
+    config = ModuleConfig(name=["db"], dependencies=[{"x": 1}])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert "name: expected str, got list" in info.value.problems
+    assert any(p.startswith("dependencies[0]: expected str") for p in info.value.problems)

@@ -160,6 +160,40 @@ def _from_plain(value: Any, annotation: Any, where: str, problems: list[str]) ->
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _base_problems(name: object, version: object, dependencies: tuple[object, ...]) -> list[str]:
+    """Problems with the name, version and requirement strings, computed once
+    per distinct triple: an application checks every module's config before
+    it starts, and parsing dominated that. (Types are checked by the caller.)"""
+    found: list[str] = []
+    if isinstance(name, str) and not _NAME.fullmatch(name):
+        found.append(
+            f"name: {name!r} must be letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    if isinstance(version, str):
+        try:
+            _version(version)
+        except InvalidVersion:
+            found.append(f"version: {version!r} is not a PEP 440 version")
+    seen: set[str] = set()
+    for i, spec in enumerate(dependencies):
+        if not isinstance(spec, str):
+            continue
+        try:
+            req = _requirement(spec)
+        except InvalidRequirement as exc:
+            found.append(f"dependencies[{i}]: {spec!r} is not a requirement ({exc})")
+            continue
+        key = req.name.lower()
+        if key == str(name).lower():
+            found.append(f"dependencies[{i}]: {spec!r}: a module cannot depend on itself")
+        if key in seen:
+            found.append(f"dependencies[{i}]: {req.name!r} is listed twice")
+        seen.add(key)
+    return found
+
+
 @dataclass
 class ModuleConfig:
     """A module's name, PEP 440 version and dependencies (requirement strings
@@ -187,36 +221,12 @@ class ModuleConfig:
             problem = _problem(getattr(self, field_name), annotation, field_name)
             if problem:
                 found.append(problem)
-        # Typed as object: the fields hold whatever the caller passed.
-        name: object = self.name
-        version: object = self.version
         dependencies: object = self.dependencies
-        if isinstance(name, str) and not _NAME.fullmatch(name):
-            found.append(
-                f"name: {name!r} must be letters, digits, '.', '_' or '-', "
-                "starting and ending with a letter or digit"
-            )
-        if isinstance(version, str):
-            try:
-                _version(version)
-            except InvalidVersion:
-                found.append(f"version: {version!r} is not a PEP 440 version")
-        if isinstance(dependencies, list | tuple):
-            seen: set[str] = set()
-            for i, spec in enumerate(dependencies):
-                if not isinstance(spec, str):
-                    continue
-                try:
-                    req = _requirement(spec)
-                except InvalidRequirement as exc:
-                    found.append(f"dependencies[{i}]: {spec!r} is not a requirement ({exc})")
-                    continue
-                key = req.name.lower()
-                if key == str(name).lower():
-                    found.append(f"dependencies[{i}]: {spec!r}: a module cannot depend on itself")
-                if key in seen:
-                    found.append(f"dependencies[{i}]: {req.name!r} is listed twice")
-                seen.add(key)
+        deps = tuple(dependencies) if isinstance(dependencies, list | tuple) else ()
+        try:
+            found.extend(_base_problems(self.name, self.version, deps))
+        except TypeError:  # an unhashable value (already reported as a wrong type)
+            found.extend(_base_problems.__wrapped__(self.name, self.version, deps))
         for field_name in types_:
             value = getattr(self, field_name)
             if isinstance(value, float) and not math.isfinite(value):

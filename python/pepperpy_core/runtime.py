@@ -232,8 +232,9 @@ class Application:
                     raise VersionConflictError(node.name, str(requirement), target.name, version)
                 _link(node, target)
         ordered = _topological(nodes)
-        for node in ordered:
-            self._hook(node)
+        if self._listeners:
+            for node in ordered:
+                self._hook(node)
         self._nodes = ordered
         return ordered
 
@@ -251,6 +252,10 @@ class Application:
     def add_listener(self, listener: AppListener) -> Callable[[], None]:
         """Call ``listener(module, old, new)`` on every module's transitions."""
         self._listeners.append(listener)
+        # Modules are hooked only once someone listens: a listener on every
+        # module would otherwise cost every transition of every module.
+        for node in self._nodes or ():
+            self._hook(node)
 
         def remove() -> None:
             if listener in self._listeners:
