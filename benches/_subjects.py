@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pepperpy_core._bench import SpecDictFIFO
 from pepperpy_core._fallback.cache import FIFOCache as PythonFIFO
 
 try:
@@ -22,19 +23,6 @@ try:
     import cachetools
 except ImportError:
     cachetools = None
-
-
-class SpecDictFIFO(dict[Any, Any]):
-    """The spec's CacheModule: a dict that drops ``next(iter(cache))`` when full."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if len(self) >= self.maxsize:
-            self.pop(next(iter(self)))
-        super().__setitem__(key, value)
 
 
 class PlainDict(dict[Any, Any]):

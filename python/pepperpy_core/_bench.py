@@ -14,7 +14,7 @@ from pepperpy_core._fallback import cache as python_cache
 from pepperpy_core._fallback import metrics as python_metrics
 
 
-class _SpecDictFIFO(dict[Any, Any]):
+class SpecDictFIFO(dict[Any, Any]):
     """The spec's CacheModule: ``cache.pop(next(iter(cache)))`` before insert."""
 
     def __init__(self, maxsize: int) -> None:
@@ -41,7 +41,7 @@ def _caches() -> dict[str, Callable[[int], Any]]:
     elif (native := _optional("pepperpy_core._native")) is not None:
         found["pepperpy native"] = native.FIFOCache
     found["pepperpy python"] = python_cache.FIFOCache
-    found["spec dict FIFO"] = _SpecDictFIFO
+    found["spec dict FIFO"] = SpecDictFIFO
     if (cachebox := _optional("cachebox")) is not None:
         found["cachebox"] = cachebox.FIFOCache
     if (cachetools := _optional("cachetools")) is not None:

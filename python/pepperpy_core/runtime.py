@@ -46,6 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from pepperpy_core._callbacks import register
 from pepperpy_core.config import ModuleConfig
 from pepperpy_core.errors import (
     CircularDependencyError,
@@ -254,17 +255,11 @@ class Application:
 
     def add_listener(self, listener: AppListener) -> Callable[[], None]:
         """Call ``listener(module, old, new)`` on every module's transitions."""
-        self._listeners.append(listener)
         # Modules are hooked only once someone listens: a listener on every
         # module would otherwise cost every transition of every module.
         for node in self._nodes or ():
             self._hook(node)
-
-        def remove() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return remove
+        return register(self._listeners, listener)
 
     def _hook(self, node: _Node) -> None:
         if isinstance(node.module, BaseModule) and id(node.module) not in self._hooked:

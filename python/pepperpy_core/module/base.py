@@ -37,6 +37,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeVar
 
+from pepperpy_core._callbacks import register
 from pepperpy_core.config import ModuleConfig
 from pepperpy_core.errors import CircularDependencyError, LifecycleError
 
@@ -304,14 +305,7 @@ class BaseModule:
         """Call ``listener(module, old, new)`` after every transition; returns
         a function that removes it. A listener that raises is logged, never
         allowed to break the lifecycle."""
-        listeners = self._lifecycle().listeners
-        listeners.append(listener)
-
-        def remove() -> None:
-            if listener in listeners:
-                listeners.remove(listener)
-
-        return remove
+        return register(self._lifecycle().listeners, listener)
 
     # --- the guard ---------------------------------------------------------------
 

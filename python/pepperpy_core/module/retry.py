@@ -29,7 +29,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from pepperpy_core.errors import RetryDeadlineError
@@ -249,17 +249,7 @@ class RetryModule(BaseModule):
 
     def retry_policy(self) -> RetryPolicy:
         """The policy from the module's current settings (validated)."""
-        return RetryPolicy(
-            max_retries=self.max_retries,
-            delay=self.delay,
-            backoff=self.backoff,
-            max_delay=self.max_delay,
-            jitter=self.jitter,
-            attempt_timeout=self.attempt_timeout,
-            deadline=self.deadline,
-            retry_on=self.retry_on,
-            retry_if=self.retry_if,
-        )
+        return RetryPolicy(**{f.name: getattr(self, f.name) for f in fields(RetryPolicy)})
 
     async def retry(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)``, retrying under the module's policy."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
+from pepperpy_core._callbacks import register
 from pepperpy_core.errors import StateNotSetError
 from pepperpy_core.module.base import BaseModule
 
@@ -173,13 +174,7 @@ class StateModule(BaseModule, Generic[T]):
         """Call ``callback(change)`` after every change; returns a function
         that removes it. A callback that raises is logged and skipped."""
         self._fields()
-        self._callbacks.append(callback)
-
-        def remove() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-        return remove
+        return register(self._callbacks, callback)
 
     def subscribe(self, buffer: int = 100) -> Subscription[T]:
         """An async iterator of every change from now on (see the policy for
