@@ -461,7 +461,12 @@ impl FIFOCache {
         Ok(())
     }
 
-    fn __clear__(&self, py: Python<'_>) {
-        self.clear(py);
+    fn __clear__(&self) {
+        // The collector may run while this thread holds the table (it can only
+        // start inside a C comparison that failed and built an exception): then
+        // leave the entries for a later pass rather than lock twice.
+        // SAFETY: the collector calls __clear__ with the GIL held.
+        let taken = unsafe { self.inner.try_lock_in_gc() }.map(|mut inner| inner.table.take());
+        drop(taken);
     }
 }
