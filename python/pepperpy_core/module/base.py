@@ -60,6 +60,8 @@ class ModuleState(enum.Enum):
 Listener = Callable[["BaseModule", ModuleState, ModuleState], None]
 
 _log: Final = logging.getLogger("pepperpy_core.module")
+_INFO: Final = logging.INFO
+_clock: Final = time.perf_counter
 
 #: The guarded lifecycle calls running in this context, as a linked list
 #: (outer, module, phase, body), innermost first: a cons cell costs one tuple,
@@ -168,28 +170,28 @@ def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra c
         state = lifecycle.state
         if active is None and not lifecycle.busy:
             # The common case: a top-level call on an idle module.
-            if state is (ModuleState.READY if is_init else ModuleState.CLOSED):
+            if state is done or (state is ModuleState.CREATED and not is_init):
                 return
-            ready: Literal[True] | Awaitable[None] = (
-                True if is_init or state is not ModuleState.CREATED else _nothing()
-            )
-        elif is_init:
-            ready = self._may_initialize(lifecycle, active)
+            waiter = None
         else:
-            ready = self._may_clean_up(lifecycle, active, raw)
-        if ready is not True:
-            await ready
-            return
-        waiter = active[1] if (is_init and active is not None) else None
-        if waiter is not None:
-            _wait_on(waiter, self)
+            ready = (
+                self._may_initialize(lifecycle, active)
+                if is_init
+                else self._may_clean_up(lifecycle, active, raw)
+            )
+            if ready is not True:
+                await ready
+                return
+            waiter = active[1] if (is_init and active is not None) else None
+            if waiter is not None:
+                _wait_on(waiter, self)
         token = _ACTIVE.set((active, self, phase, raw))
         lifecycle.busy = True
         if lifecycle.listeners:
             self._transition(lifecycle, running)
         else:
             lifecycle.state = running
-        started = time.perf_counter()
+        started = _clock()
         try:
             await raw(self)
         except BaseException as exc:
@@ -204,7 +206,7 @@ def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra c
             logger = lifecycle.logger
             if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
                 logger = self._logger(lifecycle)
-            if logger.isEnabledFor(logging.INFO):
+            if logger.isEnabledFor(_INFO):
                 self._log_done(logger, "initialized" if is_init else "cleaned up", started)
             if lifecycle.waiters:
                 lifecycle.settle(None)
