@@ -27,6 +27,7 @@ subclass:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import inspect
@@ -35,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeVar
+from typing import Any, Final, Generic, Literal, Self, TypeVar
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.config import ModuleConfig
@@ -230,8 +231,6 @@ class BaseModule:
 
     config: Any
 
-    _guarded: ClassVar[tuple[str, ...]] = ("initialize", "cleanup")
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for phase in ("initialize", "cleanup"):
@@ -412,7 +411,9 @@ class BaseModule:
         # own caller gets its error), then clean up unless it already did.
         while lifecycle.busy:
             state = lifecycle.state
-            with _suppress_failure():
+            # Its own caller gets its error; cancellation of this caller is
+            # a BaseException and still propagates.
+            with contextlib.suppress(Exception):
                 await self._await_outcome(lifecycle, None)
             if state is ModuleState.CLEANING_UP:
                 return
@@ -438,22 +439,6 @@ class BaseModule:
 
 async def _nothing() -> None:
     """An awaitable for a call that has nothing left to do."""
-
-
-class _suppress_failure:
-    """Swallow the in-flight initialization's failure while cleanup waits on it
-    (its caller already got it); cancellation of the waiter itself propagates."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        return exc is not None and not isinstance(exc, asyncio.CancelledError)
 
 
 class Module(BaseModule, Generic[C]):
