@@ -111,3 +111,18 @@ def test_console_script_is_installed() -> None:
     out = subprocess.run([script, "info"], capture_output=True, text=True, check=False, timeout=60)
     assert out.returncode == 0
     assert "backend" in out.stdout
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "200"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert proc.returncode in (0, 1)
