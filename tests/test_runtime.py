@@ -325,25 +325,32 @@ def test_three_failing_cleanups_are_raised_together_after_all_ran() -> None:
 
 def test_a_slow_cleanup_does_not_block_its_siblings() -> None:
     log: list[str] = []
-    slow = Probe("slow", log, stop_delay=0.2)
-    fast = Probe("fast", log)
+    release = asyncio.Event()
+    fast_done = asyncio.Event()
 
-    class Done(Probe):
+    class Slow(Probe):
         async def cleanup(self) -> None:
             await super().cleanup()
-            self.log.append(f"done {self.name}")
+            await release.wait()
+            self.log.append("done slow")
 
-    fast2 = Done("fast2", log)
-    app = Application(slow, fast, fast2)
+    class Fast(Probe):
+        async def cleanup(self) -> None:
+            await super().cleanup()
+            fast_done.set()
+
+    app = Application(Slow("slow", log), Probe("fast", log), Fast("fast2", log))
 
     async def main() -> None:
         await app.start()
         stopping = asyncio.create_task(app.stop())
-        await asyncio.sleep(0.05)
-        assert "done fast2" in log  # finished while "slow" is still stopping
+        await fast_done.wait()  # finished while "slow" is still stopping
+        assert "done slow" not in log
+        release.set()
         await stopping
 
     run(main())
+    assert log[-1] == "done slow"
 
 
 def test_cancelling_the_task_during_start_cleans_up() -> None:
