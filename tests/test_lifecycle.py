@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import pytest
 
 from pepperpy_core.errors import CircularDependencyError, LifecycleError
 from pepperpy_core.module import BaseModule, Module, ModuleConfig, ModuleState
+from tests.asyncutil import run
 
-T = TypeVar("T")
 S = ModuleState
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    # A hang is a failure, not a stuck CI run: every test is bounded.
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout=30)
-
-    return asyncio.run(bounded())
 
 
 class Recorder(BaseModule):

@@ -137,7 +137,11 @@ class MetricsRegistry:
     ) -> Any:
         name = _check_name(name)
         label_names, values = _check_labels(labels, kind)
-        wanted = tuple(Histogram(buckets).bounds) if kind == "histogram" else ()
+        wanted: tuple[float, ...] = ()
+        if kind == "histogram":
+            # A throwaway Histogram checks and normalizes explicit bounds; the
+            # common call (no buckets) builds nothing.
+            wanted = tuple(DEFAULT_BUCKETS if buckets is None else Histogram(buckets).bounds)
         with self._lock:
             family = self._families.get(name)
             if family is None:

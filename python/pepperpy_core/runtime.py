@@ -286,9 +286,9 @@ class Application:
         phase: Callable[[], Awaitable[Any]],
         timeout: float | None,
         done: _Completions,
-    ) -> None:
+    ) -> asyncio.Future[Any]:
         """Run ``phase()`` (a module's initialize or cleanup) as a Task that
-        reports to ``done``; a timeout cancels it and is remembered. No
+        reports to ``done``, and return it; a timeout cancels it and is remembered. No
         wrapper coroutine: at 10,000 modules every object a start allocates
         shows up again in the garbage collector's passes."""
         node.began = time.perf_counter()
@@ -297,6 +297,7 @@ class Application:
         done.track(node, task)
         if timeout is not None:
             node.timer = asyncio.get_running_loop().call_later(timeout, _expire, node, task)
+        return task
 
     def _start_outcome(self, node: _Node, task: asyncio.Future[Any]) -> BaseException | None:
         """Record how a start ended; the error, if it failed."""
@@ -333,8 +334,9 @@ class Application:
         def launch(node: _Node) -> None:
             attempted.append(node)
             self._emit(node, ModuleState.CREATED, ModuleState.INITIALIZING)
-            self._launch(node, node.module.initialize, self.start_timeout, done)
-            in_flight[id(node)] = done.last
+            in_flight[id(node)] = self._launch(
+                node, node.module.initialize, self.start_timeout, done
+            )
 
         for node in nodes:
             if not node.deps:
@@ -437,8 +439,7 @@ class Application:
 
         def launch(node: _Node) -> None:
             self._emit(node, ModuleState.READY, ModuleState.CLEANING_UP)
-            self._launch(node, node.module.cleanup, self.stop_timeout, done)
-            in_flight[id(node)] = done.last
+            in_flight[id(node)] = self._launch(node, node.module.cleanup, self.stop_timeout, done)
 
         def collect(node: _Node, task: asyncio.Future[Any]) -> None:
             del in_flight[id(node)]
@@ -593,11 +594,9 @@ class _Completions:
         self._nodes: dict[asyncio.Future[Any], _Node] = {}
         self._done: deque[asyncio.Future[Any]] = deque()
         self._wakeup = asyncio.Event()
-        self.last: asyncio.Future[Any]
 
     def track(self, node: _Node, task: asyncio.Future[Any]) -> None:
         self._nodes[task] = node
-        self.last = task
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[Any]) -> None:
