@@ -1,25 +1,30 @@
-//! `FIFOCache`: the Python face of [`crate::fifo::Fifo`].
+//! `FIFOCache`: the Python face of [`pepperpy_core_algo::fifo::Fifo`].
 //!
 //! The one rule that keeps it safe against hostile keys and values: no Python
-//! code runs while the lock is held. Hashes are taken before locking; a key
-//! comparison that may run Python code (`__eq__` of a user class) is made with
-//! the lock released and the lookup is then redone; references that leave the
-//! table (evicted, overwritten, popped, cleared) are dropped only after the
-//! lock is released, so a `__del__` that touches the cache finds it unlocked
-//! and consistent.
+//! code runs while the table is held (see [`crate::exclusive`]). Hashes are
+//! taken before locking. A key found by identity needs no comparison; keys of
+//! one exact builtin type (str, int, float, bytes) compare in C code that can
+//! neither call Python nor warn, so they compare under the lock; any other
+//! pair is compared with the lock released, and the search is trusted only if
+//! the table's version did not move meanwhile. References that leave the
+//! table (evicted, overwritten, popped, cleared) are dropped after the lock is
+//! released, so a `__del__` that touches the cache finds it consistent.
+
+use std::collections::HashMap;
 
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::types::{PyDict, PyInt, PyList, PyMapping, PyTuple};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::fifo::{spread, Fifo, MAX_ENTRIES};
-use crate::lock::{TableGuard, TableLock};
+use pepperpy_core_algo::fifo::{spread, Fifo, MAX_ENTRIES};
 
-/// How many times one lookup may find the table changed under a key
-/// comparison before it gives up with RuntimeError (only a key whose `__eq__`
-/// keeps mutating the cache gets there).
-const MAX_ROUNDS: usize = 100;
+use crate::exclusive::{Exclusive, Guard};
+
+/// How many times one lookup may find the table changed while it compared
+/// keys with the lock released before it gives up with RuntimeError (only a
+/// key whose `__eq__` keeps modifying the cache gets there).
+pub const MAX_ROUNDS: usize = 100;
 
 type Table = Fifo<Py<PyAny>, Py<PyAny>>;
 
@@ -66,20 +71,62 @@ impl CacheStats {
 
 /// A bounded mapping that evicts the oldest inserted key when a new key
 /// arrives at `maxsize` entries. Thread-safe; every operation is O(1).
-#[pyclass(frozen, generic, module = "pepperpy_core._native")]
+#[pyclass(frozen, generic, subclass, weakref, module = "pepperpy_core._native")]
 pub struct FIFOCache {
     maxsize: usize,
-    inner: TableLock<Inner>,
+    inner: Exclusive<Inner>,
 }
 
-/// Exact builtins whose `==` is C code that cannot call back into Python, so
-/// they can be compared while the lock is held.
-fn is_plain(obj: &Bound<'_, PyAny>) -> bool {
-    obj.is_exact_instance_of::<PyString>()
-        || obj.is_exact_instance_of::<PyInt>()
-        || obj.is_exact_instance_of::<PyFloat>()
-        || obj.is_exact_instance_of::<PyBytes>()
-        || obj.is_exact_instance_of::<PyBool>()
+/// An optional argument that tells "not given" from an explicit None.
+pub struct Given<'py>(Option<Bound<'py, PyAny>>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Given<'py> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Ok(Given(Some(obj.to_owned())))
+    }
+}
+
+fn changed() -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "FIFOCache changed during the operation: a key's __eq__ modified the cache \
+         each time it was compared (gave up after {MAX_ROUNDS} tries)"
+    ))
+}
+
+/// The type of `obj` if it is exactly str, int, float or bytes: two objects
+/// of one such type compare in C code that cannot run Python, warn or fail.
+fn plain_type(obj: &Bound<'_, PyAny>) -> Option<*mut ffi::PyTypeObject> {
+    let ty = obj.get_type_ptr();
+    // Only the addresses of the builtin type objects are taken, and compared.
+    let plain = ty == &raw mut ffi::PyUnicode_Type
+        || ty == &raw mut ffi::PyLong_Type
+        || ty == &raw mut ffi::PyFloat_Type
+        || ty == &raw mut ffi::PyBytes_Type;
+    plain.then_some(ty)
+}
+
+/// `stored == key` for two objects of the same plain type, or None when it
+/// must be left to a comparison outside the lock.
+fn plain_eq(
+    stored: &Py<PyAny>,
+    key: &Bound<'_, PyAny>,
+    ty: *mut ffi::PyTypeObject,
+) -> Option<bool> {
+    let stored = stored.bind(key.py());
+    if stored.get_type_ptr() != ty {
+        return None;
+    }
+    // SAFETY: both pointers are live objects of one of the four exact types
+    // of `plain_type`, whose equality is C code that cannot fail; a result
+    // of -1 (which would carry an error) is not trusted and is left to a
+    // comparison outside the lock.
+    match unsafe { ffi::PyObject_RichCompareBool(stored.as_ptr(), key.as_ptr(), ffi::Py_EQ) } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
 }
 
 fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
@@ -131,11 +178,11 @@ impl FIFOCache {
         key: &Bound<'_, PyAny>,
         hash: u64,
         keep: &mut Vec<Py<PyAny>>,
-    ) -> PyResult<(TableGuard<'s, Inner>, Option<u32>)> {
+    ) -> PyResult<(Guard<'s, Inner>, Option<u32>)> {
         let key_ptr = key.as_ptr();
         // Fast path: the stored key is the very object looked up (interned
-        // strings, small ints, reused keys), or no key has this hash.
-        let guard = self.inner.lock(key.py());
+        // strings, small ints, reused keys), or no other key has this hash.
+        let guard = self.inner.lock(key.py())?;
         let mut other = false;
         let found = guard.table.find(hash, |stored| {
             let same = stored.as_ptr() == key_ptr;
@@ -149,66 +196,63 @@ impl FIFOCache {
         self.locate_by_eq(key, hash, keep)
     }
 
-    /// The slow path of [`Self::locate`]: keys with this hash that are other
-    /// objects are compared with `==`, under the lock when that is C code,
-    /// else with the lock released and the search redone.
+    /// The slow path of [`Self::locate`]: every key with this hash is
+    /// compared once, in probe order; the verdicts are trusted when the table
+    /// did not change while they were reached, and reused when it did.
     fn locate_by_eq<'s>(
         &'s self,
         key: &Bound<'_, PyAny>,
         hash: u64,
         keep: &mut Vec<Py<PyAny>>,
-    ) -> PyResult<(TableGuard<'s, Inner>, Option<u32>)> {
+    ) -> PyResult<(Guard<'s, Inner>, Option<u32>)> {
         let py = key.py();
         let key_ptr = key.as_ptr();
-        let plain = is_plain(key);
-        let mut equal = std::ptr::null_mut();
-        let mut unequal = Vec::new();
+        let plain = plain_type(key);
+        // Stored key address -> whether it equals `key`. Every address here
+        // belongs to a reference held in `keep`, so none is reused meanwhile.
+        let mut verdicts: HashMap<usize, bool> = HashMap::new();
         for _ in 0..MAX_ROUNDS {
-            let guard = self.inner.lock(py);
-            let mut pending = None;
+            let guard = self.inner.lock(py)?;
+            let version = guard.table.version();
+            let mut unknown: Vec<Py<PyAny>> = Vec::new();
             let found = guard.table.find(hash, |stored| {
                 let ptr = stored.as_ptr();
-                if ptr == key_ptr || ptr == equal {
+                if ptr == key_ptr {
                     return true;
                 }
-                if unequal.contains(&ptr) {
-                    return false;
+                if let Some(&same) = verdicts.get(&(ptr as usize)) {
+                    return same;
                 }
-                let stored = stored.bind(py);
-                if plain && is_plain(stored) {
-                    if let Ok(same) = stored.eq(key) {
-                        return same;
-                    }
+                if let Some(same) = plain.and_then(|ty| plain_eq(stored, key, ty)) {
+                    return same;
                 }
-                if pending.is_none() {
-                    pending = Some(stored.clone().unbind());
-                }
+                unknown.push(stored.clone_ref(py));
                 false
             });
-            match (found, pending) {
-                (Some(at), pending) => {
-                    keep.extend(pending);
-                    return Ok((guard, Some(at)));
-                }
-                (None, None) => return Ok((guard, None)),
-                (None, Some(stored)) => {
-                    drop(guard);
-                    // The stored key stays alive in `keep`, so its address
-                    // cannot be reused by another object during the search.
-                    let same = stored.bind(py).eq(key);
-                    let ptr = stored.as_ptr();
-                    keep.push(stored);
-                    if same? {
-                        equal = ptr;
-                    } else {
-                        unequal.push(ptr);
-                    }
+            if found.is_some() || unknown.is_empty() {
+                keep.append(&mut unknown);
+                return Ok((guard, found));
+            }
+            drop(guard);
+            let mut equal = None;
+            for stored in &unknown {
+                // As a dict does: the stored key's __eq__ first.
+                let same = stored.bind(py).eq(key)?;
+                verdicts.insert(stored.as_ptr() as usize, same);
+                if same {
+                    equal = Some(stored.as_ptr());
+                    break;
                 }
             }
+            keep.append(&mut unknown);
+            let guard = self.inner.lock(py)?;
+            if guard.table.version() == version {
+                let found = equal.and_then(|ptr| guard.table.find(hash, |s| s.as_ptr() == ptr));
+                return Ok((guard, found));
+            }
+            // The table changed while a key was compared: search again.
         }
-        Err(PyRuntimeError::new_err(
-            "FIFOCache changed during every comparison of a key; a key's __eq__ keeps mutating the cache",
-        ))
+        Err(changed())
     }
 
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
@@ -268,9 +312,17 @@ impl FIFOCache {
         Ok(removed.map(|(_key, value)| value))
     }
 
-    fn snapshot<T>(&self, py: Python<'_>, each: impl Fn(&Py<PyAny>, &Py<PyAny>) -> T) -> Vec<T> {
-        let inner = self.inner.lock(py);
-        inner.table.iter().map(|(k, v)| each(k, v)).collect()
+    fn snapshot<T>(
+        &self,
+        py: Python<'_>,
+        each: impl Fn(&Py<PyAny>, &Py<PyAny>) -> T,
+    ) -> PyResult<Vec<T>> {
+        let inner = self.inner.lock(py)?;
+        Ok(inner.table.iter().map(|(k, v)| each(k, v)).collect())
+    }
+
+    fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.inner.lock(py)?.table.len())
     }
 }
 
@@ -280,7 +332,7 @@ impl FIFOCache {
     fn new(maxsize: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(FIFOCache {
             maxsize: check_maxsize(maxsize)?,
-            inner: TableLock::new(Inner::default()),
+            inner: Exclusive::new(Inner::default()),
         })
     }
 
@@ -290,7 +342,8 @@ impl FIFOCache {
         self.maxsize
     }
 
-    #[pyo3(signature = (key, default=None))]
+    /// The value of `key`, or `default`; counts a hit or a miss.
+    #[pyo3(signature = (key, default=None, /))]
     fn get(
         &self,
         py: Python<'_>,
@@ -310,6 +363,7 @@ impl FIFOCache {
         }
     }
 
+    /// Inserts or overwrites `key`; a new key at maxsize evicts the oldest.
     fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         self.insert(key, value)
     }
@@ -332,59 +386,58 @@ impl FIFOCache {
         Ok(found.is_some())
     }
 
-    fn __len__(&self, py: Python<'_>) -> usize {
-        self.inner.lock(py).table.len()
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.len(py)
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let keys = PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py)))?;
+        let keys = PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py))?)?;
         Ok(keys.try_iter()?.into_any().unbind())
     }
 
     /// Removes `key` and returns its value; without a default a missing key
     /// is a KeyError.
-    #[pyo3(signature = (key, *default))]
-    fn pop(&self, key: &Bound<'_, PyAny>, default: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
-        if default.len() > 1 {
-            return Err(PyTypeError::new_err(format!(
-                "pop expected at most 2 arguments, got {}",
-                default.len() + 1
-            )));
-        }
-        match self.remove(key)? {
-            Some(value) => Ok(value),
-            None if default.len() == 1 => Ok(default.get_item(0)?.unbind()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+    #[pyo3(signature = (key, default = Given(None)))]
+    fn pop(&self, key: &Bound<'_, PyAny>, default: Given<'_>) -> PyResult<Py<PyAny>> {
+        match (self.remove(key)?, default.0) {
+            (Some(value), _) => Ok(value),
+            (None, Some(default)) => Ok(default.unbind()),
+            (None, None) => Err(PyKeyError::new_err(key.clone().unbind())),
         }
     }
 
     /// Removes every entry; the stats are kept.
-    fn clear(&self, py: Python<'_>) {
-        let old = self.inner.lock(py).table.take();
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let old = self.inner.lock(py)?.table.take();
         drop(old);
+        Ok(())
     }
 
+    /// The keys, oldest first (a snapshot).
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py)))
+        PyList::new(py, self.snapshot(py, |k, _| k.clone_ref(py))?)
     }
 
+    /// The values, oldest first (a snapshot).
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.snapshot(py, |_, v| v.clone_ref(py)))
+        PyList::new(py, self.snapshot(py, |_, v| v.clone_ref(py))?)
     }
 
+    /// The (key, value) pairs, oldest first (a snapshot).
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let pairs = self.snapshot(py, |k, v| (k.clone_ref(py), v.clone_ref(py)));
+        let pairs = self.snapshot(py, |k, v| (k.clone_ref(py), v.clone_ref(py)))?;
         PyList::new(py, pairs)
     }
 
-    fn stats(&self, py: Python<'_>) -> CacheStats {
-        let inner = self.inner.lock(py);
-        CacheStats {
+    /// Hits, misses, inserts and evictions so far.
+    fn stats(&self, py: Python<'_>) -> PyResult<CacheStats> {
+        let inner = self.inner.lock(py)?;
+        Ok(CacheStats {
             hits: inner.hits,
             misses: inner.misses,
             inserts: inner.inserts,
             evictions: inner.evictions,
-        }
+        })
     }
 
     /// The present keys among `keys` with their values; each key counts as a
@@ -412,27 +465,27 @@ impl FIFOCache {
         for (key, value) in found {
             out.set_item(key, value)?;
         }
-        let mut inner = self.inner.lock(py);
+        let mut inner = self.inner.lock(py)?;
         inner.hits += hits;
         inner.misses += misses;
         Ok(out)
     }
 
-    /// Sets every pair of a mapping or an iterable of pairs, in order. Every
-    /// key is hashed first, so an unhashable key changes nothing.
+    /// Sets every pair of a mapping (through its `items()`, in its order) or
+    /// of an iterable of pairs. Every pair is read and every key hashed
+    /// first, so a bad pair or an unhashable key changes nothing.
     fn set_many(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut checked = Vec::new();
-        if let Ok(dict) = items.cast::<PyDict>() {
-            for (key, value) in dict.iter() {
-                let hash = hash_of(&key)?;
-                checked.push((key, hash, value));
-            }
+        let py = items.py();
+        let source = if items.cast::<PyMapping>().is_ok() {
+            items.call_method0(intern!(py, "items"))?
         } else {
-            for pair in items.try_iter()? {
-                let (key, value) = split_pair(&pair?)?;
-                let hash = hash_of(&key)?;
-                checked.push((key, hash, value));
-            }
+            items.clone()
+        };
+        let mut checked = Vec::new();
+        for pair in source.try_iter()? {
+            let (key, value) = split_pair(&pair?)?;
+            let hash = hash_of(&key)?;
+            checked.push((key, hash, value));
         }
         for (key, hash, value) in &checked {
             self.insert_hashed(key, *hash, value)?;
@@ -440,12 +493,35 @@ impl FIFOCache {
         Ok(())
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "FIFOCache(maxsize={}, len={})",
-            self.maxsize,
-            self.__len__(py)
+    /// An independent cache of the same class, maxsize and entries in the
+    /// same order, with fresh stats (for copy, deepcopy and pickle).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let items = slf.get().items(py)?;
+        // A Python subclass's own attributes travel as the state.
+        let state = slf
+            .getattr(intern!(py, "__dict__"))
+            .unwrap_or_else(|_| py.None().into_bound(py));
+        PyTuple::new(
+            py,
+            [
+                slf.get_type().into_any(),
+                PyTuple::new(py, [slf.get().maxsize])?.into_any(),
+                state,
+                py.None().into_bound(py),
+                items.try_iter()?.into_any(),
+            ],
         )
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        Ok(format!(
+            "{}(maxsize={}, len={})",
+            slf.get_type().name()?,
+            slf.get().maxsize,
+            slf.get().len(py)?
+        ))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -462,9 +538,6 @@ impl FIFOCache {
     }
 
     fn __clear__(&self) {
-        // The collector may run while this thread holds the table (it can only
-        // start inside a C comparison that failed and built an exception): then
-        // leave the entries for a later pass rather than lock twice.
         // SAFETY: the collector calls __clear__ with the GIL held.
         let taken = unsafe { self.inner.try_lock_in_gc() }.map(|mut inner| inner.table.take());
         drop(taken);

@@ -3,10 +3,10 @@
 //! `pepperpy_core.metrics` choose between it and the pure-Python fallback.
 
 mod cache;
-pub mod fifo;
-pub mod histogram;
-mod lock;
+mod exclusive;
 mod metrics;
+
+use pepperpy_core_algo::histogram;
 
 use pyo3::prelude::*;
 
@@ -17,7 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::Counter>()?;
     m.add_class::<metrics::Histogram>()?;
     m.add_class::<metrics::Timer>()?;
-    m.add_class::<metrics::Ready>()?;
     m.add("DEFAULT_BUCKETS", metrics::DEFAULT_BUCKETS.to_vec())?;
     m.add("QUANTILE_RELATIVE_ERROR", histogram::RELATIVE_ERROR)?;
     Ok(())

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyFloat;
 
-use crate::histogram::Histogram as Core;
-use crate::lock::TableLock;
+use pepperpy_core_algo::histogram::Histogram as Core;
+
+use crate::exclusive::Exclusive;
 
 /// prometheus_client's default bucket bounds, in seconds.
 pub const DEFAULT_BUCKETS: [f64; 14] = [
@@ -15,7 +17,7 @@ pub const DEFAULT_BUCKETS: [f64; 14] = [
 ];
 
 /// A monotonically increasing count; increments are atomic.
-#[pyclass(frozen, module = "pepperpy_core._native")]
+#[pyclass(frozen, weakref, module = "pepperpy_core._native")]
 pub struct Counter {
     value: AtomicU64,
 }
@@ -66,11 +68,29 @@ fn step(n: &Bound<'_, PyAny>) -> PyResult<u64> {
     }
 }
 
-fn check_bounds(buckets: Option<Vec<f64>>) -> PyResult<Vec<f64>> {
-    let bounds = buckets.unwrap_or_else(|| DEFAULT_BUCKETS.to_vec());
+/// `value` as Python writes it (`repr(float)`), so that both backends' messages
+/// read the same: `nan`, `-1.0`, `1e-300`.
+fn float_text(py: Python<'_>, value: f64) -> String {
+    match PyFloat::new(py, value).repr() {
+        Ok(text) => text.to_string(),
+        Err(_) => format!("{value:?}"),
+    }
+}
+
+/// The bucket bounds from any iterable of real numbers (each as `float()`
+/// would read it), checked: finite, >= 0 and strictly increasing.
+fn check_bounds(py: Python<'_>, buckets: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<f64>> {
+    let bounds = match buckets {
+        None => DEFAULT_BUCKETS.to_vec(),
+        Some(items) => items
+            .try_iter()?
+            .map(|item| item?.extract::<f64>())
+            .collect::<PyResult<Vec<f64>>>()?,
+    };
     if let Some(bad) = bounds.iter().find(|b| !b.is_finite() || **b < 0.0) {
         return Err(PyValueError::new_err(format!(
-            "bucket bounds must be finite and >= 0 (+Inf is always added), got {bad}"
+            "bucket bounds must be finite and >= 0 (+Inf is always added), got {}",
+            float_text(py, *bad)
         )));
     }
     if bounds.windows(2).any(|w| w[0] >= w[1]) {
@@ -81,26 +101,28 @@ fn check_bounds(buckets: Option<Vec<f64>>) -> PyResult<Vec<f64>> {
     Ok(bounds)
 }
 
-fn check_seconds(seconds: f64) -> PyResult<f64> {
+fn check_seconds(py: Python<'_>, seconds: f64) -> PyResult<f64> {
     if seconds.is_finite() && seconds >= 0.0 {
         Ok(seconds)
     } else {
         Err(PyValueError::new_err(format!(
-            "a duration must be finite and >= 0 seconds, got {seconds}"
+            "a duration must be finite and >= 0 seconds, got {}",
+            float_text(py, seconds)
         )))
     }
 }
 
 /// Distribution of durations in seconds, with quantiles whose relative error
 /// is at most 1/128 (see `QUANTILE_RELATIVE_ERROR`).
-#[pyclass(frozen, module = "pepperpy_core._native")]
+#[pyclass(frozen, weakref, module = "pepperpy_core._native")]
 pub struct Histogram {
-    inner: TableLock<Core>,
+    inner: Exclusive<Core>,
 }
 
 impl Histogram {
-    fn record(&self, py: Python<'_>, seconds: f64) {
-        self.inner.lock(py).observe(seconds);
+    fn record(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        self.inner.lock(py)?.observe(seconds);
+        Ok(())
     }
 }
 
@@ -108,60 +130,60 @@ impl Histogram {
 impl Histogram {
     #[new]
     #[pyo3(signature = (buckets = None))]
-    fn new(buckets: Option<Vec<f64>>) -> PyResult<Self> {
+    fn new(py: Python<'_>, buckets: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         Ok(Histogram {
-            inner: TableLock::new(Core::new(check_bounds(buckets)?)),
+            inner: Exclusive::new(Core::new(check_bounds(py, buckets)?)),
         })
     }
 
     /// Records one duration (finite, >= 0, in seconds).
     fn observe(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
-        let seconds = check_seconds(seconds)?;
-        self.record(py, seconds);
-        Ok(())
+        let seconds = check_seconds(py, seconds)?;
+        self.record(py, seconds)
     }
 
     #[getter]
-    fn count(&self, py: Python<'_>) -> u64 {
-        self.inner.lock(py).count()
+    fn count(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.inner.lock(py)?.count())
     }
 
     #[getter]
-    fn sum(&self, py: Python<'_>) -> f64 {
-        self.inner.lock(py).sum()
+    fn sum(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.inner.lock(py)?.sum())
     }
 
     /// The smallest sample, or None before the first.
     #[getter]
-    fn min(&self, py: Python<'_>) -> Option<f64> {
-        self.inner.lock(py).min_max().map(|(min, _)| min)
+    fn min(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.inner.lock(py)?.min_max().map(|(min, _)| min))
     }
 
     /// The largest sample, or None before the first.
     #[getter]
-    fn max(&self, py: Python<'_>) -> Option<f64> {
-        self.inner.lock(py).min_max().map(|(_, max)| max)
+    fn max(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self.inner.lock(py)?.min_max().map(|(_, max)| max))
     }
 
     /// The estimated q-quantile (q in [0, 1]), or None before the first sample.
     fn quantile(&self, py: Python<'_>, q: f64) -> PyResult<Option<f64>> {
         if !(0.0..=1.0).contains(&q) {
             return Err(PyValueError::new_err(format!(
-                "quantile needs 0 <= q <= 1, got {q}"
+                "quantile needs 0 <= q <= 1, got {}",
+                float_text(py, q)
             )));
         }
-        Ok(self.inner.lock(py).quantile(q))
+        Ok(self.inner.lock(py)?.quantile(q))
     }
 
     /// The exported bucket bounds, without the implied +Inf.
     #[getter]
-    fn bounds(&self, py: Python<'_>) -> Vec<f64> {
-        self.inner.lock(py).bounds().to_vec()
+    fn bounds(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
+        Ok(self.inner.lock(py)?.bounds().to_vec())
     }
 
     /// (upper bound, cumulative count) for each exported bucket, +Inf last.
-    fn buckets(&self, py: Python<'_>) -> Vec<(f64, u64)> {
-        self.inner.lock(py).cumulative_buckets()
+    fn buckets(&self, py: Python<'_>) -> PyResult<Vec<(f64, u64)>> {
+        Ok(self.inner.lock(py)?.cumulative_buckets())
     }
 
     /// A new Timer that records into this histogram.
@@ -169,31 +191,37 @@ impl Histogram {
         Timer::for_histogram(slf.clone().unbind())
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self.inner.lock(py);
-        format!("Histogram(count={}, sum={})", inner.count(), inner.sum())
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let (count, sum) = {
+            let inner = self.inner.lock(py)?;
+            (inner.count(), inner.sum())
+        };
+        Ok(format!(
+            "Histogram(count={count}, sum={})",
+            float_text(py, sum)
+        ))
     }
 }
 
 /// Times one block at a time (`with`, `async with`) into a Histogram; the
 /// clock is Rust's monotonic `Instant`. Calling it on a function returns a
 /// wrapper that times every call, for plain and `async def` functions.
-#[pyclass(frozen, module = "pepperpy_core._native")]
+#[pyclass(frozen, weakref, module = "pepperpy_core._native")]
 pub struct Timer {
     histogram: Py<Histogram>,
-    started: TableLock<Option<Instant>>,
+    started: Exclusive<Option<Instant>>,
 }
 
 impl Timer {
     fn for_histogram(histogram: Py<Histogram>) -> Self {
         Timer {
             histogram,
-            started: TableLock::new(None),
+            started: Exclusive::new(None),
         }
     }
 
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        let mut started = self.started.lock(py);
+        let mut started = self.started.lock(py)?;
         if started.is_some() {
             return Err(PyRuntimeError::new_err(
                 "this timer is already running; take a new one for each block",
@@ -205,14 +233,13 @@ impl Timer {
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let now = Instant::now();
-        let Some(started) = self.started.lock(py).take() else {
+        let Some(started) = self.started.lock(py)?.take() else {
             return Err(PyRuntimeError::new_err(
                 "timer stopped without being started",
             ));
         };
         let seconds = now.duration_since(started).as_secs_f64();
-        self.histogram.get().record(py, seconds);
-        Ok(())
+        self.histogram.get().record(py, seconds)
     }
 }
 
@@ -273,7 +300,8 @@ impl Timer {
 }
 
 /// An awaitable that is already done: what `__aenter__` / `__aexit__` return.
-#[pyclass(frozen, module = "pepperpy_core._native")]
+/// A private helper: the module does not export it.
+#[pyclass(frozen, name = "_Ready", module = "pepperpy_core._native")]
 pub struct Ready {
     value: Py<PyAny>,
 }

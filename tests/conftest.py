@@ -1,19 +1,25 @@
 """Shared fixtures: the backend parametrization and Hypothesis profiles.
 
-Every suite that takes the ``backend`` fixture runs once per implementation:
-the Rust extension and the pure-Python fallback. With
-``PEPPERPY_CORE_BACKEND=python`` the extension is never imported, as on a
-machine where it is missing.
+Every test that takes the ``backend`` fixture runs once per implementation
+(the Rust extension and the pure-Python fallback), with a
+``pepperpy_core._backend.Backend`` whose classes it uses. Tests that reach the
+active backend only through the package (``pepperpy_core.cache``, modules
+that hold a FIFOCache or a registry) carry the ``backend`` marker.
+
+``tests/run.sh`` runs everything once on the default backend, then, with
+``PEPPERPY_CORE_BACKEND=python``, only what depends on the backend: the
+extension is never imported then, as on a machine where it is missing.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from pepperpy_core import _backend
+from pepperpy_core._backend import Backend
 
 settings.register_profile("default", deadline=None)
 settings.register_profile(
@@ -21,29 +27,31 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-PYTHON_ONLY = os.environ.get("PEPPERPY_CORE_BACKEND", "").strip().lower() == "python"
-BACKENDS = ["python"] if PYTHON_ONLY else ["native", "python"]
-_CACHE = {"native": "pepperpy_core._native", "python": "pepperpy_core._fallback.cache"}
-_METRICS = {"native": "pepperpy_core._native", "python": "pepperpy_core._fallback.metrics"}
+BACKENDS: list[Backend] = _backend.available()
+PYTHON_ONLY = _backend.choice() == "python"
 
 
-def implementation(name: str) -> ModuleType:
-    """The module that holds backend ``name``'s FIFOCache and CacheStats."""
-    return importlib.import_module(_CACHE[name])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backend: depends on the hot paths' backend (run again on the fallback)"
+    )
 
 
-def metrics_implementation(name: str) -> ModuleType:
-    """The module that holds backend ``name``'s Counter, Histogram and Timer."""
-    return importlib.import_module(_METRICS[name])
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not PYTHON_ONLY:
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        uses = "backend" in getattr(item, "fixturenames", ())
+        (keep if uses or item.get_closest_marker("backend") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> ModuleType:
-    """Each backend's cache module in turn."""
-    return implementation(request.param)
-
-
-@pytest.fixture(params=BACKENDS)
-def metrics_backend(request: pytest.FixtureRequest) -> ModuleType:
-    """Each backend's metrics module in turn."""
-    return metrics_implementation(request.param)
+@pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn."""
+    chosen: Backend = request.param
+    return chosen

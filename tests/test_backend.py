@@ -12,6 +12,8 @@ import pytest
 import pepperpy_core
 from pepperpy_core import cache
 
+pytestmark = pytest.mark.backend
+
 
 def _run(code: str, backend: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)

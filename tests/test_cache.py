@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import gc
+import pickle
+import subprocess
+import sys
 import threading
 import time
+import types
 import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from pepperpy_core._backend import Backend
 
 
 def snapshot(cache: Any) -> tuple[list[Any], Any, int]:
@@ -27,7 +35,7 @@ def stats_tuple(cache: Any) -> tuple[int, int, int, int]:
 # --- the FIFO contract -------------------------------------------------------
 
 
-def test_new_key_at_maxsize_evicts_the_oldest(backend: ModuleType) -> None:
+def test_new_key_at_maxsize_evicts_the_oldest(backend: Backend) -> None:
     cache = backend.FIFOCache(3)
     for key in "abcd":
         cache[key] = key.upper()
@@ -38,7 +46,7 @@ def test_new_key_at_maxsize_evicts_the_oldest(backend: ModuleType) -> None:
     assert stats_tuple(cache) == (0, 0, 4, 1)
 
 
-def test_overwrite_keeps_position_and_does_not_evict(backend: ModuleType) -> None:
+def test_overwrite_keeps_position_and_does_not_evict(backend: Backend) -> None:
     cache = backend.FIFOCache(3)
     cache.set_many([("a", 1), ("b", 2), ("c", 3)])
     cache["a"] = 10
@@ -48,7 +56,7 @@ def test_overwrite_keeps_position_and_does_not_evict(backend: ModuleType) -> Non
     assert stats_tuple(cache) == (0, 0, 4, 1)
 
 
-def test_reads_do_not_reorder(backend: ModuleType) -> None:
+def test_reads_do_not_reorder(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     cache["a"] = 1
     cache["b"] = 2
@@ -59,7 +67,7 @@ def test_reads_do_not_reorder(backend: ModuleType) -> None:
     assert cache.keys() == ["b", "c"]
 
 
-def test_get_default_and_getitem_keyerror(backend: ModuleType) -> None:
+def test_get_default_and_getitem_keyerror(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     cache["a"] = 1
     assert cache.get("missing") is None
@@ -71,14 +79,14 @@ def test_get_default_and_getitem_keyerror(backend: ModuleType) -> None:
     assert stats_tuple(cache) == (1, 3, 1, 0)
 
 
-def test_stored_none_is_a_hit(backend: ModuleType) -> None:
+def test_stored_none_is_a_hit(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     cache["a"] = None
     assert cache.get("a", 5) is None
     assert cache.stats().hits == 1
 
 
-def test_pop_and_delitem(backend: ModuleType) -> None:
+def test_pop_and_delitem(backend: Backend) -> None:
     cache = backend.FIFOCache(3)
     cache.set_many({"a": 1, "b": 2, "c": 3})
     assert cache.pop("b") == 2
@@ -95,7 +103,7 @@ def test_pop_and_delitem(backend: ModuleType) -> None:
     assert cache.items() == [("c", 3)]
 
 
-def test_popped_slot_is_reused_in_order(backend: ModuleType) -> None:
+def test_popped_slot_is_reused_in_order(backend: Backend) -> None:
     cache = backend.FIFOCache(3)
     cache.set_many([(1, 1), (2, 2), (3, 3)])
     cache.pop(2)
@@ -104,7 +112,7 @@ def test_popped_slot_is_reused_in_order(backend: ModuleType) -> None:
     assert cache.keys() == [3, 4, 5]
 
 
-def test_clear_keeps_stats_and_maxsize(backend: ModuleType) -> None:
+def test_clear_keeps_stats_and_maxsize(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     cache.set_many([(1, 1), (2, 2), (3, 3)])
     cache.get(3)
@@ -118,7 +126,7 @@ def test_clear_keeps_stats_and_maxsize(backend: ModuleType) -> None:
     assert cache.items() == [(9, 9)]
 
 
-def test_iteration_is_a_snapshot_of_keys(backend: ModuleType) -> None:
+def test_iteration_is_a_snapshot_of_keys(backend: Backend) -> None:
     cache = backend.FIFOCache(5)
     cache.set_many([(1, "a"), (2, "b")])
     seen = []
@@ -129,7 +137,7 @@ def test_iteration_is_a_snapshot_of_keys(backend: ModuleType) -> None:
     assert list(cache) == [1, 2, 11, 12]
 
 
-def test_get_many_and_set_many(backend: ModuleType) -> None:
+def test_get_many_and_set_many(backend: Backend) -> None:
     cache = backend.FIFOCache(4)
     cache.set_many(iter([("a", 1), ["b", 2]]))
     cache.set_many({"c": 3})
@@ -140,7 +148,7 @@ def test_get_many_and_set_many(backend: ModuleType) -> None:
     assert cache.get_many([]) == {}
 
 
-def test_set_many_refuses_bad_pairs_before_changing_anything(backend: ModuleType) -> None:
+def test_set_many_refuses_bad_pairs_before_changing_anything(backend: Backend) -> None:
     cache = backend.FIFOCache(4)
     cache["a"] = 1
     before = snapshot(cache)
@@ -153,7 +161,7 @@ def test_set_many_refuses_bad_pairs_before_changing_anything(backend: ModuleType
     assert snapshot(cache) == before
 
 
-def test_stats_record(backend: ModuleType) -> None:
+def test_stats_record(backend: Backend) -> None:
     stats = backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4)
     assert (stats.hits, stats.misses, stats.inserts, stats.evictions) == (1, 2, 3, 4)
     assert stats == backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4)
@@ -166,14 +174,14 @@ def test_stats_record(backend: ModuleType) -> None:
         backend.CacheStats(1, 2, 3, 4)
 
 
-def test_repr_and_maxsize(backend: ModuleType) -> None:
+def test_repr_and_maxsize(backend: Backend) -> None:
     cache = backend.FIFOCache(10)
     cache["a"] = 1
     assert repr(cache) == "FIFOCache(maxsize=10, len=1)"
     assert cache.maxsize == 10
 
 
-def test_generic_at_runtime(backend: ModuleType) -> None:
+def test_generic_at_runtime(backend: Backend) -> None:
     alias = backend.FIFOCache[str, int]
     cache = alias(2)
     assert isinstance(cache, backend.FIFOCache)
@@ -181,7 +189,7 @@ def test_generic_at_runtime(backend: ModuleType) -> None:
     assert cache["a"] == 1
 
 
-def test_keys_compare_as_in_a_dict(backend: ModuleType) -> None:
+def test_keys_compare_as_in_a_dict(backend: Backend) -> None:
     cache = backend.FIFOCache(4)
     cache[1] = "int"
     assert cache[1.0] == "int"
@@ -200,13 +208,13 @@ def test_keys_compare_as_in_a_dict(backend: ModuleType) -> None:
     assert cache[(1, "a")] == "tuple"
 
 
-def test_large_cache_does_not_preallocate(backend: ModuleType) -> None:
+def test_large_cache_does_not_preallocate(backend: Backend) -> None:
     cache = backend.FIFOCache(2**32 - 2)
     cache["a"] = 1
     assert len(cache) == 1
 
 
-def test_unreferenced_cache_with_a_cycle_is_collected(backend: ModuleType) -> None:
+def test_unreferenced_cache_with_a_cycle_is_collected(backend: Backend) -> None:
     class Holder:
         pass
 
@@ -238,19 +246,19 @@ def test_unreferenced_cache_with_a_cycle_is_collected(backend: ModuleType) -> No
     ],
 )
 def test_bad_maxsize_is_refused(
-    backend: ModuleType, maxsize: object, error: type[Exception], message: str
+    backend: Backend, maxsize: object, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match=message):
         backend.FIFOCache(maxsize)
 
 
-def test_maxsize_is_required(backend: ModuleType) -> None:
+def test_maxsize_is_required(backend: Backend) -> None:
     with pytest.raises(TypeError):
         backend.FIFOCache()
 
 
 @pytest.mark.parametrize("key", [[], {}, {1}, ([],)])
-def test_unhashable_key_is_a_typeerror_and_changes_nothing(backend: ModuleType, key: Any) -> None:
+def test_unhashable_key_is_a_typeerror_and_changes_nothing(backend: Backend, key: Any) -> None:
     cache = backend.FIFOCache(3)
     cache.set_many([("a", 1), ("b", 2)])
     cache.get("a")
@@ -288,7 +296,7 @@ class EqBoom:
         raise LookupError("eq boom")
 
 
-def test_key_whose_hash_raises(backend: ModuleType) -> None:
+def test_key_whose_hash_raises(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     cache.set_many([("a", 1), ("b", 2)])
     before = snapshot(cache)
@@ -305,7 +313,7 @@ def test_key_whose_hash_raises(backend: ModuleType) -> None:
         assert snapshot(cache) == before
 
 
-def test_key_whose_eq_raises(backend: ModuleType) -> None:
+def test_key_whose_eq_raises(backend: Backend) -> None:
     cache = backend.FIFOCache(2)
     stored = EqBoom()
     cache[stored] = "first"
@@ -336,7 +344,7 @@ class Collider:
         return 7
 
 
-def test_many_keys_with_one_hash(backend: ModuleType) -> None:
+def test_many_keys_with_one_hash(backend: Backend) -> None:
     cache = backend.FIFOCache(50)
     for n in range(80):
         cache[Collider(n)] = n
@@ -372,7 +380,7 @@ class ReadsCache:
         return isinstance(other, ReadsCache) and other.n == self.n
 
 
-def test_key_eq_that_reads_the_cache_gets_the_right_answer(backend: ModuleType) -> None:
+def test_key_eq_that_reads_the_cache_gets_the_right_answer(backend: Backend) -> None:
     cache = backend.FIFOCache(4)
     ReadsCache.cache = cache
     cache["other"] = 0
@@ -403,7 +411,7 @@ class WritesCache:
         return isinstance(other, WritesCache) and other.n == self.n
 
 
-def test_key_eq_that_writes_the_cache_never_corrupts_it(backend: ModuleType) -> None:
+def test_key_eq_that_writes_the_cache_never_corrupts_it(backend: Backend) -> None:
     cache = backend.FIFOCache(8)
     WritesCache.cache = cache
 
@@ -444,7 +452,7 @@ class ClearsCache:
         return False
 
 
-def test_key_eq_that_clears_the_cache(backend: ModuleType) -> None:
+def test_key_eq_that_clears_the_cache(backend: Backend) -> None:
     cache = backend.FIFOCache(4)
     ClearsCache.cache = cache
     cache[ClearsCache()] = 1
@@ -470,7 +478,7 @@ class TouchesCacheOnDel:
         self.cache[f"from-del-{self.name}"] = len(self.cache)
 
 
-def test_value_del_that_touches_the_cache_on_eviction(backend: ModuleType) -> None:
+def test_value_del_that_touches_the_cache_on_eviction(backend: Backend) -> None:
     cache = backend.FIFOCache(3)
     log: list[str] = []
     cache["a"] = TouchesCacheOnDel(cache, log, "a")
@@ -483,7 +491,7 @@ def test_value_del_that_touches_the_cache_on_eviction(backend: ModuleType) -> No
 
 
 def test_value_del_that_touches_the_cache_on_overwrite_pop_and_clear(
-    backend: ModuleType,
+    backend: Backend,
 ) -> None:
     cache = backend.FIFOCache(10)
     log: list[str] = []
@@ -559,9 +567,379 @@ def _hammer(cache: Any, make_key: Any, seconds: float, threads: int = 8) -> None
     assert stats.inserts - stats.evictions >= len(cache)
 
 
-def test_threads_with_int_keys(backend: ModuleType) -> None:
+def test_threads_with_int_keys(backend: Backend) -> None:
     _hammer(backend.FIFOCache(64), lambda n: n, seconds=2.0)
 
 
-def test_threads_with_frozen_dataclass_keys(backend: ModuleType) -> None:
+def test_threads_with_frozen_dataclass_keys(backend: Backend) -> None:
     _hammer(backend.FIFOCache(64), lambda n: FrozenKey(n, "k"), seconds=2.0)
+
+
+# --- the backend-contract regressions ----------------------------------------
+
+
+class _ReadOnlyMapping(Mapping[str, int]):
+    """A Mapping that is no dict and whose iteration order is its own."""
+
+    def __init__(self, pairs: list[tuple[str, int]]) -> None:
+        self._pairs = pairs
+
+    def __getitem__(self, key: str) -> int:
+        return dict(self._pairs)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k, _ in self._pairs])
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: types.MappingProxyType({"ab": 1, "cd": 2}),
+        lambda: collections.UserDict({"ab": 1, "cd": 2}),
+        lambda: _ReadOnlyMapping([("ab", 1), ("cd", 2)]),
+    ],
+    ids=["mappingproxy", "userdict", "abc-mapping"],
+)
+def test_set_many_takes_any_mapping_through_its_items(backend: Backend, make: Any) -> None:
+    cache = backend.FIFOCache(4)
+    cache.set_many(make())
+    assert cache.items() == [("ab", 1), ("cd", 2)]
+
+
+def test_set_many_follows_a_mappings_own_order(backend: Backend) -> None:
+    ordered = collections.OrderedDict([("a", 1), ("b", 2), ("c", 3)])
+    ordered.move_to_end("a")
+    cache = backend.FIFOCache(4)
+    cache.set_many(ordered)
+    assert cache.keys() == ["b", "c", "a"]
+
+
+def test_set_many_of_a_dict_that_a_key_hash_mutates(backend: Backend) -> None:
+    source: dict[Any, int] = {}
+
+    class Grows:
+        def __hash__(self) -> int:
+            source[object()] = 0  # changes the dict being read
+            return 5
+
+    source[Grows.__new__(Grows)] = 1
+    source["x"] = 2
+    cache = backend.FIFOCache(4)
+    cache["a"] = 0
+    before = snapshot(cache)
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        cache.set_many(source)
+    assert snapshot(cache) == before
+
+
+def _set_or_refusal(cache: Any, key: Any, value: Any) -> str:
+    """ "set", or the message of the RuntimeError the set raised."""
+    try:
+        cache[key] = value
+    except RuntimeError as error:
+        return str(error)
+    return "set"
+
+
+def _backend_changed_message() -> str:
+    from pepperpy_core._fallback.cache import _CHANGED
+
+    return _CHANGED
+
+
+class _CountsEq:
+    """Keys that all share one hash and count the comparisons they take part in."""
+
+    calls = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return 12345
+
+    def __eq__(self, other: object) -> bool:
+        _CountsEq.calls += 1
+        return isinstance(other, _CountsEq) and other.n == self.n
+
+
+def test_any_number_of_keys_with_one_hash(backend: Backend) -> None:
+    # 10,000 ints that share a hash (hash(n) is n mod 2**61 - 1).
+    step = 2**61 - 1
+    cache = backend.FIFOCache(20_000)
+    keys = [7 + i * step for i in range(10_000)]
+    for i, key in enumerate(keys):
+        cache[key] = i
+    assert len(cache) == 10_000
+    assert {hash(k) for k in keys} == {7}
+    for i in (0, 1, 4_999, 9_999):
+        assert cache[keys[i]] == i
+    assert cache.get(7 + 10_000 * step) is None
+
+
+def test_a_lookup_compares_each_colliding_key_at_most_once(backend: Backend) -> None:
+    cache = backend.FIFOCache(2_000)
+    stored = [_CountsEq(n) for n in range(1_000)]
+    for key in stored:
+        cache[key] = key.n
+    for probe in (0, 500, 999, 5_000):
+        _CountsEq.calls = 0
+        got = cache.get(_CountsEq(probe))
+        assert got == (probe if probe < 1_000 else None)
+        # As a dict: one comparison per colliding key at most, never a retry.
+        assert _CountsEq.calls <= len(stored)
+
+
+_BYTES_WARNING = """
+import threading
+from pepperpy_core import _backend
+cache = _backend.load({name!r}).FIFOCache(8)
+cache[b"abc"] = 1
+try:
+    cache["abc"] = 2  # the same hash as b"abc": comparing them warns
+except BytesWarning as warning:
+    print("raised:", warning)
+print("items:", cache.items())
+sizes = []
+thread = threading.Thread(target=lambda: sizes.append(len(cache)))
+thread.start()
+thread.join()
+print("len from another thread:", sizes)
+"""
+
+
+@pytest.mark.parametrize("flag", ["-b", "-bb"])
+def test_bytes_against_str_under_bytes_warnings(backend: Backend, flag: str) -> None:
+    out = subprocess.run(
+        [sys.executable, flag, "-c", _BYTES_WARNING.format(name=backend.name)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Panic" not in out.stderr
+    if flag == "-bb":  # the warning is an error: it reaches the caller, nothing changes
+        assert "raised: Comparison between bytes and string" in out.stdout
+        assert "items: [(b'abc', 1)]" in out.stdout
+        assert "len from another thread: [1]" in out.stdout
+    else:  # the warning is printed, and the keys are told apart, as in a dict
+        assert "Comparison between bytes and string" in out.stderr
+        assert "items: [(b'abc', 1), ('abc', 2)]" in out.stdout
+        assert "len from another thread: [2]" in out.stdout
+
+
+class _MutableHash:
+    def __init__(self, h: int) -> None:
+        self.h = h
+
+    def __hash__(self) -> int:
+        return self.h
+
+
+def test_key_whose_hash_changes_after_insertion(backend: Backend) -> None:
+    cache = backend.FIFOCache(3)
+    key = _MutableHash(1)
+    cache[key] = "moved"
+    key.h = 2  # the entry is now unreachable by lookup, as in a dict
+    assert key not in cache
+    assert cache.get(key) is None
+    assert len(cache) == 1
+    cache["a"] = 1
+    cache["b"] = 2
+    assert len(cache) == 3  # it still counts
+    cache["c"] = 3  # and is evicted in its turn, without an error
+    assert cache.keys() == ["a", "b", "c"]
+    for n in range(10):
+        cache[n] = n
+    assert len(cache) == 3
+
+
+def test_copy_deepcopy_and_pickle_give_an_independent_cache(backend: Backend) -> None:
+    cache = backend.FIFOCache(3)
+    cache.set_many([("a", [1]), ("b", [2])])
+    cache.get("a")
+    for clone in (copy.copy(cache), copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        assert type(clone) is type(cache)
+        assert clone.maxsize == 3
+        assert clone.items() == cache.items()
+        assert clone.stats() == backend.CacheStats(hits=0, misses=0, inserts=2, evictions=0)
+        clone["c"] = [3]
+        clone["d"] = [4]  # evicts from the clone only
+        assert cache.keys() == ["a", "b"]
+        assert clone.keys() == ["b", "c", "d"]
+    shallow = copy.copy(cache)
+    deep = copy.deepcopy(cache)
+    assert shallow["a"] is cache["a"]
+    assert deep["a"] == cache["a"]
+    assert deep["a"] is not cache["a"]
+
+
+def test_a_cache_that_holds_itself_deep_copies(backend: Backend) -> None:
+    cache = backend.FIFOCache(2)
+    cache["me"] = cache
+    clone = copy.deepcopy(cache)
+    assert clone["me"] is clone
+
+
+def test_subclasses_keep_their_class_and_attributes(backend: Backend) -> None:
+    class Named(backend.FIFOCache):  # type: ignore[name-defined,misc]
+        def set(self, key: Any, value: Any) -> None:
+            raise AssertionError("the cache's own operations never call overrides")
+
+    cache = Named(2)
+    cache.label = "hot"
+    cache.set_many([("a", 1), ("b", 2), ("c", 3)])
+    cache["d"] = 4
+    assert cache.keys() == ["c", "d"]
+    assert repr(cache) == "Named(maxsize=2, len=2)"
+    clone = copy.deepcopy(cache)
+    assert type(clone) is Named
+    assert clone.label == "hot"
+    assert clone.keys() == ["c", "d"]
+
+
+def test_weak_references(backend: Backend) -> None:
+    for make in (
+        lambda: backend.FIFOCache(1),
+        backend.Counter,
+        backend.Histogram,
+        lambda: backend.Histogram().time(),
+    ):
+        obj = make()
+        ref = weakref.ref(obj)
+        assert ref() is obj
+        del obj
+        gc.collect()
+        assert ref() is None
+
+
+def test_pop_default_by_position_or_keyword(backend: Backend) -> None:
+    cache = backend.FIFOCache(2)
+    cache["a"] = 1
+    assert cache.pop("x", None) is None
+    assert cache.pop("x", default=5) == 5
+    assert cache.pop("a", default=5) == 1
+    with pytest.raises(TypeError):
+        cache.get("a", default=1)  # get's arguments are positional, as dict.get's
+
+
+def test_eq_that_waits_on_a_thread_using_the_cache(backend: Backend) -> None:
+    cache = backend.FIFOCache(8)
+
+    class WaitsForAWriter:
+        def __hash__(self) -> int:
+            return 77
+
+        def __eq__(self, other: object) -> bool:
+            writer = threading.Thread(target=cache.set, args=("from-thread", 1))
+            writer.start()
+            writer.join(timeout=10)
+            assert not writer.is_alive(), "the other thread could not use the cache"
+            return other is self
+
+    first = WaitsForAWriter()
+    cache[first] = "first"
+    done: list[BaseException | None] = []
+
+    def lookup() -> None:
+        try:
+            cache[WaitsForAWriter()] = "second"
+            cache.get(WaitsForAWriter())
+            done.append(None)
+        except BaseException as exc:  # reported below
+            done.append(exc)
+
+    worker = threading.Thread(target=lookup)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "deadlock: __eq__ ran while the cache was locked"
+    assert done == [None]
+    assert cache["from-thread"] == 1
+
+
+def test_a_write_from_eq_never_loses_the_outer_write(backend: Backend) -> None:
+    cache = backend.FIFOCache(4)
+
+    class Clears:
+        def __hash__(self) -> int:
+            return 3
+
+        def __eq__(self, other: object) -> bool:
+            cache.clear()
+            return False
+
+    cache[Clears()] = 1
+    cache["x"] = 2
+    key = Clears()
+    outcome = _set_or_refusal(cache, key, 3)
+    assert outcome in {"set", _backend_changed_message()}
+    if outcome == "set":
+        assert any(k is key for k, _ in cache.items()), "set returned but the key is absent"
+    assert len(cache) <= 4
+
+
+class _Collects:
+    """Colliding keys whose __hash__ and __eq__ run the garbage collector, as
+    any allocation in them may: the finalizers of pending garbage then run in
+    the middle of the cache operation that hashes or compares the key."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        gc.collect(0)
+        return self.n % 3
+
+    def __eq__(self, other: object) -> bool:
+        gc.collect(0)
+        return isinstance(other, _Collects) and other.n == self.n
+
+    def __repr__(self) -> str:
+        return f"K{self.n}"
+
+
+def test_finalizers_run_by_the_collector_mid_operation(backend: Backend) -> None:
+    cache = backend.FIFOCache(16)
+    unraisable: list[BaseException | None] = []
+
+    class Cycle:
+        """Garbage in a reference cycle whose finalizer changes the cache."""
+
+        def __init__(self, n: int) -> None:
+            self.me = self
+            self.n = n
+
+        def __del__(self) -> None:
+            if self.n % 7 == 0:
+                cache.clear()
+            else:
+                cache[f"del-{self.n}"] = self.n
+                cache.pop(f"del-{self.n - 3}", None)
+
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: unraisable.append(info.exc_value)
+    try:
+        for n in range(120):
+            key = _Collects(n % 40)
+            Cycle(n)  # garbage, collected inside the key's __hash__ or __eq__
+            outcome = _set_or_refusal(cache, key, n)
+            assert outcome in {"set", _backend_changed_message()}
+            if outcome == "set":
+                assert any(k is key for k in list(cache)), f"set({key}) returned, key absent"
+            if n % 5 == 0:
+                Cycle(n + 1)
+                cache.pop(_Collects((n + 3) % 40), None)
+            keys = cache.keys()
+            assert len(keys) <= 16
+            assert len(keys) == len(set(map(repr, keys)))
+    finally:
+        sys.unraisablehook = old_hook
+        cache.clear()
+        gc.collect()
+    # A finalizer that ran inside another write on its thread is refused
+    # with a RuntimeError, never let loose on a half-made change.
+    assert all(isinstance(e, RuntimeError) and "finalizer" in str(e) for e in unraisable)

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tests.conftest import BACKENDS, implementation
+from tests.conftest import BACKENDS
+
+pytestmark = pytest.mark.backend
 
 MISSING = object()
 
@@ -73,7 +75,7 @@ class CacheComparison(RuleBasedStateMachine):
 
     @initialize(maxsize=st.integers(min_value=1, max_value=8))
     def make(self, maxsize: int) -> None:
-        self.caches = [implementation(name).FIFOCache(maxsize) for name in BACKENDS]
+        self.caches = [b.FIFOCache(maxsize) for b in BACKENDS]
         self.model = Model(maxsize)
 
     def all_return(self, expected: Any, call: Any) -> None:

@@ -9,6 +9,8 @@ import pytest
 from pepperpy_core.module import CachedModule, LoadStats
 from tests.asyncutil import run
 
+pytestmark = pytest.mark.backend
+
 
 def test_hundred_callers_one_load() -> None:
     m = CachedModule()

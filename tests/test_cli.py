@@ -12,6 +12,8 @@ import pytest
 
 import pepperpy_core
 
+pytestmark = pytest.mark.backend
+
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -76,7 +78,7 @@ def test_bench_is_quick_and_prints_ratios() -> None:
     out = _cli("bench", "--ops", "300")
     assert out.returncode == 0, out.stderr
     assert "FIFOCache set with eviction" in out.stdout
-    assert "x native" in out.stdout
+    assert f"x {pepperpy_core.BACKEND}" in out.stdout
     assert "spec dict FIFO" in out.stdout
     assert "[ 1/" in out.stdout  # progress
 

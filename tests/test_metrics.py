@@ -1,4 +1,4 @@
-"""Counter, Histogram and Timer on both backends (``metrics_backend`` fixture)."""
+"""Counter, Histogram and Timer on both backends (``backend`` fixture)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,22 @@ import asyncio
 import math
 import threading
 import time
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import BACKENDS, metrics_implementation
+from pepperpy_core._backend import Backend
+from tests.conftest import BACKENDS
+
+pytestmark = pytest.mark.backend
 
 # --- Counter -----------------------------------------------------------------
 
 
-def test_counter_counts(metrics_backend: ModuleType) -> None:
-    counter = metrics_backend.Counter()
+def test_counter_counts(backend: Backend) -> None:
+    counter = backend.Counter()
     assert counter.value == 0
     counter.inc()
     counter.inc(5)
@@ -42,18 +44,16 @@ def test_counter_counts(metrics_backend: ModuleType) -> None:
         (2**63, OverflowError),
     ],
 )
-def test_counter_refuses_bad_increments(
-    metrics_backend: ModuleType, n: Any, error: type[Exception]
-) -> None:
-    counter = metrics_backend.Counter()
+def test_counter_refuses_bad_increments(backend: Backend, n: Any, error: type[Exception]) -> None:
+    counter = backend.Counter()
     counter.inc(3)
     with pytest.raises(error):
         counter.inc(n)
     assert counter.value == 3
 
 
-def test_counter_never_wraps(metrics_backend: ModuleType) -> None:
-    counter = metrics_backend.Counter()
+def test_counter_never_wraps(backend: Backend) -> None:
+    counter = backend.Counter()
     for _ in range(2):
         counter.inc(2**63 - 1)
     counter.inc(1)
@@ -63,8 +63,8 @@ def test_counter_never_wraps(metrics_backend: ModuleType) -> None:
     assert counter.value == 2**64 - 1
 
 
-def test_counter_loses_nothing_under_threads(metrics_backend: ModuleType) -> None:
-    counter = metrics_backend.Counter()
+def test_counter_loses_nothing_under_threads(backend: Backend) -> None:
+    counter = backend.Counter()
     per_thread = 1_000_000
     barrier = threading.Barrier(4)
 
@@ -85,8 +85,8 @@ def test_counter_loses_nothing_under_threads(metrics_backend: ModuleType) -> Non
 # --- Histogram ---------------------------------------------------------------
 
 
-def test_histogram_summary(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_histogram_summary(backend: Backend) -> None:
+    h = backend.Histogram()
     assert (h.count, h.sum, h.min, h.max) == (0, 0.0, None, None)
     assert h.quantile(0.5) is None
     for v in (0.002, 0.5, 3, 0.0):
@@ -96,20 +96,20 @@ def test_histogram_summary(metrics_backend: ModuleType) -> None:
     assert (h.min, h.max) == (0.0, 3.0)
     assert h.quantile(0) == 0.0
     assert h.quantile(1) == 3.0
-    assert h.bounds == metrics_backend.DEFAULT_BUCKETS
+    assert h.bounds == list(backend.DEFAULT_BUCKETS)
 
 
-def test_histogram_buckets_are_cumulative_and_exact(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram([0.1, 1.0, 2.5])
+def test_histogram_buckets_are_cumulative_and_exact(backend: Backend) -> None:
+    h = backend.Histogram([0.1, 1.0, 2.5])
     for v in (0.05, 0.1, 0.1000001, 1.0, 2.0, 100.0):
         h.observe(v)
     assert h.buckets() == [(0.1, 2), (1.0, 4), (2.5, 5), (math.inf, 6)]
-    assert metrics_backend.Histogram([]).buckets() == [(math.inf, 0)]
+    assert backend.Histogram([]).buckets() == [(math.inf, 0)]
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.001, -1])
-def test_histogram_refuses_bad_durations(metrics_backend: ModuleType, value: float) -> None:
-    h = metrics_backend.Histogram()
+def test_histogram_refuses_bad_durations(backend: Backend, value: float) -> None:
+    h = backend.Histogram()
     h.observe(1.0)
     with pytest.raises(ValueError, match="finite and >= 0"):
         h.observe(value)
@@ -118,16 +118,16 @@ def test_histogram_refuses_bad_durations(metrics_backend: ModuleType, value: flo
 
 
 @pytest.mark.parametrize("value", ["1", None, [1]])
-def test_histogram_refuses_non_numbers(metrics_backend: ModuleType, value: Any) -> None:
-    h = metrics_backend.Histogram()
+def test_histogram_refuses_non_numbers(backend: Backend, value: Any) -> None:
+    h = backend.Histogram()
     with pytest.raises(TypeError):
         h.observe(value)
     assert h.count == 0
 
 
 @pytest.mark.parametrize("q", [-0.01, 1.01, math.nan, math.inf])
-def test_quantile_outside_unit_interval(metrics_backend: ModuleType, q: float) -> None:
-    h = metrics_backend.Histogram()
+def test_quantile_outside_unit_interval(backend: Backend, q: float) -> None:
+    h = backend.Histogram()
     h.observe(1.0)
     with pytest.raises(ValueError, match="0 <= q <= 1"):
         h.quantile(q)
@@ -137,9 +137,9 @@ def test_quantile_outside_unit_interval(metrics_backend: ModuleType, q: float) -
     "buckets",
     [[1.0, 0.5], [0.5, 0.5], [-1.0, 1.0], [0.1, math.inf], [math.nan]],
 )
-def test_histogram_refuses_bad_buckets(metrics_backend: ModuleType, buckets: list[float]) -> None:
+def test_histogram_refuses_bad_buckets(backend: Backend, buckets: list[float]) -> None:
     with pytest.raises(ValueError, match="bucket bounds"):
-        metrics_backend.Histogram(buckets)
+        backend.Histogram(buckets)
 
 
 def _nearest_rank(samples: list[float], q: float) -> float:
@@ -154,8 +154,7 @@ quantiles = st.floats(min_value=0.0, max_value=1.0)
 
 @given(samples=st.lists(durations, min_size=1, max_size=400), q=quantiles)
 def test_quantile_error_is_within_the_stated_bound(samples: list[float], q: float) -> None:
-    for name in BACKENDS:
-        module = metrics_implementation(name)
+    for module in BACKENDS:
         h = module.Histogram()
         for v in samples:
             h.observe(v)
@@ -169,8 +168,7 @@ def test_quantile_error_is_within_the_stated_bound(samples: list[float], q: floa
 def test_quantile_bound_over_nine_decades() -> None:
     # 1 ns to 1 hour, log-uniform, with many ties broken across buckets.
     samples = [10 ** (-9 + 12.5 * i / 9_999) for i in range(10_000)]
-    for name in BACKENDS:
-        module = metrics_implementation(name)
+    for module in BACKENDS:
         h = module.Histogram()
         for v in samples:
             h.observe(v)
@@ -183,8 +181,8 @@ def test_quantile_bound_over_nine_decades() -> None:
 @given(samples=st.lists(durations, min_size=1, max_size=100), q=quantiles)
 def test_backends_agree_to_the_bit(samples: list[float], q: float) -> None:
     results = []
-    for name in BACKENDS:
-        h = metrics_implementation(name).Histogram([0.001, 0.1, 1.0, 100.0])
+    for module in BACKENDS:
+        h = module.Histogram([0.001, 0.1, 1.0, 100.0])
         for v in samples:
             h.observe(v)
         results.append((h.quantile(q), h.buckets(), h.count, h.min, h.max))
@@ -194,8 +192,8 @@ def test_backends_agree_to_the_bit(samples: list[float], q: float) -> None:
 # --- Timer -------------------------------------------------------------------
 
 
-def test_timer_with_block(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_with_block(backend: Backend) -> None:
+    h = backend.Histogram()
     timer = h.time()
     assert timer.histogram is h
     with timer as entered:
@@ -208,15 +206,15 @@ def test_timer_with_block(metrics_backend: ModuleType) -> None:
     assert h.count == 2
 
 
-def test_timer_times_and_reraises_an_exception(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_times_and_reraises_an_exception(backend: Backend) -> None:
+    h = backend.Histogram()
     with pytest.raises(KeyError, match="inner"), h.time():
         raise KeyError("inner")
     assert h.count == 1
 
 
-def test_timer_refuses_nesting_itself(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_refuses_nesting_itself(backend: Backend) -> None:
+    h = backend.Histogram()
     timer = h.time()
     with timer, pytest.raises(RuntimeError, match="already running"), timer:
         pass
@@ -226,8 +224,8 @@ def test_timer_refuses_nesting_itself(metrics_backend: ModuleType) -> None:
     assert h.count == 1
 
 
-def test_timer_async_with(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_async_with(backend: Backend) -> None:
+    h = backend.Histogram()
 
     async def main() -> None:
         timer = h.time()
@@ -244,8 +242,8 @@ def test_timer_async_with(metrics_backend: ModuleType) -> None:
     assert h.max >= 0.009
 
 
-def test_timer_decorates_plain_functions(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_decorates_plain_functions(backend: Backend) -> None:
+    h = backend.Histogram()
 
     @h.time()
     def add(a: int, b: int = 1) -> int:
@@ -264,8 +262,8 @@ def test_timer_decorates_plain_functions(metrics_backend: ModuleType) -> None:
     assert h.count == 2
 
 
-def test_timer_decorates_async_functions(metrics_backend: ModuleType) -> None:
-    h = metrics_backend.Histogram()
+def test_timer_decorates_async_functions(backend: Backend) -> None:
+    h = backend.Histogram()
 
     @h.time()
     async def fetch(n: int) -> int:

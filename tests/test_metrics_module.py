@@ -8,6 +8,8 @@ from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import MetricsModule, ModuleConfig
 from tests.asyncutil import run
 
+pytestmark = pytest.mark.backend
+
 
 def test_timer_success_failure() -> None:
     m = MetricsModule(ModuleConfig(name="svc"))

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pepperpy_core.errors import MetricError, PepperpyError
 from pepperpy_core.metrics import Counter, Histogram, MetricsRegistry, Timer
 
+pytestmark = pytest.mark.backend
+
 
 def parse(text: str) -> dict[str, Any]:
     """family name -> (type, documentation, {(sample name, labels): value})."""

@@ -12,6 +12,8 @@ from pepperpy_core.errors import ResourceReleaseError
 from pepperpy_core.module import ModuleState, ResourceModule
 from tests.asyncutil import run
 
+pytestmark = pytest.mark.backend
+
 log: list[str] = []
 
 

@@ -19,6 +19,8 @@ from pepperpy_core.module import (
 )
 from tests.asyncutil import run
 
+pytestmark = pytest.mark.backend
+
 # --- Module with Resources -------------------------------------------------------
 
 

@@ -22,11 +22,11 @@ from pepperpy_core._demo import run_demo
 
 
 def _info(args: argparse.Namespace) -> int:
-    native = _backend.native
+    active = _backend.ACTIVE
     rows = [
         ("pepperpy-core", pepperpy_core.__version__),
         ("backend", pepperpy_core.BACKEND),
-        ("extension", native.__file__ if native is not None else "not loaded"),
+        ("extension", active.origin if active.name == "native" else "not loaded"),
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -3,39 +3,109 @@
 ``PEPPERPY_CORE_BACKEND`` is ``auto`` (the default: the Rust extension when it
 imports, else the pure-Python fallback), ``native`` (the extension or an
 ImportError that says how to build it) or ``python`` (the fallback, without
-importing the extension at all).
+importing the extension at all). Everything else (the facades ``cache`` and
+``metrics``, the command line, the tests and the benchmarks) asks this module
+through ``ACTIVE`` or ``load()``.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-_CHOICES: Final = ("auto", "native", "python")
+from pepperpy_core.protocols import CacheProtocol, CounterProtocol, HistogramProtocol
+
+Name = Literal["native", "python"]
+CHOICES: Final = ("auto", "native", "python")
+ENVIRONMENT: Final = "PEPPERPY_CORE_BACKEND"
 
 
-def _load() -> tuple[ModuleType | None, Literal["native", "python"]]:
-    choice = os.environ.get("PEPPERPY_CORE_BACKEND", "auto").strip().lower() or "auto"
-    if choice not in _CHOICES:
-        raise ImportError(
-            f"PEPPERPY_CORE_BACKEND must be one of {', '.join(_CHOICES)}, got {choice!r}"
-        )
-    if choice == "python":
-        return None, "python"
+class BackendChoiceError(ImportError):
+    """Raised on import when PEPPERPY_CORE_BACKEND names no backend."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of the hot paths, as its classes."""
+
+    name: Name
+    FIFOCache: type[CacheProtocol[Any, Any]]
+    CacheStats: type[Any]
+    Counter: type[CounterProtocol]
+    Histogram: type[HistogramProtocol]
+    Timer: type[Any]
+    DEFAULT_BUCKETS: tuple[float, ...]
+    QUANTILE_RELATIVE_ERROR: float
+    #: Where the classes come from (the extension or the fallback's package).
+    origin: str
+
+
+def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
+    return Backend(
+        name=name,
+        FIFOCache=cache.FIFOCache,
+        CacheStats=cache.CacheStats,
+        Counter=metrics.Counter,
+        Histogram=metrics.Histogram,
+        Timer=metrics.Timer,
+        DEFAULT_BUCKETS=tuple(metrics.DEFAULT_BUCKETS),
+        QUANTILE_RELATIVE_ERROR=metrics.QUANTILE_RELATIVE_ERROR,
+        origin=str(getattr(cache, "__file__", cache.__name__)),
+    )
+
+
+def load(name: Name) -> Backend:
+    """Backend ``name``, importing the extension only when it is asked for;
+    ImportError (saying how to build it) when the extension is missing."""
+    if name == "python":
+        from pepperpy_core._fallback import cache, metrics  # noqa: PLC0415
+
+        return _from("python", cache, metrics)
     try:
         native = importlib.import_module("pepperpy_core._native")
     except ImportError as exc:
-        if choice == "native":
-            raise ImportError(
-                "PEPPERPY_CORE_BACKEND=native but the Rust extension "
-                "pepperpy_core._native is not built; install the package with "
-                "`pip install .` (or `pip install -e .`) on a machine with a Rust "
-                "toolchain, or set PEPPERPY_CORE_BACKEND=python"
-            ) from exc
-        return None, "python"
-    return native, "native"
+        raise ImportError(
+            "the Rust extension pepperpy_core._native is not built; install the "
+            "package with `pip install .` on a machine with a Rust toolchain, or set "
+            f"{ENVIRONMENT}=python to use the pure-Python backend"
+        ) from exc
+    return _from("native", native, native)
 
 
-native, BACKEND = _load()
+def choice() -> str:
+    """The value of PEPPERPY_CORE_BACKEND, normalized; BackendChoiceError if
+    it names no backend."""
+    value = os.environ.get(ENVIRONMENT, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise BackendChoiceError(
+            f"{ENVIRONMENT} must be one of {', '.join(CHOICES)}, got {value!r}"
+        )
+    return value
+
+
+def _active() -> Backend:
+    wanted = choice()
+    if wanted == "python":
+        return load("python")
+    try:
+        return load("native")
+    except ImportError:
+        if wanted == "native":
+            raise
+        return load("python")
+
+
+ACTIVE: Final = _active()
+BACKEND: Final[Name] = ACTIVE.name
+
+
+def available() -> list[Backend]:
+    """Every backend this process may use, the active one first: under
+    ``PEPPERPY_CORE_BACKEND=python`` only the fallback (the extension is
+    never imported), else the extension too when it is built."""
+    if ACTIVE.name == "python":
+        return [ACTIVE]
+    return [ACTIVE, load("python")]

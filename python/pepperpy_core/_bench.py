@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from pepperpy_core import _backend
-from pepperpy_core._fallback import cache as python_cache
-from pepperpy_core._fallback import metrics as python_metrics
 
 
 class SpecDictFIFO(dict[Any, Any]):
@@ -35,12 +33,9 @@ def _optional(name: str) -> Any:
 
 
 def _caches() -> dict[str, Callable[[int], Any]]:
-    found: dict[str, Callable[[int], Any]] = {}
-    if _backend.native is not None:
-        found["pepperpy native"] = _backend.native.FIFOCache
-    elif (native := _optional("pepperpy_core._native")) is not None:
-        found["pepperpy native"] = native.FIFOCache
-    found["pepperpy python"] = python_cache.FIFOCache
+    found: dict[str, Callable[[int], Any]] = {
+        f"pepperpy {backend.name}": backend.FIFOCache for backend in _backend.available()
+    }
     found["spec dict FIFO"] = SpecDictFIFO
     if (cachebox := _optional("cachebox")) is not None:
         found["cachebox"] = cachebox.FIFOCache
@@ -91,12 +86,9 @@ def _metrics(ops: int) -> list[tuple[str, str, Callable[[], None]]]:
     cases: list[tuple[str, str, Callable[[], None]]] = []
     counters: dict[str, Any] = {}
     histograms: dict[str, Any] = {}
-    native = _optional("pepperpy_core._native")
-    if native is not None:
-        counters["pepperpy native"] = native.Counter()
-        histograms["pepperpy native"] = native.Histogram()
-    counters["pepperpy python"] = python_metrics.Counter()
-    histograms["pepperpy python"] = python_metrics.Histogram()
+    for backend in _backend.available():
+        counters[f"pepperpy {backend.name}"] = backend.Counter()
+        histograms[f"pepperpy {backend.name}"] = backend.Histogram()
     if (prom := _optional("prometheus_client")) is not None:
         counters["prometheus_client"] = prom.Counter("bench_total", "b", registry=None)
         histograms["prometheus_client"] = prom.Histogram("bench_seconds", "b", registry=None)
@@ -136,9 +128,10 @@ def run_bench(out: TextIO, ops: int = 20_000) -> int:
         )
         results.setdefault(group, []).append((name, ns))
     for group, rows in results.items():
-        base = dict(rows).get("pepperpy native") or rows[0][1]
+        first = f"pepperpy {_backend.BACKEND}"
+        base = dict(rows).get(first) or rows[0][1]
         print(f"\n{group}", file=out)
-        print(f"  {'subject':<18} {'ns/op':>9} {'x native':>9}", file=out)
+        print(f"  {'subject':<18} {'ns/op':>9} {'x ' + _backend.BACKEND:>9}", file=out)
         for name, ns in sorted(rows, key=lambda r: r[1]):
             print(f"  {name:<18} {ns:9.1f} {ns / base:9.2f}", file=out)
     print("\n(one quick run on this machine; see the README for the full method)", file=out)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pepperpy_core._backend import native
+from pepperpy_core._backend import ACTIVE
 
-if TYPE_CHECKING or native is None:
+if TYPE_CHECKING:
     from pepperpy_core._fallback.cache import CacheStats, FIFOCache
 else:
-    CacheStats = native.CacheStats
-    FIFOCache = native.FIFOCache
+    CacheStats = ACTIVE.CacheStats
+    FIFOCache = ACTIVE.FIFOCache
 
 __all__ = ["CacheStats", "FIFOCache"]

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pepperpy_core._backend import native
+from pepperpy_core._backend import ACTIVE
 from pepperpy_core.errors import MetricError
 
-if TYPE_CHECKING or native is None:
+if TYPE_CHECKING:
     from pepperpy_core._fallback.metrics import (
         DEFAULT_BUCKETS,
         QUANTILE_RELATIVE_ERROR,
@@ -32,11 +32,11 @@ if TYPE_CHECKING or native is None:
         Timer,
     )
 else:
-    Counter = native.Counter
-    Histogram = native.Histogram
-    Timer = native.Timer
-    DEFAULT_BUCKETS = native.DEFAULT_BUCKETS
-    QUANTILE_RELATIVE_ERROR = native.QUANTILE_RELATIVE_ERROR
+    Counter = ACTIVE.Counter
+    Histogram = ACTIVE.Histogram
+    Timer = ACTIVE.Timer
+    DEFAULT_BUCKETS = list(ACTIVE.DEFAULT_BUCKETS)
+    QUANTILE_RELATIVE_ERROR = ACTIVE.QUANTILE_RELATIVE_ERROR
 
 __all__ = [
     "DEFAULT_BUCKETS",

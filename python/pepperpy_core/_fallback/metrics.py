@@ -51,7 +51,7 @@ _MAX_STEP: Final = 2**63 - 1
 class Counter:
     """A monotonically increasing count; increments are atomic."""
 
-    __slots__ = ("_lock", "_value")
+    __slots__ = ("__weakref__", "_lock", "_value")
 
     def __init__(self) -> None:
         self._value = 0
@@ -123,6 +123,7 @@ class Histogram:
     """Distribution of durations in seconds; quantile error at most 1/128."""
 
     __slots__ = (
+        "__weakref__",
         "_above",
         "_below",
         "_bound_counts",
@@ -244,7 +245,7 @@ class Timer:
     """Times one block at a time (``with``, ``async with``) into a Histogram
     with ``time.perf_counter``; called on a function, times every call."""
 
-    __slots__ = ("_histogram", "_started")
+    __slots__ = ("__weakref__", "_histogram", "_started")
 
     def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram

@@ -4,6 +4,9 @@
 //!
 //! The table never calls back into user code: the caller passes the full hash
 //! and an equality closure, so the binding layer decides how keys compare.
+//! A version number changes with every insertion and removal, so a caller
+//! that compared keys with the table unlocked can tell whether what it saw
+//! still holds.
 
 use hashbrown::HashTable;
 
@@ -29,6 +32,7 @@ pub struct Fifo<K, V> {
     index: HashTable<u32>,
     head: u32,
     tail: u32,
+    version: u64,
 }
 
 impl<K, V> Default for Fifo<K, V> {
@@ -56,7 +60,14 @@ impl<K, V> Fifo<K, V> {
             index: HashTable::new(),
             head: NIL,
             tail: NIL,
+            version: 0,
         }
+    }
+
+    /// Changes whenever an entry is inserted or removed (not when a value is
+    /// replaced in place): equal versions mean the same keys in the same slots.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     pub fn len(&self) -> usize {
@@ -93,8 +104,15 @@ impl<K, V> Fifo<K, V> {
             .copied()
     }
 
-    pub fn key(&self, at: u32) -> &K {
-        &self.slot(at).key
+    /// Every entry whose hash is exactly `hash`, as (slot, key), in probe order.
+    pub fn same_hash(&self, hash: u64) -> impl Iterator<Item = (u32, &K)> + '_ {
+        let slots = &self.slots;
+        self.index
+            .iter_hash(hash)
+            .filter_map(move |&at| match &slots[at as usize] {
+                Some(slot) if slot.hash == hash => Some((at, &slot.key)),
+                _ => None,
+            })
     }
 
     pub fn value(&self, at: u32) -> &V {
@@ -110,6 +128,7 @@ impl<K, V> Fifo<K, V> {
     /// Appends a new newest entry. The caller has checked that no equal key is
     /// present; the table holds at most [`MAX_ENTRIES`].
     pub fn push_back(&mut self, hash: u64, key: K, value: V) -> u32 {
+        self.version = self.version.wrapping_add(1);
         let slot = Slot {
             hash,
             key,
@@ -145,6 +164,7 @@ impl<K, V> Fifo<K, V> {
 
     /// Removes the entry in slot `at`, returning its key and value.
     pub fn remove(&mut self, at: u32) -> (K, V) {
+        self.version = self.version.wrapping_add(1);
         let hash = self.slot(at).hash;
         match self.index.find_entry(hash, |&i| i == at) {
             Ok(entry) => {
@@ -188,9 +208,12 @@ impl<K, V> Fifo<K, V> {
     }
 
     /// Empties the table and hands back everything it held, so the caller
-    /// chooses when the entries are dropped.
+    /// chooses when the entries are dropped. The version still moves on.
     pub fn take(&mut self) -> Self {
-        std::mem::take(self)
+        let version = self.version.wrapping_add(1);
+        let old = std::mem::take(self);
+        self.version = version;
+        old
     }
 }
 
@@ -277,6 +300,37 @@ mod tests {
             assert_eq!(*f.value(at), k);
         }
         assert!(f.find(42, |&x| x == 1000).is_none());
+    }
+
+    #[test]
+    fn same_hash_lists_every_colliding_entry_and_nothing_else() {
+        let mut f: Fifo<u64, u64> = Fifo::new();
+        for k in 0..10_000 {
+            f.push_back(7, k, k);
+        }
+        f.push_back(8, 99_999, 0);
+        let mut seen: Vec<u64> = f.same_hash(7).map(|(_, k)| *k).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10_000).collect::<Vec<_>>());
+        assert_eq!(f.same_hash(9).count(), 0);
+    }
+
+    #[test]
+    fn version_moves_on_insert_remove_and_take_only() {
+        let mut f: Fifo<u64, u64> = Fifo::new();
+        let v0 = f.version();
+        let at = f.push_back(h(1), 1, 1);
+        let v1 = f.version();
+        assert_ne!(v0, v1);
+        f.replace(at, 2);
+        assert_eq!(f.version(), v1);
+        f.remove(at);
+        let v2 = f.version();
+        assert_ne!(v1, v2);
+        f.push_back(h(3), 3, 3);
+        drop(f.take());
+        assert_ne!(f.version(), v2);
+        assert!(f.is_empty());
     }
 
     #[test]
