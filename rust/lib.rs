@@ -5,6 +5,8 @@
 mod cache;
 mod exclusive;
 mod metrics;
+mod raw;
+mod registry;
 
 use pepperpy_core_algo::histogram;
 
@@ -13,10 +15,13 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::FIFOCache>()?;
+    cache::install_methods(m.py())?;
     m.add_class::<cache::CacheStats>()?;
     m.add_class::<metrics::Counter>()?;
     m.add_class::<metrics::Histogram>()?;
     m.add_class::<metrics::Timer>()?;
+    m.add_class::<registry::RegistryCore>()?;
+    registry::install_methods(m.py())?;
     m.add("DEFAULT_BUCKETS", metrics::DEFAULT_BUCKETS.to_vec())?;
     m.add("QUANTILE_RELATIVE_ERROR", histogram::RELATIVE_ERROR)?;
     Ok(())

@@ -213,7 +213,7 @@ pub struct Timer {
 }
 
 impl Timer {
-    fn for_histogram(histogram: Py<Histogram>) -> Self {
+    pub(crate) fn for_histogram(histogram: Py<Histogram>) -> Self {
         Timer {
             histogram,
             started: Exclusive::new(None),

@@ -205,3 +205,102 @@ def test_timer_from_registry_records() -> None:
     assert work() == 1
     assert reg.histogram("step_seconds", {"step": "a"}).count == 1
     assert reg.histogram("call_seconds").count == 1
+
+
+# --- series that would collide -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "series"),
+    [
+        (("histogram", "req"), ("counter", "req_count"), "req_count"),
+        (("histogram", "req"), ("counter", "req_sum"), "req_sum"),
+        (("histogram", "req"), ("counter", "req_bucket"), "req_bucket"),
+        (("histogram", "req"), ("counter", "req_created"), "req_created"),
+        (("counter", "req_count"), ("histogram", "req"), "req_count"),
+        (("counter", "jobs"), ("counter", "jobs_total"), "jobs"),
+        (("counter", "jobs_total"), ("histogram", "jobs"), "jobs"),
+        (("histogram", "a"), ("histogram", "a_count"), "a_count"),
+    ],
+)
+def test_metrics_whose_series_collide_are_refused(
+    first: tuple[str, str], second: tuple[str, str], series: str
+) -> None:
+    reg = MetricsRegistry()
+    getattr(reg, first[0])(first[1])
+    before = reg.to_prometheus()
+    with pytest.raises(MetricError) as info:
+        getattr(reg, second[0])(second[1])
+    message = str(info.value)
+    assert repr(first[1]) in message
+    assert repr(second[1]) in message
+    assert repr(series) in message
+    assert reg.to_prometheus() == before  # nothing was half made
+    with pytest.raises(MetricError):  # and the refusal is not remembered away
+        getattr(reg, second[0])(second[1])
+
+
+def test_prometheus_client_refuses_the_same_pairs() -> None:
+    """The rule is prometheus_client's: both refuse, or both accept."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Counter as PromCounter
+    from prometheus_client import Histogram as PromHistogram
+
+    for hist, counter in [("req", "req_count"), ("req", "req_sum"), ("a", "a_total")]:
+        prom = CollectorRegistry()
+        PromHistogram(hist, "h", registry=prom)
+        with pytest.raises(ValueError, match="Duplicated timeseries"):
+            PromCounter(counter, "c", registry=prom)
+        ours = MetricsRegistry()
+        ours.histogram(hist)
+        with pytest.raises(MetricError):
+            ours.counter(counter)
+    # And both accept names that only look alike.
+    prom = CollectorRegistry()
+    PromHistogram("req", "h", registry=prom)
+    PromCounter("reqs", "c", registry=prom)
+    ours = MetricsRegistry()
+    ours.histogram("req")
+    ours.counter("reqs")
+
+
+# --- the remembered lookups ----------------------------------------------------
+
+
+def test_a_remembered_lookup_is_the_same_metric_whatever_the_call_shape() -> None:
+    reg = MetricsRegistry()
+    c = reg.counter("hits_total", {"a": "1", "b": "2"}, description="Hits.")
+    assert reg.counter("hits_total", {"a": "1", "b": "2"}) is c
+    assert reg.counter("hits_total", {"b": "2", "a": "1"}) is c  # label order is free
+    assert reg.counter("hits_total", labels={"a": "1", "b": "2"}) is c
+    assert reg.counter(name="hits_total", labels={"a": "1", "b": "2"}) is c
+    h = reg.histogram("t_seconds", buckets=[0.1, 1.0])
+    assert reg.histogram("t_seconds") is h
+    assert reg.histogram("t_seconds", None) is h
+    assert reg.timer("t_seconds").histogram is h
+    assert reg.timer("t_seconds", buckets=[0.1, 1.0]).histogram is h
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda r: r.counter("ok_total", {"a": 1}), TypeError),
+        (lambda r: r.counter("ok_total", {"b": "1"}), MetricError),
+        (lambda r: r.counter("ok_total", [("a", "1")]), TypeError),
+        (lambda r: r.counter(5), TypeError),
+        (lambda r: r.counter("bad name"), MetricError),
+        (lambda r: r.histogram("ok_total"), MetricError),
+        (lambda r: r.histogram("t_seconds", buckets=[1.0, 2.0]), MetricError),
+        (lambda r: r.timer("t_seconds", buckets=[1.0]), MetricError),
+        (lambda r: r.counter("ok_total", description=3), TypeError),
+        (lambda r: r.counter("ok_total", None, "positional description"), TypeError),
+        (lambda r: r.counter("ok_total", {"a": "1"}, extra=1), TypeError),
+    ],
+)
+def test_a_remembered_lookup_never_skips_a_check(call: Any, error: type[Exception]) -> None:
+    reg = MetricsRegistry()
+    reg.counter("ok_total", {"a": "1"})
+    reg.histogram("t_seconds", buckets=[0.5])
+    for _ in range(2):  # before and after anything was remembered
+        with pytest.raises(error):
+            call(reg)

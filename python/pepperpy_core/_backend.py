@@ -37,6 +37,7 @@ class Backend:
     Counter: type[CounterProtocol]
     Histogram: type[HistogramProtocol]
     Timer: type[Any]
+    RegistryCore: type[Any]
     DEFAULT_BUCKETS: tuple[float, ...]
     QUANTILE_RELATIVE_ERROR: float
     #: Where the classes come from (the extension or the fallback's package).
@@ -51,6 +52,7 @@ def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
         Counter=metrics.Counter,
         Histogram=metrics.Histogram,
         Timer=metrics.Timer,
+        RegistryCore=metrics.RegistryCore,
         DEFAULT_BUCKETS=tuple(metrics.DEFAULT_BUCKETS),
         QUANTILE_RELATIVE_ERROR=metrics.QUANTILE_RELATIVE_ERROR,
         origin=str(getattr(cache, "__file__", cache.__name__)),

@@ -19,6 +19,7 @@ __all__ = [
     "Counter",
     "FIFOCache",
     "Histogram",
+    "RegistryCore",
     "Timer",
 ]
 
@@ -130,3 +131,33 @@ class Timer:
         /,
     ) -> Awaitable[Literal[False]]: ...
     def __call__(self, func: Callable[_P, _R]) -> Callable[_P, _R]: ...
+
+@disjoint_base
+class RegistryCore:
+    """The lookup half of a MetricsRegistry: hits cost one dict lookup; any
+    other call goes to the subclass's ``_lookup(kind, *args, **kwargs)``."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> RegistryCore: ...
+    @property
+    def _counters(self) -> dict[object, Counter]: ...
+    @property
+    def _histograms(self) -> dict[object, Histogram]: ...
+    def counter(
+        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+    ) -> Counter: ...
+    def histogram(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
+    ) -> Histogram: ...
+    def timer(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
+    ) -> Timer: ...

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pepperpy_core._backend import ACTIVE
+from pepperpy_core._fallback.metrics import call_key
 from pepperpy_core.errors import MetricError
 
 if TYPE_CHECKING:
@@ -29,12 +30,14 @@ if TYPE_CHECKING:
         QUANTILE_RELATIVE_ERROR,
         Counter,
         Histogram,
+        RegistryCore,
         Timer,
     )
 else:
     Counter = ACTIVE.Counter
     Histogram = ACTIVE.Histogram
     Timer = ACTIVE.Timer
+    RegistryCore = ACTIVE.RegistryCore
     DEFAULT_BUCKETS = list(ACTIVE.DEFAULT_BUCKETS)
     QUANTILE_RELATIVE_ERROR = ACTIVE.QUANTILE_RELATIVE_ERROR
 
@@ -120,22 +123,47 @@ def _labels_text(pairs: Sequence[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
 
 
-class MetricsRegistry:
-    """Named counters and histograms, with plain-data and Prometheus export."""
+def _series(kind: Kind, name: str) -> tuple[str, ...]:
+    """Every sample name a family exposes in either text format (as
+    prometheus_client counts them): a counter's base name with ``_total`` and
+    ``_created``; a histogram's ``_bucket``, ``_count``, ``_sum``, ``_created``."""
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return (base, f"{base}_total", f"{base}_created")
+    return (name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created")
+
+
+class MetricsRegistry(RegistryCore):
+    """Named counters and histograms, with plain-data and Prometheus export.
+
+    Looking up a metric that exists (``counter(name)``, ``timer(name)``, also
+    with labels) costs one dict lookup; the first lookup of each shape of call
+    comes here to ``_lookup``, which checks names and labels, refuses a metric
+    whose series would collide with another's, and remembers the answer.
+    """
 
     def __init__(self) -> None:
+        super().__init__()
         self._families: dict[str, _Family] = {}
+        self._series_owner: dict[str, str] = {}  # sample name -> family name
         self._lock = threading.Lock()
 
-    def _get(
+    def _lookup(
         self,
-        kind: Kind,
+        kind: Literal["counter", "histogram", "timer"],
         name: str,
-        labels: Mapping[str, str] | None,
-        description: str,
-        buckets: Sequence[float] | None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
     ) -> Any:
+        if kind == "timer":
+            return self._lookup("histogram", name, labels, buckets=buckets).time()
+        if kind == "counter" and buckets is not None:
+            raise TypeError("a counter has no buckets")
         name = _check_name(name)
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a str, not {type(description).__name__}")
         label_names, values = _check_labels(labels, kind)
         wanted: tuple[float, ...] = ()
         if kind == "histogram":
@@ -145,6 +173,7 @@ class MetricsRegistry:
         with self._lock:
             family = self._families.get(name)
             if family is None:
+                self._claim_series(kind, name)
                 family = _Family(name, kind, description, label_names, wanted)
                 self._families[name] = family
             elif family.kind != kind:
@@ -162,38 +191,28 @@ class MetricsRegistry:
             if metric is None:
                 metric = Counter() if kind == "counter" else Histogram(list(family.buckets))
                 family.children[values] = metric
+            key = call_key(name, labels)
+            if key is not None:  # the next call of this shape is a dict lookup
+                remembered: dict[object, Any] = (
+                    self._counters if kind == "counter" else self._histograms
+                )
+                remembered[key] = metric
             return metric
 
-    def counter(
-        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
-    ) -> Counter:
-        """The counter called ``name`` with these label values, made on first use."""
-        counter: Counter = self._get("counter", name, labels, description, None)
-        return counter
-
-    def histogram(
-        self,
-        name: str,
-        labels: Mapping[str, str] | None = None,
-        *,
-        description: str = "",
-        buckets: Sequence[float] | None = None,
-    ) -> Histogram:
-        """The histogram called ``name`` with these label values, made on first
-        use with ``buckets`` (default: DEFAULT_BUCKETS) as its exported bounds."""
-        histogram: Histogram = self._get("histogram", name, labels, description, buckets)
-        return histogram
-
-    def timer(
-        self,
-        name: str,
-        labels: Mapping[str, str] | None = None,
-        *,
-        description: str = "",
-        buckets: Sequence[float] | None = None,
-    ) -> Timer:
-        """A new Timer recording into the histogram called ``name``."""
-        return self.histogram(name, labels, description=description, buckets=buckets).time()
+    def _claim_series(self, kind: Kind, name: str) -> None:
+        """Reserve the sample names a new family exposes; MetricError naming
+        both metrics if another family already exposes one of them."""
+        series = _series(kind, name)
+        for sample in series:
+            owner = self._series_owner.get(sample)
+            if owner is not None:
+                other = self._families[owner]
+                raise MetricError(
+                    f"{kind} {name!r} would expose the series {sample!r}, which "
+                    f"{other.kind} {owner!r} already exposes"
+                )
+        for sample in series:
+            self._series_owner[sample] = name
 
     def _families_copy(self) -> list[tuple[_Family, list[tuple[tuple[str, ...], Any]]]]:
         with self._lock:

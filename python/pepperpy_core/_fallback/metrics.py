@@ -8,9 +8,9 @@ import math
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Final, Literal, ParamSpec, TypeVar
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from pepperpy_core._timing import timed
 
@@ -100,7 +100,7 @@ def as_float(value: object) -> float:
     raise TypeError(f"must be real number, not {type(value).__name__}")
 
 
-def _check_bounds(buckets: Sequence[float] | None) -> list[float]:
+def _check_bounds(buckets: Iterable[float] | None) -> list[float]:
     bounds = [as_float(b) for b in (DEFAULT_BUCKETS if buckets is None else buckets)]
     for b in bounds:
         if not math.isfinite(b) or b < 0:
@@ -136,7 +136,7 @@ class Histogram:
         "_sum",
     )
 
-    def __init__(self, buckets: Sequence[float] | None = None) -> None:
+    def __init__(self, buckets: Iterable[float] | None = None) -> None:
         self._bounds = _check_bounds(buckets)
         self._bound_counts = [0] * (len(self._bounds) + 1)
         self._octaves: dict[int, list[int]] = {}
@@ -299,3 +299,93 @@ class Timer:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate ``func`` so that every call is timed."""
         return timed(self._histogram, func)
+
+
+def call_key(name: object, labels: object) -> object | None:
+    """The key a registry lookup is remembered under: the name alone, or the
+    name followed by each label name and value in the dict's order; None when
+    the call has another shape (it then always takes the slow path). The
+    native RegistryCore builds the same keys."""
+    if type(name) is not str:
+        return None
+    if labels is None:
+        return name
+    if type(labels) is not dict:
+        return None
+    parts: list[object] = [name]
+    for key, value in list(labels.items()):
+        if type(key) is not str or type(value) is not str:
+            return None
+        parts.append(key)
+        parts.append(value)
+    return tuple(parts)
+
+
+class RegistryCore:
+    """The lookup half of a MetricsRegistry: ``counter(name)``,
+    ``histogram(name)`` and ``timer(name)`` for a metric that exists are one
+    dict lookup; any other call goes to the subclass's ``_lookup``."""
+
+    __slots__ = ("__dict__", "__weakref__", "_counters", "_histograms")
+
+    def __init__(self) -> None:
+        self._counters: dict[object, Counter] = {}
+        self._histograms: dict[object, Histogram] = {}
+
+    def _lookup(
+        self,
+        kind: Literal["counter", "histogram", "timer"],
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
+    ) -> Any:
+        """Check, create and remember a metric (MetricsRegistry does)."""
+        raise NotImplementedError
+
+    def counter(
+        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+    ) -> Counter:
+        """The counter called ``name`` with these label values, made on first use."""
+        if not description:
+            found = self._counters.get(call_key(name, labels))
+            if found is not None:
+                return found
+        made = self._lookup("counter", name, labels, description=description)
+        assert isinstance(made, Counter)
+        return made
+
+    def histogram(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
+    ) -> Histogram:
+        """The histogram called ``name`` with these label values, made on first use."""
+        if not description and buckets is None:
+            found = self._histograms.get(call_key(name, labels))
+            if found is not None:
+                return found
+        made = self._lookup("histogram", name, labels, description=description, buckets=buckets)
+        assert isinstance(made, Histogram)
+        return made
+
+    def timer(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        buckets: Iterable[float] | None = None,
+    ) -> Timer:
+        """A new Timer recording into the histogram called ``name``."""
+        if not description and buckets is None:
+            found = self._histograms.get(call_key(name, labels))
+            if found is not None:
+                return Timer(found)
+        made = self._lookup("timer", name, labels, description=description, buckets=buckets)
+        assert isinstance(made, Timer)
+        return made
