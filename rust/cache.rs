@@ -346,7 +346,7 @@ impl FIFOCache {
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         match self.lookup(key)? {
             Some(value) => Ok(value),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 
@@ -362,7 +362,7 @@ impl FIFOCache {
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
         match self.remove(key)? {
             Some(_) => Ok(()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 
@@ -389,7 +389,7 @@ impl FIFOCache {
         match (self.remove(key)?, default.0) {
             (Some(value), _) => Ok(value),
             (None, Some(default)) => Ok(default.unbind()),
-            (None, None) => Err(PyKeyError::new_err(key.clone().unbind())),
+            (None, None) => Err(PyKeyError::new_err((key.clone().unbind(),))),
         }
     }
 

@@ -18,6 +18,7 @@ pub const DEFAULT_BUCKETS: [f64; 14] = [
 
 /// A monotonically increasing count; increments are atomic.
 #[pyclass(frozen, weakref, module = "pepperpy_core._native")]
+#[derive(Default)]
 pub struct Counter {
     value: AtomicU64,
 }
@@ -120,6 +121,12 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    pub(crate) fn with_bounds(bounds: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Histogram {
+            inner: Exclusive::new(Core::new(check_bounds(bounds.py(), Some(bounds))?)),
+        })
+    }
+
     fn record(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
         self.inner.lock(py)?.observe(seconds);
         Ok(())

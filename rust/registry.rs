@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::metrics::{Histogram, Timer};
+use crate::metrics::{Counter, Histogram, Timer};
 use crate::raw::{enter, install, MethodDef};
 
 /// The lookups the Python registry has answered: call key -> metric.
@@ -47,6 +47,16 @@ impl RegistryCore {
     #[getter]
     fn _histograms(&self, py: Python<'_>) -> Py<PyDict> {
         self.histograms.clone_ref(py)
+    }
+
+    /// A new Counter of this backend.
+    fn _new_counter(&self, py: Python<'_>) -> PyResult<Py<Counter>> {
+        Py::new(py, Counter::default())
+    }
+
+    /// A new Histogram of this backend with these bucket bounds.
+    fn _new_histogram(&self, bounds: &Bound<'_, PyAny>) -> PyResult<Py<Histogram>> {
+        Py::new(bounds.py(), Histogram::with_bounds(bounds)?)
     }
 }
 

@@ -133,14 +133,18 @@ def _series(kind: Kind, name: str) -> tuple[str, ...]:
     return (name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created")
 
 
-class MetricsRegistry(RegistryCore):
-    """Named counters and histograms, with plain-data and Prometheus export.
+class RegistryBase:
+    """What a MetricsRegistry adds to a backend's RegistryCore: the checks,
+    the families, and the export. Mixed in before the core, so one backend's
+    registry can be built beside another's (``MetricsRegistry`` uses the
+    active backend's)."""
 
-    Looking up a metric that exists (``counter(name)``, ``timer(name)``, also
-    with labels) costs one dict lookup; the first lookup of each shape of call
-    comes here to ``_lookup``, which checks names and labels, refuses a metric
-    whose series would collide with another's, and remembers the answer.
-    """
+    if TYPE_CHECKING:  # provided by the backend's RegistryCore
+        _counters: dict[object, Any]
+        _histograms: dict[object, Any]
+
+        def _new_counter(self) -> Any: ...
+        def _new_histogram(self, bounds: Iterable[float]) -> Any: ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,7 +162,10 @@ class MetricsRegistry(RegistryCore):
         buckets: Iterable[float] | None = None,
     ) -> Any:
         if kind == "timer":
-            return self._lookup("histogram", name, labels, buckets=buckets).time()
+            histogram = self._lookup(
+                "histogram", name, labels, description=description, buckets=buckets
+            )
+            return histogram.time()
         if kind == "counter" and buckets is not None:
             raise TypeError("a counter has no buckets")
         name = _check_name(name)
@@ -169,7 +176,9 @@ class MetricsRegistry(RegistryCore):
         if kind == "histogram":
             # A throwaway Histogram checks and normalizes explicit bounds; the
             # common call (no buckets) builds nothing.
-            wanted = tuple(DEFAULT_BUCKETS if buckets is None else Histogram(buckets).bounds)
+            wanted = tuple(
+                DEFAULT_BUCKETS if buckets is None else self._new_histogram(buckets).bounds
+            )
         with self._lock:
             family = self._families.get(name)
             if family is None:
@@ -189,7 +198,11 @@ class MetricsRegistry(RegistryCore):
                 )
             metric = family.children.get(values)
             if metric is None:
-                metric = Counter() if kind == "counter" else Histogram(list(family.buckets))
+                metric = (
+                    self._new_counter()
+                    if kind == "counter"
+                    else self._new_histogram(list(family.buckets))
+                )
                 family.children[values] = metric
             key = call_key(name, labels)
             if key is not None:  # the next call of this shape is a dict lookup
@@ -263,3 +276,13 @@ class MetricsRegistry(RegistryCore):
                 lines.append(f"{name}_sum{_labels_text(pairs)} {_number(metric.sum)}")
                 lines.append(f"{name}_count{_labels_text(pairs)} {metric.count}")
         return "\n".join(lines) + "\n" if lines else ""
+
+
+class MetricsRegistry(RegistryBase, RegistryCore):
+    """Named counters and histograms, with plain-data and Prometheus export.
+
+    Looking up a metric that exists (``counter(name)``, ``timer(name)``, also
+    with labels) costs one dict lookup; the first lookup of each shape of call
+    goes to ``_lookup``, which checks names and labels, refuses a metric whose
+    series would collide with another's, and remembers the answer.
+    """

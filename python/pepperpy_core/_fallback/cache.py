@@ -347,9 +347,10 @@ class FIFOCache(Generic[K, V]):
                 misses += 1
             else:
                 found.append((key, entry[1]))
+        result = dict(found)  # may compare the keys: before anything is counted
         self._hits += len(found)
         self._misses += misses
-        return dict(found)
+        return result
 
     # --- writes ------------------------------------------------------------------
 

@@ -332,6 +332,14 @@ class RegistryCore:
         self._counters: dict[object, Counter] = {}
         self._histograms: dict[object, Histogram] = {}
 
+    def _new_counter(self) -> Counter:
+        """A new Counter of this backend."""
+        return Counter()
+
+    def _new_histogram(self, bounds: Iterable[float]) -> Histogram:
+        """A new Histogram of this backend with these bucket bounds."""
+        return Histogram(bounds)
+
     def _lookup(
         self,
         kind: Literal["counter", "histogram", "timer"],

@@ -1,0 +1,515 @@
+"""Differential fuzzing: the extension, the fallback and a reference model,
+driven with the same random operations, must agree on every observable.
+
+For the cache: each call's outcome (its value, or its exception's type and
+message), then the entries in order, the length and the stats. Keys include
+hostile ones: raising ``__hash__`` and ``__eq__``, many keys with one hash,
+ints that share a hash, bytes that hash like a str, a str subclass, keys whose
+hash changes after insertion, and keys whose ``__eq__`` writes to the cache.
+For metrics: counters, histograms and whole registries fed the same inputs,
+good and bad, compared by value, error and exposition text.
+
+The example budget comes from the Hypothesis profile (``HYPOTHESIS_PROFILE=ci``
+in CI, see conftest.py).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from pepperpy_core import _backend
+from pepperpy_core._fallback.cache import MAX_ROUNDS
+from pepperpy_core.errors import MetricError
+from pepperpy_core.metrics import RegistryBase
+
+# Needs both backends in one process: the fallback pass leaves this file out.
+BACKENDS = [_backend.load("native"), _backend.load("python")]
+CHANGED = (
+    "FIFOCache changed during the operation: a key's __eq__ modified the cache "
+    f"each time it was compared (gave up after {MAX_ROUNDS} tries)"
+)
+
+# --- keys ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Collide:
+    """Distinct keys with one hash: every lookup compares them."""
+
+    n: int
+
+    def __hash__(self) -> int:
+        return 11
+
+
+class EqBoom:
+    """Keys that share a hash of their own and cannot be compared."""
+
+    def __hash__(self) -> int:
+        return 13
+
+    def __eq__(self, other: object) -> bool:
+        raise LookupError("eq boom")
+
+    def __repr__(self) -> str:
+        return "EqBoom()"
+
+
+class HashBoom:
+    def __hash__(self) -> int:
+        raise ArithmeticError("hash boom")
+
+    def __repr__(self) -> str:
+        return "HashBoom()"
+
+
+class Rehash:
+    """A key whose hash the test changes after it is stored."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.h = 100 + n
+
+    def __hash__(self) -> int:
+        return self.h
+
+    def __repr__(self) -> str:
+        return f"Rehash({self.n}, h={self.h})"
+
+
+class Noisy:
+    """A key whose __eq__ writes to the cache being used (the same write each
+    time, so every implementation ends in the same state)."""
+
+    current: Any = None
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return 17
+
+    def __eq__(self, other: object) -> bool:
+        Noisy.current.set("noise", 0)
+        return isinstance(other, Noisy) and other.n == self.n
+
+    def __repr__(self) -> str:
+        return f"Noisy({self.n})"
+
+
+class Text(str):
+    """A str subclass: equal to its str, compared by Python code."""
+
+
+REHASH = [Rehash(n) for n in range(3)]
+EQBOOM = [EqBoom() for _ in range(2)]
+NAN = float("nan")
+SHARED = 2**61 - 1  # ints n and n + SHARED have one hash
+
+keys = st.one_of(
+    st.integers(min_value=-3, max_value=12),
+    st.integers(min_value=0, max_value=3).map(lambda k: 7 + k * SHARED),
+    st.sampled_from([True, False, 1.0, 2.5, NAN, None]),
+    st.sampled_from(["alpha", "beta", "gamma"]).map(lambda t: "".join([t[:1], t[1:]])),
+    st.sampled_from([b"alpha", b"beta"]),
+    st.sampled_from(["alpha", "beta"]).map(Text),
+    st.builds(Collide, st.integers(min_value=0, max_value=4)),
+    st.sampled_from([(1, "a"), (2, "b"), ("alpha", (1, 2))]),
+    st.builds(lambda n: (Collide(n), 1), st.integers(min_value=0, max_value=2)),
+    st.sampled_from(REHASH),
+    st.sampled_from(EQBOOM),
+    st.builds(Noisy, st.integers(min_value=0, max_value=2)),
+    st.builds(HashBoom),
+    st.builds(lambda: [1]),  # unhashable
+)
+values = st.integers(min_value=-5, max_value=50)
+
+
+# --- the reference model -----------------------------------------------------------
+
+
+class Reference:
+    """The contract written plainly: entries in a list, found by hash (as it
+    was when stored), then identity, then the stored key's __eq__; a search
+    during which the cache changed is redone, as the real ones do."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.entries: list[list[Any]] = []  # [key, stored hash, value]
+        self.version = 0
+        self.hits = self.misses = self.inserts = self.evictions = 0
+
+    def _find(self, key: Any) -> list[Any] | None:
+        h = hash(key)
+        for _ in range(MAX_ROUNDS):
+            version = self.version
+            found = None
+            for entry in list(self.entries):
+                if entry[1] == h and (entry[0] is key or entry[0] == key):
+                    found = entry
+                    break
+            if self.version == version:
+                return found
+        raise RuntimeError(CHANGED)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            self.misses += 1
+            return default
+        self.hits += 1
+        return entry[2]
+
+    def __getitem__(self, key: Any) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            self.misses += 1
+            raise KeyError(key)
+        self.hits += 1
+        return entry[2]
+
+    def __contains__(self, key: Any) -> bool:
+        return self._find(key) is not None
+
+    def set(self, key: Any, value: Any) -> None:
+        h = hash(key)
+        entry = self._find(key)
+        if entry is not None:
+            entry[2] = value
+            return
+        if len(self.entries) >= self.maxsize:
+            self.entries.pop(0)
+            self.evictions += 1
+        self.entries.append([key, h, value])
+        self.version += 1
+        self.inserts += 1
+
+    __setitem__ = set
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        # By identity: list.remove would compare entries, running keys' __eq__.
+        del self.entries[next(i for i, e in enumerate(self.entries) if e is entry)]
+        self.version += 1
+        return entry[2]
+
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key)
+
+    def clear(self) -> None:
+        self.entries = []
+        self.version += 1
+
+    def get_many(self, wanted: Iterable[Any]) -> dict[Any, Any]:
+        found, misses = [], 0
+        for key in wanted:
+            entry = self._find(key)
+            if entry is None:
+                misses += 1
+            else:
+                found.append((key, entry[2]))
+        result = dict(found)
+        self.hits += len(found)
+        self.misses += misses
+        return result
+
+    def set_many(self, items: Any) -> None:
+        source = items.items() if hasattr(items, "items") else items
+        pairs = []
+        for pair in source:
+            item = tuple(pair)
+            if len(item) != 2:
+                raise ValueError("set_many expects (key, value) pairs, got one of another length")
+            hash(item[0])
+            pairs.append(item)
+        for key, value in pairs:
+            self.set(key, value)
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return [(k, v) for k, _, v in self.entries]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def counts(self) -> tuple[int, int, int, int]:
+        return (self.hits, self.misses, self.inserts, self.evictions)
+
+
+def counts(cache: Any) -> tuple[int, int, int, int]:
+    if isinstance(cache, Reference):
+        return cache.counts()
+    s = cache.stats()
+    return (s.hits, s.misses, s.inserts, s.evictions)
+
+
+def outcome(subject: Any, call: Callable[[Any], Any]) -> tuple[Any, ...]:
+    """What a call did: ("ok", its value as identities) or ("raised", type,
+    message). Noisy keys write to whichever cache is being called."""
+    Noisy.current = subject
+    try:
+        result = call(subject)
+    except Exception as error:  # compared below, whatever it is
+        return ("raised", type(error).__name__, str(error))
+    if isinstance(result, dict):
+        return ("ok", [(id(k), v) for k, v in result.items()])
+    return ("ok", result if isinstance(result, int | None) else id(result))
+
+
+class CacheAgreement(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.subjects: list[Any] = []
+
+    @initialize(maxsize=st.integers(min_value=1, max_value=6))
+    def make(self, maxsize: int) -> None:
+        for key in REHASH:
+            key.h = 100 + key.n
+        self.subjects = [Reference(maxsize), *(b.FIFOCache(maxsize) for b in BACKENDS)]
+
+    def agree(self, call: Callable[[Any], Any]) -> None:
+        seen = [outcome(s, call) for s in self.subjects]
+        assert all(o == seen[0] for o in seen), seen
+
+    @rule(key=keys, value=values)
+    def set(self, key: Any, value: int) -> None:
+        self.agree(lambda c: c.set(key, value))
+
+    @rule(key=keys, value=values)
+    def setitem(self, key: Any, value: int) -> None:
+        self.agree(lambda c: c.__setitem__(key, value))
+
+    @rule(key=keys, default=st.none() | values)
+    def get(self, key: Any, default: int | None) -> None:
+        self.agree(lambda c: c.get(key, default))
+
+    @rule(key=keys)
+    def getitem(self, key: Any) -> None:
+        self.agree(lambda c: c[key])
+
+    @rule(key=keys)
+    def contains(self, key: Any) -> None:
+        self.agree(lambda c: key in c)
+
+    @rule(key=keys, with_default=st.booleans())
+    def pop(self, key: Any, with_default: bool) -> None:
+        self.agree(lambda c: c.pop(key, -1) if with_default else c.pop(key))
+
+    @rule(key=keys)
+    def delitem(self, key: Any) -> None:
+        self.agree(lambda c: c.__delitem__(key))
+
+    @rule(wanted=st.lists(keys, max_size=4))
+    def get_many(self, wanted: list[Any]) -> None:
+        self.agree(lambda c: c.get_many(iter(wanted)))
+
+    @rule(
+        pairs=st.lists(st.tuples(keys, values), max_size=4),
+        shape=st.sampled_from(["list", "dict", "proxy", "bad", "not pairs"]),
+    )
+    def set_many(self, pairs: list[tuple[Any, int]], shape: str) -> None:
+        def items() -> Any:
+            if shape == "list":
+                return list(pairs)
+            if shape in {"dict", "proxy"}:
+                try:
+                    mapping = dict(pairs)
+                except Exception:  # unhashable or uncomparable keys: as pairs
+                    return list(pairs)
+                return mapping if shape == "dict" else types.MappingProxyType(mapping)
+            if shape == "bad":
+                return [*pairs, (1, 2, 3)]
+            return [*pairs, 5]
+
+        self.agree(lambda c: c.set_many(items()))
+
+    @rule()
+    def clear(self) -> None:
+        self.agree(lambda c: c.clear())
+
+    @rule(index=st.integers(min_value=0, max_value=2), h=st.integers(min_value=100, max_value=104))
+    def rehash(self, index: int, h: int) -> None:
+        REHASH[index].h = h  # stored entries keep the hash they were stored with
+
+    @invariant()
+    def same_entries_length_and_stats(self) -> None:
+        if not self.subjects:
+            return
+        reference = self.subjects[0]
+        want = [(id(k), v) for k, v in reference.items()]
+        for cache in self.subjects[1:]:
+            assert [(id(k), v) for k, v in cache.items()] == want
+            assert [id(k) for k in list(cache)] == [i for i, _ in want]
+            assert cache.values() == [v for _, v in want]
+            assert len(cache) == len(want) <= cache.maxsize
+            assert counts(cache) == counts(reference)
+
+
+CacheAgreement.TestCase.settings = settings(stateful_step_count=40)
+TestCacheAgreement = CacheAgreement.TestCase
+
+
+# --- metrics -------------------------------------------------------------------------
+
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0, max_value=1e4),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.sampled_from([True, False, None, "1", 1e-300, -1e-300, -0.0, 5e-324, 2.0**-34, 2.0**22]),
+)
+
+
+def attempt(call: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        result = call()
+    except Exception as error:  # compared across backends
+        return ("raised", type(error).__name__, str(error))
+    return ("ok", result)
+
+
+def state(h: Any) -> tuple[Any, ...]:
+    return (
+        h.count,
+        h.sum,
+        h.min,
+        h.max,
+        h.buckets(),
+        [h.quantile(q) for q in (0.0, 0.01, 0.5, 0.9, 0.999, 1.0)],
+    )
+
+
+@given(steps=st.lists(numbers, max_size=30))
+def test_counters_agree(steps: list[Any]) -> None:
+    counters = [b.Counter() for b in BACKENDS]
+    for n in steps:
+        seen = [attempt(lambda c=c, n=n: c.inc(n)) for c in counters]
+        assert seen[0] == seen[1], n
+        assert counters[0].value == counters[1].value
+
+
+@given(
+    buckets=st.none() | st.lists(numbers, max_size=6),
+    samples=st.lists(numbers, max_size=40),
+    qs=st.lists(numbers, max_size=4),
+)
+def test_histograms_agree(buckets: list[Any] | None, samples: list[Any], qs: list[Any]) -> None:
+    made = [attempt(lambda b=b: b.Histogram(buckets)) for b in BACKENDS]
+    assert [m[0] for m in made] == [made[0][0]] * 2
+    if made[0][0] == "raised":
+        assert made[0] == made[1]
+        return
+    histograms = [m[1] for m in made]
+    assert histograms[0].bounds == histograms[1].bounds
+    for value in samples:
+        seen = [attempt(lambda h=h, v=value: h.observe(v)) for h in histograms]
+        assert seen[0] == seen[1], value
+        assert state(histograms[0]) == state(histograms[1])
+    for q in qs:
+        seen = [attempt(lambda h=h, q=q: h.quantile(q)) for h in histograms]
+        assert seen[0] == seen[1], q
+
+
+def _registry(backend: _backend.Backend) -> Any:
+    return type("Registry", (RegistryBase, backend.RegistryCore), {})()
+
+
+names = st.sampled_from(["req", "req_count", "req_total", "jobs", "a:b", "bad name", "9x", "le"])
+label_sets = st.none() | st.dictionaries(
+    st.sampled_from(["route", "le", "__x", "bad-label", "code"]),
+    st.sampled_from(["/", "a\nb", 'q"uote', "x\\y"]),
+    max_size=2,
+)
+
+
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.sampled_from(["counter", "histogram", "timer"]),
+            names,
+            label_sets,
+            st.none() | st.lists(st.sampled_from([0.1, 1.0, 5.0]), unique=True, max_size=3),
+            st.sampled_from(["", "Help\\ntext.", "plain"]),
+            st.floats(min_value=0, max_value=10),
+        ),
+        max_size=12,
+    )
+)
+def test_registries_agree(calls: list[tuple[str, str, Any, Any, str, float]]) -> None:
+    registries = [_registry(b) for b in BACKENDS]
+    for call in calls:
+        seen = [attempt(lambda r=r, c=call: _use(r, *c)) for r in registries]
+        assert seen[0] == seen[1], call
+        if seen[0][0] == "raised":
+            assert seen[0][1] in {"MetricError", "TypeError"}, seen[0]
+    texts = [r.to_prometheus() for r in registries]
+    # Timers measure real time, so their sums differ; everything else must not.
+    assert [_without_sums(t) for t in texts] == [_without_sums(texts[0])] * 2
+    snaps = [_without_times(r.snapshot()) for r in registries]
+    assert snaps[0] == snaps[1]
+
+
+def _use(
+    reg: Any, kind: str, name: str, labels: Any, buckets: Any, description: str, amount: float
+) -> str:
+    kwargs: dict[str, Any] = {"description": description}
+    if kind != "counter" and buckets is not None:
+        kwargs["buckets"] = sorted(buckets)
+    metric = getattr(reg, kind)(name, labels, **kwargs)
+    if kind == "counter":
+        metric.inc(int(amount))
+    elif kind == "histogram":
+        metric.observe(amount)
+    else:
+        with metric:
+            pass
+    return type(metric).__name__
+
+
+def _without_sums(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "_sum" not in line]
+
+
+def _without_times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for original in rows:
+        row = dict(original)
+        for field in ("sum", "min", "max", "quantiles"):
+            row.pop(field, None)
+        if "buckets" in row:
+            row["buckets"] = [count for _, count in row["buckets"]]
+        out.append(row)
+    return out
+
+
+def test_the_fuzz_meets_every_kind_of_key() -> None:
+    """The key strategy covers each hostile shape (a guard against a
+    strategy that silently stops producing one)."""
+    kinds = set()
+
+    @settings(max_examples=400, database=None)
+    @given(key=keys)
+    def collect(key: Any) -> None:
+        kinds.add(type(key).__name__)
+
+    collect()
+    assert {"Collide", "EqBoom", "HashBoom", "Rehash", "Noisy", "Text", "bytes", "list"} <= kinds
+
+
+def test_metric_errors_name_the_problem() -> None:
+    for backend in BACKENDS:
+        reg = _registry(backend)
+        with pytest.raises(MetricError, match="breaks Prometheus"):
+            reg.counter("bad name")
+    assert math.isnan(NAN)
