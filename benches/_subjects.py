@@ -6,13 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pepperpy_core import _backend
 from pepperpy_core._bench import SpecDictFIFO
-from pepperpy_core._fallback.cache import FIFOCache as PythonFIFO
-
-try:
-    from pepperpy_core._native import FIFOCache as NativeFIFO
-except ImportError:  # benchmarks still compare what is there
-    NativeFIFO = None
 
 try:
     import cachebox
@@ -34,10 +29,7 @@ class PlainDict(dict[Any, Any]):
 
 def subjects() -> dict[str, Callable[[int], Any]]:
     """Name -> factory taking maxsize, for what is installed here."""
-    found: dict[str, Callable[[int], Any]] = {}
-    if NativeFIFO is not None:
-        found["native"] = NativeFIFO
-    found["python"] = PythonFIFO
+    found: dict[str, Callable[[int], Any]] = {b.name: b.FIFOCache for b in _backend.available()}
     if cachebox is not None:
         found["cachebox"] = cachebox.FIFOCache
     if cachetools is not None:

@@ -61,3 +61,22 @@ def test_lifecycle_is_timed_and_counted_for_subclasses() -> None:
     assert count("lifecycle_total", {**labels, "phase": "initialize", "outcome": "ok"}).value == 1
     assert count("lifecycle_total", {**labels, "phase": "cleanup", "outcome": "ok"}).value == 1
     assert "lifecycle_seconds_bucket" in registry.to_prometheus()
+
+
+def test_timer_follows_the_module_name_when_the_config_is_replaced() -> None:
+    from pepperpy_core.module import ModuleConfig
+
+    module = MetricsModule(ModuleConfig(name="first"))
+    with module.timer("op"):
+        pass
+    module.config = ModuleConfig(name="second")
+    with module.timer("op"):
+        pass
+    with module.timer("op"):
+        pass
+    counts = {
+        row["labels"]["module"]: row["count"]
+        for row in module.metrics.snapshot()
+        if row["name"] == "op"
+    }
+    assert counts == {"first": 1, "second": 2}

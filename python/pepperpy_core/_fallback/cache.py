@@ -1,18 +1,19 @@
 """The pure-Python FIFOCache: the native table's algorithm, written so that no
 user code runs while the cache's lock is held.
 
-Storage: ``_data`` maps a *dict key* to an entry ``[dict key, value, key]``.
-A key whose hash and ``==`` are C code that can neither call Python nor warn
-(exact str, int, float, bool, None, and tuples of those) is its own dict key,
-so reading it is one dict lookup with no lock. Any other key (a user class, a
-str subclass, bytes, which warn against str under ``python -b``) is stored
-under a private wrapper tuple whose hash and ``==`` are also C code, and is
-found through ``_wrapped`` (its hash -> its entries) by comparing keys with
-no lock held. The dict's insertion order is the FIFO order (an overwrite
-changes the entry, not the dict); ``_order`` holds the entries in that order
-so that the oldest is found in O(1), with entries that left (``pop``) skipped.
+Storage: ``_data`` maps a *dict key* to the value, in insertion order, which
+is the FIFO order (an overwrite keeps a dict key's place). A *plain* key, whose
+hash and ``==`` are C code that can neither call Python nor warn (exact str,
+int, float, bool, None, and tuples of those), is its own dict key, so reading
+it is one dict lookup with no lock. Any other key (a user class, a str
+subclass, bytes, which warn against str under ``python -b``) is stored under a
+wrapper tuple ``(_WRAPPED, hash, holder)`` whose hash and ``==`` are also C
+code, and is found through ``_wrapped`` (hash -> wrappers) by comparing keys
+with no lock held. ``_order`` lists the dict keys oldest first, so that the
+oldest is found in O(1); entries removed by ``pop`` stay there, counted in
+``_stale``, until they reach the front or the list is rebuilt.
 
-Writes find the entry a key refers to without the lock, where that needs
+Writes find the dict key a key refers to without the lock wherever that runs
 ``__hash__``/``__eq__``, then take the lock and apply the change only if the
 cache's version did not move meanwhile (else they look again, and after
 MAX_ROUNDS changed attempts raise RuntimeError). Values and keys that leave
@@ -56,21 +57,21 @@ class _Missing(Enum):
 _MISSING: Final = _Missing.MISSING
 
 
-class _Marker:
-    """A private object that equals only itself (C-level identity)."""
+class _Holder:
+    """Holds a key that is not plain; equal only to itself (C-level identity)."""
 
-    __slots__ = ()
+    __slots__ = ("key",)
+
+    def __init__(self, key: object) -> None:
+        self.key = key
 
 
-#: First item of a wrapper tuple (the dict key of a key that is not plain).
-_WRAPPED: Final = _Marker()
-#: Put in an entry's first slot when it leaves the cache.
-_GONE: Final = _Marker()
-
+#: First item of a wrapper tuple.
+_WRAPPED: Final = _Holder(None)
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})
 
-#: [dict key, value, key]
-_Entry = list[Any]
+#: A wrapper tuple: (_WRAPPED, the key's hash when stored, _Holder(key)).
+_Wrapper = tuple[_Holder, int, _Holder]
 
 
 def _is_plain(key: object) -> bool:
@@ -85,6 +86,15 @@ def _is_plain(key: object) -> bool:
                 return False
         return True
     return False
+
+
+def _is_wrapper(dkey: object) -> bool:
+    return type(dkey) is tuple and len(dkey) == 3 and dkey[0] is _WRAPPED
+
+
+def _key_of(dkey: object) -> Any:
+    """The key a dict key stands for."""
+    return cast("_Wrapper", dkey)[2].key if _is_wrapper(dkey) else dkey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,26 +145,36 @@ class FIFOCache(Generic[K, V]):
         "__weakref__",
         "_busy",
         "_data",
-        "_dead",
+        "_evicted",
         "_evictions",
         "_hits",
         "_inserts",
         "_lock",
         "_maxsize",
         "_misses",
+        "_mixed",
         "_order",
+        "_stale",
         "_version",
         "_wrapped",
     )
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = check_maxsize(maxsize)
-        self._data: dict[Any, _Entry] = {}
-        self._order: deque[_Entry] = deque()
-        self._dead = 0  # entries in _order that left the cache
-        self._wrapped: dict[int, dict[int, _Entry]] = {}  # hash -> {id(entry): entry}
+        self._data: dict[object, V] = {}
+        self._order: deque[object] = deque()
+        self._stale: dict[object, int] = {}
+        self._wrapped: dict[int, list[_Wrapper]] = {}
+        # hash -> a plain stored key that a key which is not plain was found
+        # equal to (an IntEnum member over a stored int), so that it is found
+        # again without a scan; checked before each use.
+        self._mixed: dict[int, object] = {}
+        # Re-entrant so that a nested use on this thread (a finalizer or a
+        # signal handler run by the interpreter mid-operation) meets the busy
+        # flag and is refused, instead of deadlocking; other threads wait.
         self._lock = threading.RLock()
         self._busy = False
+        self._evicted: object = None  # the value _evict_oldest took, until released
         self._version = 0
         self._hits = 0
         self._misses = 0
@@ -166,12 +186,9 @@ class FIFOCache(Generic[K, V]):
         """The most entries the cache holds."""
         return self._maxsize
 
-    # --- the lock ----------------------------------------------------------------
+    # --- the lock ------------------------------------------------------------------
 
     def _acquire(self) -> None:
-        # Re-entrant so that a nested use on this thread (a finalizer or a
-        # signal handler run by the interpreter mid-operation) is refused
-        # rather than deadlocked; other threads wait.
         self._lock.acquire()
         if self._busy:
             self._lock.release()
@@ -182,96 +199,107 @@ class FIFOCache(Generic[K, V]):
         self._busy = False
         self._lock.release()
 
-    # --- finding a key -----------------------------------------------------------
+    # --- finding a key (never under the lock) ----------------------------------------
 
-    def _compare_wrapped(self, key: object, hashed: int) -> _Entry | None:
-        """The entry of a stored key that is not plain and equals ``key``;
-        runs the stored keys' ``__eq__``, so never under the lock."""
+    def _find(self, key: object, hashed: int, plain: bool) -> object:
+        """The dict key of the stored key equal to ``key``, or _MISSING; runs
+        keys' ``__eq__``, so never under the lock."""
+        if not plain and key in self._data:  # equal to a plain stored key
+            found = self._plain_equal_to(key, hashed)
+            if found is not _MISSING:
+                return found
         group = self._wrapped.get(hashed)
-        if not group:
-            return None
-        for entry in tuple(group.values()):
-            stored = entry[2]
-            # As a dict does: identity, then the stored key's __eq__.
-            if stored is key or stored == key:
-                return entry
-        return None
+        if group:
+            for wrapper in tuple(group):
+                stored = wrapper[2].key
+                # As a dict does: identity, then the stored key's __eq__.
+                if stored is key or stored == key:
+                    return wrapper
+        return _MISSING
 
-    def _read(self, key: object) -> _Entry | None:
-        """The entry of ``key`` when the plain lookup missed and keys that are
-        not plain are stored: compared with no lock, retried while the cache
-        changes under the comparison."""
+    def _plain_equal_to(self, key: object, hashed: int) -> object:
+        """The plain stored key that ``key`` (not plain) equals: remembered per
+        hash, else found by a scan (only keys of user types equal to builtin
+        ones, such as an IntEnum member over a stored int, take it)."""
+        known = self._mixed.get(hashed, _MISSING)
+        if known is not _MISSING and known in self._data and known == key:
+            return known
+        for stored in list(self._data):
+            if not _is_wrapper(stored) and hash(stored) == hashed and stored == key:
+                if len(self._mixed) > 64:
+                    self._mixed.clear()
+                self._mixed[hashed] = stored
+                return stored
+        return _MISSING
+
+    def _read(self, key: object) -> object:
+        """The dict key of ``key`` when the plain lookup missed and keys that
+        are not plain are stored; retried while the cache changes under the
+        comparison."""
         hashed = hash(key)
         for _ in range(MAX_ROUNDS):
             version = self._version
-            entry = self._compare_wrapped(key, hashed)
+            group = self._wrapped.get(hashed)
+            found: object = _MISSING
+            if group:
+                for wrapper in tuple(group):
+                    stored = wrapper[2].key
+                    if stored is key or stored == key:
+                        found = wrapper
+                        break
             if self._version == version:
-                return entry
+                return found
         raise RuntimeError(_CHANGED)
 
-    def _locate(self, key: object, hashed: int, plain: bool) -> _Entry | None:
-        """Take the lock and return the entry of ``key`` (or None), found as
-        of now. The caller releases the lock."""
+    def _locate(self, key: object, hashed: int, plain: bool) -> object:
+        """Take the lock and return the dict key of ``key`` (or _MISSING),
+        found as of now. The caller releases the lock."""
         for _ in range(MAX_ROUNDS):
             if plain:
                 self._acquire()
-                entry = self._data.get(key)
-                if entry is not None or hashed not in self._wrapped:
-                    return entry
+                if key in self._data:
+                    return key
+                if not (self._wrapped and hashed in self._wrapped):
+                    return _MISSING
                 version = self._version
                 self._release()
             else:
                 version = self._version
-            entry = self._data.get(key)  # a plain stored key equal to this one
-            if entry is None and self._wrapped:
-                entry = self._compare_wrapped(key, hashed)
+            dkey = self._find(key, hashed, plain)
             self._acquire()
             if self._version == version:
-                return entry
+                return dkey
             self._release()
         raise RuntimeError(_CHANGED)
 
     # --- changes (the caller holds the lock) ----------------------------------------
 
-    def _unlink(self, entry: _Entry) -> None:
-        """Remove a live entry from ``_data`` and ``_wrapped``."""
-        dkey = entry[0]
-        del self._data[dkey]
-        if dkey is not entry[2]:  # a wrapper tuple: (_WRAPPED, hash, id(entry))
-            group = self._wrapped[dkey[1]]
-            del group[id(entry)]
+    def _unlink(self, dkey: object) -> None:
+        """Forget a wrapper that left ``_data``."""
+        if _is_wrapper(dkey):
+            wrapper = cast("_Wrapper", dkey)
+            group = self._wrapped[wrapper[1]]
+            group.remove(wrapper)  # tuples compare by identity of their holder
             if not group:
-                del self._wrapped[dkey[1]]
-        entry[0] = _GONE
-        self._version += 1
+                del self._wrapped[wrapper[1]]
 
-    def _evict_oldest(self) -> _Entry:
+    def _evict_oldest(self) -> object:
+        """Remove the oldest entry and return its dict key; its value stays
+        referenced by ``_evicted`` until the caller takes it after the lock."""
         order = self._order
-        while True:
-            entry = order.popleft()
-            if entry[0] is _GONE:
-                self._dead -= 1
-                continue
-            self._unlink(entry)
-            self._evictions += 1
-            return entry
+        stale = self._stale
+        oldest = order.popleft()
+        while stale and oldest in stale:
+            left = stale.pop(oldest) - 1
+            if left:
+                stale[oldest] = left
+            oldest = order.popleft()
+        self._evicted = self._data.pop(oldest)
+        self._unlink(oldest)
+        self._evictions += 1
+        return oldest
 
-    def _append(self, entry: _Entry, group: dict[int, _Entry] | None) -> _Entry | None:
-        """Insert a new entry (its dict key and, if wrapped, its empty group
-        made by the caller before locking); returns the evicted entry."""
-        evicted = None
-        if len(self._data) >= self._maxsize:
-            evicted = self._evict_oldest()
-        dkey = entry[0]
-        self._data[dkey] = entry
-        self._order.append(entry)
-        if group is not None:
-            self._wrapped.setdefault(dkey[1], group)[id(entry)] = entry
-        self._version += 1
-        self._inserts += 1
-        return evicted
-
-    # --- reads -------------------------------------------------------------------
+    # --- reads ---------------------------------------------------------------------
 
     @overload
     def get(self, key: K, default: None = None, /) -> V | None: ...
@@ -279,31 +307,45 @@ class FIFOCache(Generic[K, V]):
     def get(self, key: K, default: V | T, /) -> V | T: ...
     def get(self, key: K, default: V | T | None = None, /) -> V | T | None:
         """The value of ``key``, or ``default``; counts a hit or a miss."""
-        entry = self._data.get(key)
-        if entry is None and self._wrapped:
-            entry = self._read(key)
-        if entry is None:
-            self._misses += 1
-            return default
+        try:
+            value = self._data[key]
+        except KeyError as error:
+            found = self._missed(key, error)
+            if found is _MISSING:
+                self._misses += 1
+                return default
+            value = cast("V", found)
         self._hits += 1
-        value: V = entry[1]
         return value
 
     def __getitem__(self, key: K) -> V:
-        entry = self._data.get(key)
-        if entry is None and self._wrapped:
-            entry = self._read(key)
-        if entry is None:
-            self._misses += 1
-            raise KeyError(key)
+        try:
+            value = self._data[key]
+        except KeyError as error:
+            found = self._missed(key, error)
+            if found is _MISSING:
+                self._misses += 1
+                raise KeyError(key) from None
+            value = cast("V", found)
         self._hits += 1
-        value: V = entry[1]
         return value
+
+    def _missed(self, key: object, error: KeyError) -> object:
+        """After the plain lookup raised KeyError: re-raise one that a key's
+        ``__eq__`` raised (its traceback goes deeper than the lookup), else
+        the value of an equal key that is not plain, or _MISSING."""
+        traceback = error.__traceback__
+        if traceback is not None and traceback.tb_next is not None:
+            raise error
+        if not self._wrapped:
+            return _MISSING
+        dkey = self._read(key)
+        return _MISSING if dkey is _MISSING else self._data.get(dkey, _MISSING)
 
     def __contains__(self, key: object) -> bool:
         if key in self._data:
             return True
-        return bool(self._wrapped) and self._read(key) is not None
+        return bool(self._wrapped) and self._read(key) is not _MISSING
 
     def __len__(self) -> int:
         return len(self._data)
@@ -313,15 +355,25 @@ class FIFOCache(Generic[K, V]):
 
     def keys(self) -> list[K]:
         """The keys, oldest first (a snapshot)."""
-        return [entry[2] for entry in list(self._data.values())]
+        version = self._version
+        dkeys = list(self._data)
+        # No wrapper was stored while the snapshot was taken: nothing to map
+        # (a wrapper's removal moves the version on).
+        if not self._wrapped and self._version == version:
+            return cast("list[K]", dkeys)
+        return [_key_of(dkey) for dkey in dkeys]
 
     def values(self) -> list[V]:
         """The values, oldest first (a snapshot)."""
-        return [entry[1] for entry in list(self._data.values())]
+        return list(self._data.values())
 
     def items(self) -> list[tuple[K, V]]:
         """The (key, value) pairs, oldest first (a snapshot)."""
-        return [(entry[2], entry[1]) for entry in list(self._data.values())]
+        version = self._version
+        pairs = list(self._data.items())
+        if not self._wrapped and self._version == version:
+            return cast("list[tuple[K, V]]", pairs)
+        return [(_key_of(dkey), value) for dkey, value in pairs]
 
     def stats(self) -> CacheStats:
         """Hits, misses, inserts and evictions so far."""
@@ -338,85 +390,140 @@ class FIFOCache(Generic[K, V]):
         a hit or a miss, and nothing is counted if a key fails to hash or compare."""
         found: list[tuple[K, V]] = []
         misses = 0
-        data = self._data
         for key in keys:
-            entry = data.get(key)
-            if entry is None and self._wrapped:
-                entry = self._read(key)
-            if entry is None:
-                misses += 1
-            else:
-                found.append((key, entry[1]))
+            try:
+                value = self._data[key]
+            except KeyError as error:
+                got = self._missed(key, error)
+                if got is _MISSING:
+                    misses += 1
+                    continue
+                value = cast("V", got)
+            found.append((key, value))
         result = dict(found)  # may compare the keys: before anything is counted
         self._hits += len(found)
         self._misses += misses
         return result
 
-    # --- writes ------------------------------------------------------------------
-
-    def _set(self, key: K, value: V, hashed: int) -> None:
-        plain = _is_plain(key)
-        # Made before locking: allocating under the lock could start the
-        # garbage collector, whose finalizers are user code.
-        entry: _Entry = [key, value, key]
-        group: dict[int, _Entry] | None = None
-        if not plain:
-            entry[0] = (_WRAPPED, hashed, id(entry))
-            group = {}
-        found = self._locate(key, hashed, plain)
-        try:
-            if found is not None:
-                released: object = found[1]
-                found[1] = value
-            else:
-                released = self._append(entry, group)
-        finally:
-            self._release()
-        # What left the cache is released here, after the lock.
-        del released
+    # --- writes ----------------------------------------------------------------------
 
     def set(self, key: K, value: V) -> None:
         """Insert or overwrite ``key``; a new key at maxsize evicts the oldest."""
-        self._set(key, value, hash(key))
-
-    def __setitem__(self, key: K, value: V) -> None:
-        self._set(key, value, hash(key))
-
-    def _remove(self, key: object) -> tuple[Any, Any] | None:
-        """Remove ``key``; its (key, value), or None if it was not there."""
-        hashed = hash(key)
-        entry = self._locate(key, hashed, _is_plain(key))
-        removed = None
+        kind = type(key)
+        if kind is not str and kind is not int:
+            self._set(key, value, hash(key))
+            return
+        # The common case written out (each method call costs a fifth of a
+        # set): an exact str or int key. Nothing is allocated or called into
+        # Python while the lock is held.
+        lock = self._lock
+        lock.acquire()
+        if self._busy:
+            lock.release()
+            raise RuntimeError(_BUSY)
+        if self._wrapped and hash(key) in self._wrapped:
+            lock.release()  # keys that are not plain share its hash
+            self._set(key, value, hash(key))
+            return
+        self._busy = True
+        gone: object = None
         try:
-            if entry is not None:
-                self._unlink(entry)
-                # The entry stays in _order until it reaches the front; what
-                # it held leaves now (and is released after the lock).
-                removed = (entry[2], entry[1])
-                entry[1] = entry[2] = None
-                self._dead += 1
+            data = self._data
+            old: object = data.get(key, _MISSING)
+            if old is _MISSING:
+                order = self._order
+                if len(data) >= self._maxsize:
+                    # Evict first: a reader never sees more than maxsize entries.
+                    gone = order.popleft()
+                    stale = self._stale
+                    while stale and gone in stale:
+                        left = stale.pop(gone) - 1
+                        if left:
+                            stale[gone] = left
+                        gone = order.popleft()
+                    old = data.pop(gone)
+                    if gone.__class__ is tuple:
+                        self._unlink(gone)
+                    self._evictions += 1
+                data[key] = value
+                order.append(key)
+                self._inserts += 1
+                self._version += 1
+            else:
+                data[key] = value
+        finally:
+            self._busy = False
+            lock.release()
+        del old, gone  # what left the cache goes after the lock
+
+    __setitem__ = set
+
+    def _set(self, key: K, value: V, hashed: int) -> None:
+        """``set`` for any key, its hash taken."""
+        plain = _is_plain(key)
+        # Made before locking: allocating under the lock could start the
+        # garbage collector, whose finalizers are user code.
+        fresh: object = key
+        group: list[_Wrapper] = []
+        if not plain:
+            fresh = (_WRAPPED, hashed, _Holder(key))
+        gone: object = None
+        dkey = self._locate(key, hashed, plain)
+        try:
+            data = self._data
+            if dkey is not _MISSING:
+                released: object = data[dkey]
+                data[dkey] = value
+            else:
+                released = None
+                if len(data) >= self._maxsize:
+                    gone = self._evict_oldest()
+                    released, self._evicted = self._evicted, None
+                data[fresh] = value
+                self._order.append(fresh)
+                if not plain:
+                    self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
+                self._inserts += 1
+                self._version += 1
         finally:
             self._release()
-        if self._dead > len(self._data) + 32:
+        del released, gone
+
+    def _remove(self, key: object) -> object:
+        """Remove ``key``; its value, or _MISSING if it was not there."""
+        hashed = hash(key)
+        dkey = self._locate(key, hashed, _is_plain(key))
+        try:
+            value: object = _MISSING
+            if dkey is not _MISSING:
+                value = self._data.pop(dkey)
+                self._unlink(dkey)
+                stale = self._stale
+                stale[dkey] = stale.get(dkey, 0) + 1
+                self._version += 1
+        finally:
+            self._release()
+        if len(self._order) > 2 * len(self._data) + 32:
             self._compact()
-        return removed
+        return value
 
     def _compact(self) -> None:
         """Rebuild ``_order`` from the dict's own order, dropping the entries
         that left; swapped in only if nothing changed while it was built."""
         version = self._version
-        fresh = deque(self._data.values())
+        order: deque[object] = deque(self._data)
+        stale: dict[object, int] = {}
         self._acquire()
         try:
             if self._version == version:
-                fresh, self._order = self._order, fresh
-                self._dead = 0
+                order, self._order = self._order, order
+                stale, self._stale = self._stale, stale
         finally:
             self._release()
-        del fresh
+        del order, stale  # the replaced ones (or the unused fresh ones)
 
     def __delitem__(self, key: K) -> None:
-        if self._remove(key) is None:
+        if self._remove(key) is _MISSING:
             raise KeyError(key)
 
     @overload
@@ -426,23 +533,20 @@ class FIFOCache(Generic[K, V]):
     def pop(self, key: K, default: V | T | _Missing = _MISSING) -> V | T:
         """Remove ``key`` and return its value; without a default a missing key
         is a KeyError."""
-        removed = self._remove(key)
-        if removed is not None:
-            value: V = removed[1]
-            return value
+        value = self._remove(key)
+        if value is not _MISSING:
+            return cast("V", value)
         if default is _MISSING:
             raise KeyError(key)
         return default
 
     def clear(self) -> None:
         """Remove every entry; the stats are kept."""
-        fresh: tuple[dict[Any, _Entry], deque[_Entry], dict[int, dict[int, _Entry]]]
-        fresh = ({}, deque(), {})
+        fresh: tuple[Any, ...] = ({}, deque(), {}, {}, {})
         self._acquire()
         try:
-            old = (self._data, self._order, self._wrapped)
-            self._data, self._order, self._wrapped = fresh
-            self._dead = 0
+            old = (self._data, self._order, self._stale, self._wrapped, self._mixed)
+            self._data, self._order, self._stale, self._wrapped, self._mixed = fresh
             self._version += 1
         finally:
             self._release()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pepperpy_core.metrics import MetricsRegistry, Timer
+from pepperpy_core.metrics import Histogram, MetricsRegistry, Timer
 from pepperpy_core.module.base import BaseModule, ModuleState
 
 _PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
@@ -28,6 +28,10 @@ class MetricsModule(BaseModule):
         super().__init__(config)
         self.metrics = registry if registry is not None else MetricsRegistry()
         self._phase_started: tuple[str, float] | None = None
+        # timer(name) is called on every request: its histograms are kept
+        # per name, for the config (and so the module name) they were made for.
+        self._timed: dict[str, Histogram] = {}
+        self._timed_for: object = None
         self.add_listener(self._on_transition)
 
     def _labels(self, **extra: str) -> dict[str, str]:
@@ -49,7 +53,15 @@ class MetricsModule(BaseModule):
 
     def timer(self, name: str) -> Timer:
         """A new Timer on the histogram ``name``, labelled with the module."""
-        return self.metrics.timer(name, self._labels())
+        if self._timed_for is self.config:
+            histogram = self._timed.get(name)
+            if histogram is not None:
+                return histogram.time()
+        else:
+            self._timed = {}
+            self._timed_for = self.config
+        histogram = self._timed[name] = self.metrics.histogram(name, self._labels())
+        return histogram.time()
 
     def record_success(self) -> None:
         """Count one success."""
