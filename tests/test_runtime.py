@@ -50,6 +50,7 @@ class Probe(DependentModule):
         self.stop_delay = stop_delay
         self.entered = asyncio.Event()
         self.leaving = asyncio.Event()
+        self.ok = True
 
     async def initialize(self) -> None:
         for dep in self.dependencies():
@@ -66,6 +67,9 @@ class Probe(DependentModule):
         await asyncio.sleep(self.stop_delay)
         if self.fail_stop:
             raise OSError(f"{self.name} cannot stop")
+
+    async def health_check(self) -> bool:
+        return self.ok and await super().health_check()
 
 
 def starts(log: list[str]) -> list[str]:
@@ -399,7 +403,7 @@ def test_health_report() -> None:
         result: Any = True
         delay = 0.0
 
-        async def own_health_check(self) -> bool:
+        async def health_check(self) -> bool:
             await asyncio.sleep(self.delay)
             if isinstance(self.result, BaseException):
                 raise self.result
@@ -440,17 +444,29 @@ def test_health_report() -> None:
     run(main())
 
 
-def test_dependent_module_health_includes_dependencies() -> None:
+def test_dependency_health_is_judged_once_by_the_application() -> None:
+    """A DependentModule's own health_check is its own; the Application
+    reports it degraded when a dependency is not healthy, also for an override
+    that returns ``await super().health_check()``."""
     log: list[str] = []
+
+    class Api(Probe):
+        async def health_check(self) -> bool:
+            return await super().health_check()
+
     db = Probe("db", log)
-    api = Probe("api", log, db)
+    api = Api("api", log, db)
 
     async def main() -> None:
-        await db.initialize()
-        await api.initialize()
-        assert await api.health_check()
-        await db.cleanup()
-        assert not await api.health_check()
+        app = Application(api)
+        async with app:
+            assert (await app.health()).status == "healthy"
+            db.ok = False
+            report = await app.health()
+            assert await api.health_check()  # its own health
+            assert report.modules["api"].status == "degraded"
+            assert report.modules["api"].detail == "dependency db is not healthy"
+            assert report.modules["db"].status == "unhealthy"
 
     run(main())
 
@@ -644,7 +660,7 @@ def test_a_second_signal_forces_the_stop() -> None:
         with pytest.raises(ShutdownError) as info:
             await runner
         messages = [str(e) for e in info.value.exceptions]
-        assert "stopping stuck was cancelled" in messages
+        assert "stopping stuck was cancelled: shutdown forced" in messages
         assert "a was not stopped: shutdown forced" in messages
 
     run(main())

@@ -28,6 +28,12 @@ class LifecycleError(PepperpyError, RuntimeError):
     was cancelled."""
 
 
+class ModuleSetupError(PepperpyError, AttributeError):
+    """Raised when a capability (StateModule, RetryModule, ...) is used on a
+    module whose ``__init__`` never called ``super().__init__()``, so the
+    capability's state was never set up; the message names the fix."""
+
+
 class StateNotSetError(PepperpyError, LookupError):
     """Raised by ``StateModule.get_state()`` before any state was set (and no
     initial state was given)."""
@@ -88,3 +94,25 @@ class MetricError(PepperpyError, ValueError):
     """Raised by a MetricsRegistry when a metric or label name breaks
     Prometheus' naming rules, or a name is reused with another kind, other
     label names or other buckets."""
+
+
+class StartupError(PepperpyError, RuntimeError):
+    """Raised by ``Application.start()`` when a module fails to start, after
+    the rollback: names the module (``module``), has the original exception
+    as ``__cause__`` and the failures of the rollback in ``rollback_errors``."""
+
+    def __init__(
+        self, module: str, cause: BaseException, rollback_errors: Sequence[BaseException] = ()
+    ) -> None:
+        self.module = module
+        self.rollback_errors = tuple(rollback_errors)
+        message = f"module {module!r} failed to start: {cause!r}"
+        if self.rollback_errors:
+            message += f"; {len(self.rollback_errors)} cleanup(s) also failed during rollback"
+        super().__init__(message)
+
+
+class ShutdownError(PepperpyError, ExceptionGroup[Exception]):
+    """Raised by ``Application.stop()`` after every cleanup ran, when some
+    failed, timed out or were cut short; each exception carries a note naming
+    its module."""

@@ -1,33 +1,44 @@
 """BaseModule and Module: the lifecycle every module has.
 
 Subclasses override ``initialize()`` and ``cleanup()`` themselves, as the spec
-does; ``__init_subclass__`` wraps each override in a guard, so for every
-subclass:
+does (with or without parameters of their own); ``__init_subclass__`` wraps
+each class's effective ``initialize`` and ``cleanup`` in a guard, even when
+they come from a mixin that is not a BaseModule, so for every subclass:
 
 - States go CREATED -> INITIALIZING -> READY -> CLEANING_UP -> CLOSED, and
-  FAILED when ``initialize()`` (or ``cleanup()``) raises.
+  FAILED when ``initialize()`` (or ``cleanup()``) raises or is cancelled.
 - ``initialize()`` on a READY module does nothing. Concurrent calls run the
-  body once and all get its outcome (the very exception, for a failure);
-  a waiter that is cancelled does not cancel the body.
+  body once and all get its outcome (the very exception, for a failure); a
+  waiter that is cancelled does not cancel the body. The same holds for
+  ``cleanup()``.
 - ``super().initialize()`` inside an override runs the parent's body, not the
   guard again; the same holds for ``cleanup()``.
 - An exception leaves the module FAILED, is logged with the module's name and
-  reaches the caller unchanged. Cancellation leaves it FAILED too.
+  reaches the caller unchanged.
 - ``cleanup()`` on CREATED or CLOSED does nothing; on READY or FAILED it runs
   the body (so what a failed ``initialize()`` half made can be released) and
-  leaves CLOSED. A CLOSED or FAILED module can be initialized again.
-- Modules whose initializations wait on each other in a cycle (A awaits B
-  awaits A, in one task or across tasks) get CircularDependencyError naming
-  the chain as soon as the cycle closes, never a deadlock.
+  leaves CLOSED; during an ``initialize()`` it waits for it, then cleans up.
+  A CLOSED or FAILED module can be initialized again.
+- Modules whose bodies wait on each other in a cycle (A awaits B awaits A, in
+  one task or across tasks) get CircularDependencyError naming the chain as
+  soon as the cycle closes, never a deadlock.
+- A task started inside a body (a watchdog) counts as part of that body only
+  while the body runs; after it, the task is like any other.
 - ``async with module:`` initializes, then always cleans up.
 - Every transition is logged on ``pepperpy_core.module.<name>`` with its
-  elapsed time, and reported to listeners added with ``add_listener``.
+  elapsed time, and reported to listeners added with ``add_listener``; a
+  listener's Exception is logged and ignored, and a BaseException it raises
+  (KeyboardInterrupt, ...) propagates only after the state is settled and
+  every waiter has its outcome.
+
+One mechanism tells who waits on whom: each module's record points at the
+module whose body its own running body awaits right now (running it nested,
+or waiting for its outcome), and a new wait first follows those pointers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import functools
 import inspect
@@ -36,13 +47,14 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar
+from typing import Any, Final, Generic, Literal, Self, TypeVar, cast
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.config import ModuleConfig
-from pepperpy_core.errors import CircularDependencyError, LifecycleError
+from pepperpy_core.errors import CircularDependencyError, LifecycleError, ModuleSetupError
 
 C = TypeVar("C")
+F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 Phase = Literal["initialize", "cleanup"]
 
 
@@ -63,60 +75,41 @@ Listener = Callable[["BaseModule", ModuleState, ModuleState], None]
 _log: Final = logging.getLogger("pepperpy_core.module")
 _INFO: Final = logging.INFO
 _clock: Final = time.perf_counter
+_GUARDED: Final = "__pepperpy_guarded__"
 
-#: The guarded lifecycle calls running in this context, as a linked list
-#: (outer, module, phase, body), innermost first: a cons cell costs one tuple,
-#: where copying a whole stack per call would cost more than the guard itself.
-#: The body tells a super() call (a different body) from a re-entry.
-_Active = tuple["_Active | None", "BaseModule", Phase, Callable[[Any], Awaitable[None]]] | None
-_ACTIVE: ContextVar[_Active] = ContextVar("pepperpy_core_active_lifecycle", default=None)
-
-
-def _frames(active: _Active) -> list[tuple[BaseModule, Phase]]:
-    """The (module, phase) of every active call, outermost first."""
-    out: list[tuple[BaseModule, Phase]] = []
-    while active is not None:
-        out.append((active[1], active[2]))
-        active = active[0]
-    out.reverse()
-    return out
-
-
-#: Which modules' initializations wait on which others' right now, across
-#: tasks: module -> the modules it awaits. A cycle here is a deadlock.
-#: Keyed by id(), so modules need not be hashable.
-_WAITS_FOR: dict[int, list[BaseModule]] = {}
-
-
-def _wait_on(waiter: BaseModule, target: BaseModule) -> None:
-    _WAITS_FOR.setdefault(id(waiter), []).append(target)
-
-
-def _done_waiting(waiter: BaseModule, target: BaseModule) -> None:
-    waits = _WAITS_FOR[id(waiter)]
-    waits.remove(target)
-    if not waits:
-        del _WAITS_FOR[id(waiter)]
+#: The bodies running in this context, innermost first, as a linked list of
+#: (outer, record, phase, raw body, run id, module): a tuple per nested call. A
+#: frame is live while its record still runs that body (``running`` set and
+#: ``run_id`` equal), so a task that inherited the context from a body that
+#: has since finished sees no live frame.
+_Frame = tuple[
+    "_Frame | None", "_Lifecycle", Phase, Callable[..., Awaitable[None]], int, "BaseModule"
+]
+_ACTIVE: ContextVar[_Frame | None] = ContextVar("pepperpy_core_active_lifecycle", default=None)
 
 
 class _Lifecycle:
-    """A module's lifecycle record; ``busy`` while a body runs, ``waiters``
-    the futures of callers waiting for that body's outcome."""
+    """A module's lifecycle record."""
 
     __slots__ = (
-        "busy",
+        "awaiting",
         "listeners",
         "logger",
         "logger_config",
         "logger_name",
+        "run_id",
+        "running",
         "state",
         "waiters",
     )
 
     def __init__(self) -> None:
         self.state = ModuleState.CREATED
-        self.busy = False
-        self.waiters: list[asyncio.Future[None]] = []
+        self.running: Phase | None = None  # the phase whose body runs now
+        self.run_id = 0  # moves on with every body that starts
+        self.waiters: list[asyncio.Future[None]] = []  # callers awaiting that body
+        # The module whose body this module's running body awaits now.
+        self.awaiting: BaseModule | None = None
         self.listeners: list[Listener] = []
         self.logger: logging.Logger | None = None
         self.logger_config: object = None
@@ -134,90 +127,98 @@ class _Lifecycle:
                 waiter.set_exception(outcome)
 
 
-def _cycle_from(start: BaseModule, target: BaseModule) -> list[BaseModule] | None:
-    """A path start -> ... -> target along _WAITS_FOR, if there is one."""
-    stack: list[tuple[BaseModule, list[BaseModule]]] = [(start, [start])]
-    seen: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        if node is target:
-            return path
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend((nxt, [*path, nxt]) for nxt in _WAITS_FOR.get(id(node), ()))
+def _live(frame: _Frame | None) -> _Frame | None:
+    """The innermost frame of ``frame``'s chain whose body still runs."""
+    while frame is not None:
+        record = frame[1]
+        if record.running is frame[2] and record.run_id == frame[4]:
+            return frame
+        frame = frame[0]
     return None
 
 
-def _guard(  # noqa: PLR0915 - one function, so the common path makes no extra calls
-    raw: Callable[[Any], Awaitable[None]], phase: Phase
-) -> Callable[[Any], Awaitable[None]]:
-    """Wrap a lifecycle body in the state machine. The common case (a plain
-    call from outside any lifecycle) runs here without another coroutine
-    layer; nesting, waiting and failure go to BaseModule's helpers."""
+def _record(module: BaseModule) -> _Lifecycle:
+    return module._pepperpy_lifecycle
+
+
+def _takes_only_self(raw: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(raw).parameters.values())
+    return len(params) == 1 and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+
+
+def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline, no calls
+    """Wrap a lifecycle body in the state machine. The common case (a call
+    from outside any body, on an idle module) runs here without another
+    coroutine layer; everything else goes to ``_enter``. A body that takes
+    only ``self`` (nearly all) gets a wrapper without ``*args``/``**kwargs``,
+    whose packing cost a fifth of the guard."""
     if not inspect.iscoroutinefunction(raw):
         raise TypeError(f"{raw.__qualname__} must be an async def method")
     is_init = phase == "initialize"
     done = ModuleState.READY if is_init else ModuleState.CLOSED
     running = ModuleState.INITIALIZING if is_init else ModuleState.CLEANING_UP
+    verb = "initialized" if is_init else "cleaned up"
 
-    @functools.wraps(raw)
-    async def guarded(self: BaseModule) -> None:
-        active = _ACTIVE.get()
-        if active is not None and active[1] is self and active[2] == phase and active[3] is not raw:
-            await raw(self)  # super().<phase>() inside an override
-            return
-        lifecycle = self.__dict__.get("_pepperpy_lifecycle") or self._lifecycle()
-        state = lifecycle.state
-        if active is None and not lifecycle.busy:
-            # The common case: a top-level call on an idle module.
-            if state is done or (state is ModuleState.CREATED and not is_init):
+    if _takes_only_self(raw):
+
+        @functools.wraps(raw)
+        async def guarded(self: BaseModule) -> None:
+            record = self._pepperpy_lifecycle
+            active = _ACTIVE.get()
+            if active is not None or record.running is not None:
+                await self._enter(record, raw, phase, _live(active), (), {})
                 return
-            waiter = None
-        else:
-            ready = (
-                self._may_initialize(lifecycle, active)
-                if is_init
-                else self._may_clean_up(lifecycle, active, raw)
-            )
-            if ready is not True:
-                await ready
+            state = record.state
+            if state is done or (not is_init and state is ModuleState.CREATED):
                 return
-            waiter = active[1] if (is_init and active is not None) else None
-            if waiter is not None:
-                _wait_on(waiter, self)
-        token = _ACTIVE.set((active, self, phase, raw))
-        lifecycle.busy = True
-        if lifecycle.listeners:
-            self._transition(lifecycle, running)
-        else:
-            lifecycle.state = running
-        started = _clock()
-        try:
-            await raw(self)
-        except BaseException as exc:
-            self._failed(lifecycle, phase, exc, started)
-            raise
-        else:
-            lifecycle.busy = False
-            if lifecycle.listeners:
-                self._transition(lifecycle, done)
-            else:
-                lifecycle.state = done
-            logger = lifecycle.logger
-            if logger is None or lifecycle.logger_config is not getattr(self, "config", None):
-                logger = self._logger(lifecycle)
+            # The common case, written out: each call or coroutine layer
+            # more costs a tenth of the guard.
+            record.running = phase
+            record.run_id += 1
+            started = _clock()
+            outcome = self._transition(record, running) if record.listeners else None
+            if outcome is None:
+                record.state = running
+                token = _ACTIVE.set((None, record, phase, raw, record.run_id, self))
+                try:
+                    await raw(self)
+                except BaseException as exc:
+                    outcome = exc
+                finally:
+                    _ACTIVE.reset(token)
+            record.running = None
+            if outcome is not None:
+                self._failed(record, phase, outcome, started)
+                raise outcome
+            if record.listeners or record.waiters:
+                self._succeeded(record, is_init, started)
+                return
+            record.state = done
+            logger = record.logger
+            if logger is None or record.logger_config is not getattr(self, "config", None):
+                logger = self._logger(record)
             if logger.isEnabledFor(_INFO):
-                self._log_done(logger, "initialized" if is_init else "cleaned up", started)
-            if lifecycle.waiters:
-                lifecycle.settle(None)
-        finally:
-            _ACTIVE.reset(token)
-            if waiter is not None:
-                _done_waiting(waiter, self)
+                logger.info("%s %s in %.2f ms", verb, self.name, (_clock() - started) * 1e3)
 
-    guarded.__pepperpy_guarded__ = True  # type: ignore[attr-defined]
-    return guarded
+    else:
+
+        @functools.wraps(raw)
+        async def guarded(self: BaseModule, *args: Any, **kwargs: Any) -> None:
+            record = self._pepperpy_lifecycle
+            active = _ACTIVE.get()
+            if active is not None or record.running is not None:
+                await self._enter(record, raw, phase, _live(active), args, kwargs)
+                return
+            state = record.state
+            if state is done or (not is_init and state is ModuleState.CREATED):
+                return
+            await self._run_body(record, raw, phase, None, args, kwargs)
+
+    setattr(guarded, _GUARDED, True)
+    return cast("F", guarded)
 
 
 class BaseModule:
@@ -227,6 +228,10 @@ class BaseModule:
     ``config`` may be a ModuleConfig or any object a subclass chooses (the
     spec's DBConfig is a plain dataclass); ``name`` and ``version`` come from
     a ModuleConfig when there is one, else from the class.
+
+    Capability modules take their settings as keyword arguments and pass the
+    rest along the MRO, so subclasses call ``super().__init__(...)`` once with
+    every setting they want and the capabilities compose as mixins.
     """
 
     config: Any
@@ -234,12 +239,36 @@ class BaseModule:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for phase in ("initialize", "cleanup"):
-            raw = cls.__dict__.get(phase)
-            if raw is not None and not getattr(raw, "__pepperpy_guarded__", False):
-                setattr(cls, phase, _guard(raw, phase))
+            # The method this class will really call (perhaps from a mixin
+            # earlier in the MRO), guarded here if no class guarded it yet.
+            effective = getattr(cls, phase)
+            if not getattr(effective, _GUARDED, False):
+                setattr(cls, phase, _guard(effective, phase))
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        if kwargs:
+            unknown = ", ".join(sorted(kwargs))
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {unknown}")
         self.config = config
+
+    _pepperpy_lifecycle: _Lifecycle
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails. The lifecycle record is made
+        # on first use (so a subclass that skips super().__init__() still has
+        # one), and read as a plain attribute by the guard afterwards.
+        if name == "_pepperpy_lifecycle":
+            return self._lifecycle()
+        # A capability whose state is missing was never set up, because an
+        # __init__ skipped super().__init__().
+        owner = _CAPABILITY_FIELDS.get(name)
+        if owner is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise ModuleSetupError(
+            f"{type(self).__name__} uses {owner}, whose state is set up by "
+            f"{owner}.__init__, but it was never called: call super().__init__(...) "
+            f"in {type(self).__name__}.__init__"
+        )
 
     # --- identity ------------------------------------------------------------
 
@@ -262,12 +291,12 @@ class BaseModule:
     @property
     def state(self) -> ModuleState:
         """The current lifecycle state."""
-        return self._lifecycle().state
+        return _record(self).state
 
     @property
     def logger(self) -> logging.Logger:
         """The module's logger: ``pepperpy_core.module.<name>``."""
-        return self._logger(self._lifecycle())
+        return self._logger(_record(self))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.state.value}>"
@@ -304,141 +333,225 @@ class BaseModule:
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(module, old, new)`` after every transition; returns
-        a function that removes it. A listener that raises is logged, never
-        allowed to break the lifecycle."""
-        return register(self._lifecycle().listeners, listener)
+        a function that removes it. A listener's Exception is logged and
+        ignored; see the module doc for BaseExceptions."""
+        return register(_record(self).listeners, listener)
 
     # --- the guard ---------------------------------------------------------------
 
     def _lifecycle(self) -> _Lifecycle:
-        # Created on first use, so a subclass that skips super().__init__()
-        # still gets every guarantee.
-        try:
-            lifecycle: _Lifecycle = self.__dict__["_pepperpy_lifecycle"]
-        except KeyError:
-            lifecycle = self.__dict__.setdefault("_pepperpy_lifecycle", _Lifecycle())
-        return lifecycle
+        # Made on first use, so a subclass that skips super().__init__() still
+        # has a lifecycle.
+        return cast("_Lifecycle", self.__dict__.setdefault("_pepperpy_lifecycle", _Lifecycle()))
 
-    def _logger(self, lifecycle: _Lifecycle) -> logging.Logger:
-        # Cached for the config object it was named after (the guard's fast
-        # path checks only that object's identity): recomputing the name on
-        # every transition cost more than the rest of the guard.
-        config = getattr(self, "config", None)
-        logger = lifecycle.logger
+    async def _enter(
+        self,
+        record: _Lifecycle,
+        raw: Callable[..., Awaitable[None]],
+        phase: Phase,
+        active: _Frame | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Every call but the common one: from inside a body, or on a module
+        whose body is already running."""
         if (
-            logger is not None
-            and lifecycle.logger_config is config
-            and (not isinstance(config, ModuleConfig) or config.name == lifecycle.logger_name)
+            active is not None
+            and active[1] is record
+            and active[2] == phase
+            and active[3] is not raw
         ):
-            return logger
-        name = self.name
-        logger = lifecycle.logger = _log.getChild(name)
-        lifecycle.logger_config = config
-        lifecycle.logger_name = name
-        return logger
-
-    def _log_done(self, logger: logging.Logger, verb: str, started: float) -> None:
-        elapsed = (time.perf_counter() - started) * 1e3
-        logger.info("%s %s in %.2f ms", verb, self.name, elapsed)
-
-    def _transition(self, lifecycle: _Lifecycle, new: ModuleState) -> None:
-        old, lifecycle.state = lifecycle.state, new
-        if not lifecycle.listeners:
+            await raw(self, *args, **kwargs)  # super().<phase>() in an override
             return
-        for listener in tuple(lifecycle.listeners):
+        caller = _module_of(active)
+        while True:
+            running = record.running
+            if running is None:
+                state = record.state
+                if phase == "initialize" and state is ModuleState.READY:
+                    return
+                if phase == "cleanup" and state in (ModuleState.CREATED, ModuleState.CLOSED):
+                    return
+                await self._run_body(record, raw, phase, caller, args, kwargs)
+                return
+            if phase == "initialize":
+                if running == "cleanup":
+                    raise LifecycleError(f"{self.name}: cannot initialize while it is cleaning up")
+                await self._await_body(record, caller)
+                return
+            if running == "cleanup":
+                await self._await_body(record, caller)
+                return
+            if _inside(active, record, "initialize"):
+                # cleanup() from this module's own initialize() (to undo
+                # half-made work): the body runs, the state is initialize's.
+                await raw(self, *args, **kwargs)
+                return
+            # An initialize runs elsewhere: let it end (its callers get its
+            # error), then clean up what it left.
             try:
-                listener(self, old, new)
+                await self._await_body(record, caller)
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                self._logger(lifecycle).exception(
-                    "state listener %r failed on %s -> %s", listener, old, new
-                )
+                self.logger.debug("cleanup waited for a failed initialize of %s", self.name)
 
-    async def _await_outcome(self, lifecycle: _Lifecycle, active: _Active) -> None:
-        """Wait for the body another caller is running, first refusing a wait
-        that would close a cycle of initializations."""
-        waiter = active[1] if active is not None else None
-        if waiter is not None:
-            path = _cycle_from(self, waiter)
-            if path is not None:
-                raise CircularDependencyError([m.name for m in (waiter, *path)])
-            _wait_on(waiter, self)
+    async def _await_body(self, record: _Lifecycle, caller: BaseModule | None) -> None:
+        """Wait for the body another call runs, first refusing a wait that
+        would close a cycle."""
+        if caller is not None:
+            chain: list[BaseModule] = []
+            module: BaseModule | None = self
+            while module is not None:
+                chain.append(module)
+                if module is caller:
+                    raise CircularDependencyError([m.name for m in (*chain, self)])
+                module = _record(module).awaiting
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lifecycle.waiters.append(outcome)
+        record.waiters.append(outcome)
+        waiting = _record(caller) if caller is not None else None
+        if waiting is not None:
+            waiting.awaiting = self
         try:
             await outcome
         finally:
-            if waiter is not None:
-                _done_waiting(waiter, self)
+            if waiting is not None:
+                waiting.awaiting = None
 
-    def _may_initialize(
-        self, lifecycle: _Lifecycle, active: _Active
-    ) -> Literal[True] | Awaitable[None]:
-        """True when the caller should run the initialize body now; otherwise
-        an awaitable that finishes the call (nothing to do, or another
-        caller's outcome). Raises for a cycle or a module cleaning up."""
-        frames = _frames(active)
-        for i, (module, phase) in enumerate(frames):
-            if module is self and phase == "initialize":
-                chain = [m.name for m, p in frames[i:] if p == "initialize"] + [self.name]
-                raise CircularDependencyError(chain)
-        state = lifecycle.state
-        if state is ModuleState.READY:
-            return _nothing()
-        if lifecycle.busy:
-            if state is ModuleState.CLEANING_UP:
-                raise LifecycleError(f"{self.name}: cannot initialize while it is cleaning up")
-            return self._await_outcome(lifecycle, active)
-        return True
-
-    def _may_clean_up(
-        self, lifecycle: _Lifecycle, active: _Active, raw: Callable[[Any], Awaitable[None]]
-    ) -> Literal[True] | Awaitable[None]:
-        """True when the caller should run the cleanup body now; otherwise an
-        awaitable that finishes the call."""
-        if active is not None and any(module is self for module, _ in _frames(active)):
-            # cleanup() from this module's own initialize() (to undo half-made
-            # work): run the body, leave the state to the initialize guard.
-            return raw(self)
-        state = lifecycle.state
-        if state is ModuleState.CREATED or state is ModuleState.CLOSED:
-            return _nothing()
-        if lifecycle.busy:
-            return self._clean_up_after_others(lifecycle)
-        return True
-
-    async def _clean_up_after_others(self, lifecycle: _Lifecycle) -> None:
-        # Another caller is initializing or cleaning up: let it finish (its
-        # own caller gets its error), then clean up unless it already did.
-        while lifecycle.busy:
-            state = lifecycle.state
-            # Its own caller gets its error; cancellation of this caller is
-            # a BaseException and still propagates.
-            with contextlib.suppress(Exception):
-                await self._await_outcome(lifecycle, None)
-            if state is ModuleState.CLEANING_UP:
-                return
-        await self.cleanup()
-
-    def _failed(
-        self, lifecycle: _Lifecycle, phase: Phase, exc: BaseException, started: float
+    async def _run_body(
+        self,
+        record: _Lifecycle,
+        raw: Callable[..., Awaitable[None]],
+        phase: Phase,
+        caller: BaseModule | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> None:
-        elapsed = (time.perf_counter() - started) * 1e3
-        lifecycle.busy = False
-        self._transition(lifecycle, ModuleState.FAILED)
-        logger = self._logger(lifecycle)
+        """Run one body through the state machine."""
+        is_init = phase == "initialize"
+        record.running = phase
+        record.run_id += 1
+        waiting = _record(caller) if caller is not None else None
+        if waiting is not None:
+            waiting.awaiting = self
+        started = _clock()
+        outcome: BaseException | None = None
+        if record.listeners:
+            outcome = self._transition(
+                record, ModuleState.INITIALIZING if is_init else ModuleState.CLEANING_UP
+            )
+        else:
+            record.state = ModuleState.INITIALIZING if is_init else ModuleState.CLEANING_UP
+        if outcome is None:
+            token = _ACTIVE.set((_ACTIVE.get(), record, phase, raw, record.run_id, self))
+            try:
+                await raw(self, *args, **kwargs)
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                _ACTIVE.reset(token)
+        if waiting is not None:
+            waiting.awaiting = None
+        record.running = None
+        if outcome is None:
+            self._succeeded(record, is_init, started)
+            return
+        self._failed(record, phase, outcome, started)
+        raise outcome
+
+    def _succeeded(self, record: _Lifecycle, is_init: bool, started: float) -> None:
+        new = ModuleState.READY if is_init else ModuleState.CLOSED
+        interrupt = None
+        if record.listeners:
+            interrupt = self._transition(record, new)
+        else:
+            record.state = new
+        logger = record.logger
+        if logger is None or record.logger_config is not getattr(self, "config", None):
+            logger = self._logger(record)
+        if logger.isEnabledFor(_INFO):
+            elapsed = (_clock() - started) * 1e3
+            logger.info(
+                "%s %s in %.2f ms", "initialized" if is_init else "cleaned up", self.name, elapsed
+            )
+        if record.waiters:
+            record.settle(None)
+        if interrupt is not None:
+            raise interrupt  # after the state and every waiter are settled
+
+    def _failed(self, record: _Lifecycle, phase: Phase, exc: BaseException, started: float) -> None:
+        elapsed = (_clock() - started) * 1e3
+        interrupt = self._transition(record, ModuleState.FAILED)
+        logger = self._logger(record)
         if isinstance(exc, asyncio.CancelledError):
             logger.warning("%s of %s cancelled after %.2f ms", phase, self.name, elapsed)
             outcome: BaseException = LifecycleError(f"{self.name}: {phase} was cancelled")
         else:
             logger.error("%s of %s failed after %.2f ms: %r", phase, self.name, elapsed, exc)
             outcome = exc
-        if phase == "cleanup":
-            outcome = LifecycleError(f"{self.name}: cleanup failed: {exc!r}")
-        lifecycle.settle(outcome)
+        record.settle(outcome)
+        if interrupt is not None and interrupt is not exc:
+            logger.error("a state listener raised %r while %s failed", interrupt, phase)
+
+    def _transition(self, record: _Lifecycle, new: ModuleState) -> BaseException | None:
+        """Set the state and tell the listeners; an Exception from one is
+        logged, the first BaseException is returned for the caller to raise
+        once everything is settled."""
+        old, record.state = record.state, new
+        interrupt = None
+        for listener in tuple(record.listeners):
+            try:
+                listener(self, old, new)
+            except Exception:
+                self._logger(record).exception(
+                    "state listener %r failed on %s -> %s", listener, old, new
+                )
+            except BaseException as exc:
+                interrupt = interrupt or exc
+        return interrupt
+
+    def _logger(self, record: _Lifecycle) -> logging.Logger:
+        # Cached for the config object it was named after (the guard's common
+        # path checks only that object's identity): recomputing the name on
+        # every transition cost more than the rest of the guard.
+        config = getattr(self, "config", None)
+        logger = record.logger
+        if (
+            logger is not None
+            and record.logger_config is config
+            and (not isinstance(config, ModuleConfig) or config.name == record.logger_name)
+        ):
+            return logger
+        name = self.name
+        logger = record.logger = _log.getChild(name)
+        record.logger_config = config
+        record.logger_name = name
+        return logger
 
 
-async def _nothing() -> None:
-    """An awaitable for a call that has nothing left to do."""
+def _module_of(frame: _Frame | None) -> BaseModule | None:
+    """The module whose body ``frame`` (a live frame) runs."""
+    return None if frame is None else frame[5]
+
+
+def _inside(frame: _Frame | None, record: _Lifecycle, phase: Phase) -> bool:
+    """Whether a live frame of ``frame``'s chain runs ``record``'s ``phase``."""
+    while frame is not None:
+        if frame[1] is record and frame[2] == phase and _live(frame) is frame:
+            return True
+        frame = frame[0]
+    return False
+
+
+#: Attribute -> the capability that sets it up in __init__ (for the clear
+#: error when a subclass skipped super().__init__()). Filled by capabilities.
+_CAPABILITY_FIELDS: dict[str, str] = {}
+
+
+def capability_fields(owner: str, *names: str) -> None:
+    """Declare that capability ``owner`` sets up these attributes in __init__."""
+    for name in names:
+        _CAPABILITY_FIELDS[name] = owner
 
 
 class Module(BaseModule, Generic[C]):
@@ -450,8 +563,8 @@ class Module(BaseModule, Generic[C]):
 
     config: C
 
-    def __init__(self, config: C | None = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: C | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
 
 
 # BaseModule's own bodies get the guard too, for subclasses that override neither.

@@ -4,7 +4,9 @@ Concurrent callers for one missing key share one load: the loader runs once,
 in its own task, and every caller gets its value. A loader that fails raises
 its error in every waiting caller and caches nothing. A cancelled caller does
 not cancel the load for the others. ``cache_stats()`` counts hits, misses,
-loads and failed loads. The cache is cleared on cleanup.
+loads and failed loads. ``cleanup()`` cancels the loads still running (their
+callers get a LifecycleError), waits for them, and clears the cache; a load
+never writes into the cache after the cleanup that outlived it.
 
 The spec's DataModule replaces ``self.cache`` with a dict; ``get_or_load``
 works with any mapping whose ``[]`` raises KeyError for a missing key.
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pepperpy_core.cache import FIFOCache
-from pepperpy_core.module.base import BaseModule
+from pepperpy_core.errors import LifecycleError
+from pepperpy_core.module.base import BaseModule, capability_fields
 
 
 @dataclass(frozen=True)
@@ -32,18 +35,19 @@ class LoadStats:
 
 
 class CachedModule(BaseModule):
-    """A module with a bounded cache and single-flight loading."""
+    """A module with a bounded cache and single-flight loading.
 
-    def __init__(self, config: Any = None, *, maxsize: int = 1000) -> None:
-        super().__init__(config)
-        self.cache: Any = FIFOCache(maxsize)
+    ``maxsize`` sizes the cache; a module that is also a ResourceModule has
+    one ``cache``, made by whichever capability comes last in its MRO.
+    """
+
+    def __init__(self, config: Any = None, *, maxsize: int = 1000, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if "cache" not in self.__dict__:
+            self.cache: Any = FIFOCache(maxsize)
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
+        self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
-
-    def _fields(self) -> None:
-        if "_loading" not in self.__dict__:
-            self._loading = {}
-            self._hits = self._misses = self._loads = self._failures = 0
 
     async def get_or_load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value of ``key``, or the value ``loader()`` produces, which
@@ -56,36 +60,54 @@ class CachedModule(BaseModule):
         return value
 
     async def _load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
-        self._fields()
         self._misses += 1
         task = self._loading.get(key)
         if task is None:
             self._loads += 1
-            task = asyncio.ensure_future(self._run(key, loader))
+            task = asyncio.ensure_future(self._run(key, loader, self._generation))
             self._loading[key] = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if (current is not None and current.cancelling()) or not task.cancelled():
+                raise  # this caller was cancelled: the load goes on for the others
+            raise LifecycleError(f"{self.name}: the load of {key!r} was cancelled") from None
 
-    async def _run(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
+    async def _run(
+        self, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
+    ) -> Any:
         try:
             value = await loader()
         except BaseException:
             self._failures += 1
             raise
         else:
-            self.cache[key] = value
+            if generation == self._generation:  # no cleanup since the load began
+                self.cache[key] = value
             return value
         finally:
-            self._loading.pop(key, None)
+            if self._loading.get(key) is asyncio.current_task():
+                del self._loading[key]
 
     def cache_stats(self) -> LoadStats:
         """Hits, misses, loads and failed loads of get_or_load so far."""
-        self._fields()
         return LoadStats(self._hits, self._misses, self._loads, self._failures)
 
     async def cleanup(self) -> None:
-        """Clear the cache; loads still running finish but are not awaited."""
-        self._fields()
+        """Cancel the loads still running and wait for them, then clear the cache."""
+        self._generation += 1
+        loading, self._loading = self._loading, {}
+        for task in loading.values():
+            task.cancel()
+        if loading:
+            await asyncio.wait(loading.values())
         clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
         if callable(clear):
             clear()
         await super().cleanup()  # capability modules compose as mixins
+
+
+capability_fields(
+    "CachedModule", "_loading", "_generation", "_hits", "_misses", "_loads", "_failures"
+)

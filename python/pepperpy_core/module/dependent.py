@@ -7,17 +7,16 @@ names start with ``_`` are private and not looked at. Version constraints come
 from ``config.dependencies`` (requirement strings such as ``"cache>=1.0"``)
 and are checked by the Application before anything starts.
 
-``health_check()`` is the module's own check (``own_health_check()``, by
-default: READY) and every dependency's.
+``health_check()`` is the module's own health (by default: READY); how its
+dependencies fare is judged once, by the Application, which reports a module
+whose dependency is not healthy as degraded.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable
 from typing import Any
 
-from pepperpy_core.module.base import BaseModule
+from pepperpy_core.module.base import BaseModule, capability_fields
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
 
 
@@ -25,8 +24,8 @@ class DependentModule(BaseModule):
     """A module with dependencies, found in its attributes and declared with
     ``depends_on``."""
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._declared: list[Lifecycle] = []
 
     def depends_on(self, *modules: Lifecycle) -> None:
@@ -36,7 +35,7 @@ class DependentModule(BaseModule):
                 raise TypeError(f"{type(module).__name__} has no async initialize() and cleanup()")
             if module is self:
                 raise ValueError(f"{self.name} cannot depend on itself")
-        declared = self.__dict__.setdefault("_declared", [])
+        declared = self._declared
         declared.extend(m for m in modules if not any(m is d for d in declared))
 
     def dependencies(self) -> list[Lifecycle]:
@@ -59,19 +58,9 @@ class DependentModule(BaseModule):
                     add(item)
             else:
                 add(value)
-        for module in self.__dict__.get("_declared", ()):
+        for module in self._declared:
             add(module)
         return found
 
-    async def own_health_check(self) -> bool:
-        """This module's own health, without its dependencies: by default,
-        whether it is READY. Override this for checks that do I/O."""
-        return await BaseModule.health_check(self)
 
-    async def health_check(self) -> bool:
-        """Healthy when this module is and every dependency is."""
-        checks: Iterable[Any] = [
-            dep.health_check() for dep in self.dependencies() if hasattr(dep, "health_check")
-        ]
-        results = await asyncio.gather(self.own_health_check(), *checks, return_exceptions=True)
-        return all(result is True for result in results)
+capability_fields("DependentModule", "_declared")

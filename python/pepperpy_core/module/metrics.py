@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from pepperpy_core.metrics import Histogram, MetricsRegistry, Timer
-from pepperpy_core.module.base import BaseModule, ModuleState
+from pepperpy_core.module.base import BaseModule, ModuleState, capability_fields
 
 _PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
 _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAILED: "failed"}
@@ -24,8 +24,10 @@ _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAIL
 class MetricsModule(BaseModule):
     """A module that measures itself (see this module's doc)."""
 
-    def __init__(self, config: Any = None, *, registry: MetricsRegistry | None = None) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: Any = None, *, registry: MetricsRegistry | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(config, **kwargs)
         self.metrics = registry if registry is not None else MetricsRegistry()
         self._phase_started: tuple[str, float] | None = None
         # timer(name) is called on every request: its histograms are kept
@@ -80,3 +82,6 @@ class MetricsModule(BaseModule):
     def failures(self, reason: str) -> int:
         """Failures recorded so far for ``reason``."""
         return self.metrics.counter("failures_total", self._labels(reason=reason)).value
+
+
+capability_fields("MetricsModule", "metrics", "_phase_started", "_timed", "_timed_for")

@@ -9,15 +9,19 @@ order on cleanup.
 - ``add_callback(fn, *args)``: a plain (or async) callback run on cleanup.
 - Cleanup releases everything in reverse order of registration; when some
   releases fail the rest still run, and the failures are raised together
-  afterwards as ResourceReleaseError (an ExceptionGroup).
+  afterwards as ResourceReleaseError (an ExceptionGroup). A cleanup that is
+  cancelled keeps what it has not released yet, the resource it was
+  releasing included, so a later cleanup releases it.
 - ``use(resource)`` (a context manager) counts how often and how many times
   at once each resource is used; ``usage()`` reports it.
 - ``cache`` is a FIFOCache of ``cache_size`` entries, cleared on cleanup;
-  subclasses may replace it (the spec's CacheModule puts a dict there).
+  subclasses may replace it (the spec's CacheModule puts a dict there). A
+  module that is also a CachedModule has one ``cache``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +31,7 @@ from typing import Any, TypeVar
 
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import ResourceReleaseError
-from pepperpy_core.module.base import BaseModule
+from pepperpy_core.module.base import BaseModule, capability_fields
 
 R = TypeVar("R")
 
@@ -54,18 +58,12 @@ def _label(resource: object) -> str:
 class ResourceModule(BaseModule):
     """A module that owns resources and releases them on cleanup."""
 
-    def __init__(self, config: Any = None, *, cache_size: int = 1000) -> None:
-        super().__init__(config)
-        self.cache: Any = FIFOCache(cache_size)
+    def __init__(self, config: Any = None, *, cache_size: int = 1000, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if "cache" not in self.__dict__:
+            self.cache: Any = FIFOCache(cache_size)
         self._resources: list[_Entry] = []
         self._usage: dict[int, Usage] = {}
-
-    def _registry(self) -> list[_Entry]:
-        # For subclasses that skip super().__init__().
-        if "_resources" not in self.__dict__:
-            self._resources = []
-            self._usage = {}
-        return self._resources
 
     def add_resource(self, resource: R, close: Callable[[], object] | None = None) -> R:
         """Release ``resource`` on cleanup with ``close``, else its
@@ -83,7 +81,7 @@ class ResourceModule(BaseModule):
             raise TypeError(
                 f"{type(resource).__name__} has no close() or aclose(); pass close= explicitly"
             )
-        self._registry().append(_Entry(resource, release, _label(resource)))
+        self._resources.append(_Entry(resource, release, _label(resource)))
         return resource
 
     async def enter_resource(
@@ -106,26 +104,25 @@ class ResourceModule(BaseModule):
 
         else:
             raise TypeError(f"{type(cm).__name__} is not a context manager")
-        self._registry().append(_Entry(cm, exit_, _label(cm)))
+        self._resources.append(_Entry(cm, exit_, _label(cm)))
         return entered
 
     def add_callback(self, fn: Callable[..., object], /, *args: Any) -> None:
         """Call ``fn(*args)`` (awaiting it if it is async) on cleanup."""
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__} is not callable")
-        self._registry().append(
+        self._resources.append(
             _Entry(fn, lambda: fn(*args), getattr(fn, "__qualname__", _label(fn)))
         )
 
     @property
     def resources(self) -> list[object]:
         """What is registered, oldest first."""
-        return [entry.resource for entry in self._registry()]
+        return [entry.resource for entry in self._resources]
 
     @contextlib.contextmanager
     def use(self, resource: R) -> Iterator[R]:
         """Count a use of ``resource`` for the length of the block."""
-        self._registry()
         usage = self._usage.setdefault(id(resource), Usage())
         usage.uses += 1
         usage.active += 1
@@ -142,13 +139,12 @@ class ResourceModule(BaseModule):
 
     def usage(self, resource: object) -> Usage:
         """How ``resource`` has been used (zeros if never)."""
-        self._registry()
         usage = self._usage.get(id(resource), Usage())
         return Usage(usage.uses, usage.active)
 
     async def cleanup(self) -> None:
         """Release every resource in reverse order; raise the failures together."""
-        entries = self._registry()
+        entries = self._resources
         failures: list[Exception] = []
         while entries:
             entry = entries.pop()
@@ -156,6 +152,9 @@ class ResourceModule(BaseModule):
                 outcome = entry.release()
                 if inspect.isawaitable(outcome):
                     await outcome
+            except asyncio.CancelledError:
+                entries.append(entry)  # not released: kept for the next cleanup
+                raise
             except Exception as error:
                 error.add_note(f"while releasing {entry.label}")
                 self.logger.error("releasing %s failed: %r", entry.label, error)
@@ -169,3 +168,6 @@ class ResourceModule(BaseModule):
             raise ResourceReleaseError(
                 f"{self.name}: {len(failures)} resource(s) failed to release", failures
             )
+
+
+capability_fields("ResourceModule", "_resources", "_usage")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from pepperpy_core.errors import RetryDeadlineError
-from pepperpy_core.module.base import BaseModule
+from pepperpy_core.module.base import BaseModule, capability_fields
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -229,9 +229,10 @@ def retrying(
 
 class RetryModule(BaseModule):
     """A module with retries built in: ``await self.retry(fn, *args)`` uses the
-    module's ``max_retries``, ``delay`` and the other RetryPolicy fields,
-    which subclasses may set as plain attributes (as the spec's NetworkModule
-    does). ``stats`` counts attempts."""
+    module's ``max_retries``, ``delay`` and the other RetryPolicy fields. They
+    may be given as keyword arguments (``RetryModule(max_retries=5)``), set as
+    plain attributes (as the spec's NetworkModule does) or left at the class
+    defaults below; they are validated on use. ``stats`` counts attempts."""
 
     max_retries: int = 3
     delay: float = 1.0
@@ -243,8 +244,12 @@ class RetryModule(BaseModule):
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     retry_if: Callable[[BaseException], bool] | None = None
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        settings = {f.name for f in fields(RetryPolicy)}
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in settings}
+        super().__init__(config, **kwargs)
+        for name, value in given.items():
+            setattr(self, name, value)
         self.stats = RetryStats()
 
     def retry_policy(self) -> RetryPolicy:
@@ -253,8 +258,6 @@ class RetryModule(BaseModule):
 
     async def retry(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)``, retrying under the module's policy."""
-        if "stats" not in self.__dict__:
-            self.stats = RetryStats()
         return await _retry(self.retry_policy(), fn, args, kwargs, self.logger, self.stats)
 
     @staticmethod
@@ -268,3 +271,6 @@ class RetryModule(BaseModule):
             return await self.retry(functools.partial(method, self), *args, **kwargs)
 
         return wrapper
+
+
+capability_fields("RetryModule", "stats")

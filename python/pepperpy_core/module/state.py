@@ -28,7 +28,7 @@ from typing import Any, Final, Generic, Self, TypeVar
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.errors import StateNotSetError
-from pepperpy_core.module.base import BaseModule
+from pepperpy_core.module.base import BaseModule, capability_fields
 
 T = TypeVar("T")
 
@@ -113,36 +113,27 @@ class Subscription(Generic[T]):
 class StateModule(BaseModule, Generic[T]):
     """A module holding a typed state ``T`` (see this module's doc)."""
 
-    def __init__(self, config: Any = None, *, initial: T = _UNSET) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any = None, *, initial: T = _UNSET, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
         self._initial: T = initial
         self._state: T = initial
         self._version = 0
         self._callbacks: list[Callable[[StateChange[T]], None]] = []
         self._subscriptions: set[Subscription[T]] = set()
 
-    def _fields(self) -> None:
-        # Subclasses that skip super().__init__() (as the spec's examples may)
-        # still get working state.
-        if "_version" not in self.__dict__:
-            StateModule.__init__(self, getattr(self, "config", None))
-
     @property
     def state_version(self) -> int:
         """How many changes the state has seen."""
-        self._fields()
         return self._version
 
     async def get_state(self) -> T:
         """The current state; StateNotSetError before any was set."""
-        self._fields()
         if self._state is _UNSET:
             raise StateNotSetError(f"{self.name}: no state has been set yet")
         return self._state
 
     async def set_state(self, state: T) -> None:
         """Replace the state and notify every subscriber."""
-        self._fields()
         self._store(state)
 
     async def update_state(self, updater: Callable[[T], T]) -> T:
@@ -173,7 +164,6 @@ class StateModule(BaseModule, Generic[T]):
     def on_change(self, callback: Callable[[StateChange[T]], None]) -> Callable[[], None]:
         """Call ``callback(change)`` after every change; returns a function
         that removes it. A callback that raises is logged and skipped."""
-        self._fields()
         return register(self._callbacks, callback)
 
     def subscribe(self, buffer: int = 100) -> Subscription[T]:
@@ -181,15 +171,16 @@ class StateModule(BaseModule, Generic[T]):
         slow subscribers in this module's doc)."""
         if type(buffer) is not int or buffer < 1:
             raise ValueError(f"buffer must be an int >= 1, got {buffer!r}")
-        self._fields()
         subscription = Subscription(self, buffer)
         self._subscriptions.add(subscription)
         return subscription
 
     async def cleanup(self) -> None:
         """End every subscription and forget the state."""
-        self._fields()
         for subscription in tuple(self._subscriptions):
             subscription.close()
         self._state = self._initial
         await super().cleanup()  # capability modules compose as mixins
+
+
+capability_fields("StateModule", "_initial", "_state", "_version", "_callbacks", "_subscriptions")

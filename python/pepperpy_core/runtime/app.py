@@ -1,0 +1,389 @@
+"""Application: runs a whole graph of modules.
+
+``Application(*modules)`` takes any objects with async ``initialize()`` and
+``cleanup()`` (inheriting from BaseModule or not) and everything reachable
+through their dependencies; see ``graph.py`` for what is refused before
+anything starts.
+
+- ``start()`` initializes in dependency order, independent modules
+  concurrently. When one fails (or passes ``start_timeout``) it starts
+  nothing more, cancels the starts in flight, cleans up every module whose
+  ``initialize()`` began (the failed ones too, to release what they half
+  made), dependents first, and raises StartupError naming the module, with
+  the original exception as its cause and any rollback failures attached.
+  Concurrent ``start()`` calls start the graph once and share its outcome.
+- ``stop()`` cleans up every running module in reverse dependency order,
+  independent ones concurrently, and always runs every cleanup: a failing one
+  does not stop the others, a slow one only delays the modules it depends
+  on, one past ``stop_timeout`` is cancelled and reported. Failures are
+  raised together afterwards (ShutdownError). ``stop()`` during ``start()``
+  cancels the start and waits for its rollback; ``stop()`` returns only when
+  nothing is running. Cancelling the task that awaits ``stop()`` does not
+  interrupt the cleanups; it is re-raised when they end.
+- ``async with app:`` starts and stops. ``await app.run()`` starts, waits for
+  SIGINT or SIGTERM (or ``request_stop()``), then stops. A first signal during
+  start cancels the starts in flight and rolls back; a second signal cancels
+  the cleanups still running (of the stop or of the rollback) and skips the
+  rest, which are reported.
+- The runtime reports the same transitions for every module, whatever its
+  class, to listeners added with ``add_listener(fn)``: ``fn(module, old,
+  new)``. ``start_durations`` and ``stop_durations`` hold seconds per module.
+- ``await app.health()`` checks every module (see ``health.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import signal
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Literal
+
+from pepperpy_core._callbacks import register
+from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
+from pepperpy_core.module.base import ModuleState
+from pepperpy_core.protocols import Lifecycle, is_lifecycle
+from pepperpy_core.runtime.graph import Node, plan
+from pepperpy_core.runtime.health import HealthReport, check_all
+from pepperpy_core.runtime.scheduler import run_phase
+
+_log: Final = logging.getLogger("pepperpy_core.runtime")
+
+#: Called as ``listener(module, old_state, new_state)``.
+AppListener = Callable[[Any, ModuleState, ModuleState], None]
+Phase = Literal["idle", "starting", "running", "stopping"]
+_INTERRUPTED: Final = "start() was interrupted: the application was stopped while it was starting"
+
+
+def _check_timeout(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
+    return float(value)
+
+
+class Application:
+    """A graph of modules started, stopped and checked together (see this
+    module's doc)."""
+
+    def __init__(
+        self,
+        *modules: Lifecycle,
+        start_timeout: float | None = None,
+        stop_timeout: float | None = None,
+        health_timeout: float = 5.0,
+    ) -> None:
+        self.start_timeout = _check_timeout("start_timeout", start_timeout)
+        self.stop_timeout = _check_timeout("stop_timeout", stop_timeout)
+        self.health_timeout = _check_timeout("health_timeout", health_timeout)
+        self._roots: list[Lifecycle] = []
+        self._nodes: list[Node] | None = None
+        self._listeners: list[AppListener] = []
+        self._phase: Phase = "idle"
+        self._start_task: asyncio.Task[None] | None = None
+        self._start_callers = 0
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._interrupt: BaseException | None = None
+        self.start_durations: dict[str, float] = {}
+        self.stop_durations: dict[str, float] = {}
+        self.add(*modules)
+
+    # --- the graph ---------------------------------------------------------------
+
+    def add(self, *modules: Lifecycle) -> None:
+        """Add modules (and what they depend on) before the application starts."""
+        for module in modules:
+            if not is_lifecycle(module):
+                raise TypeError(
+                    f"an Application runs objects with async initialize() and cleanup(), "
+                    f"not {type(module).__name__}"
+                )
+        if self._phase != "idle":
+            raise RuntimeError("cannot add modules to a running application")
+        self._roots.extend(modules)
+        self._nodes = None
+
+    def _plan(self) -> list[Node]:
+        if self._nodes is None:
+            self._nodes = plan(self._roots)
+        return self._nodes
+
+    def plan(self) -> list[str]:
+        """Validate the graph and return the module names in a start order."""
+        return [node.name for node in self._plan()]
+
+    @property
+    def modules(self) -> list[Any]:
+        """Every module, dependencies first."""
+        return [node.module for node in self._plan()]
+
+    @property
+    def phase(self) -> Phase:
+        """Where the application is: idle, starting, running or stopping."""
+        return self._phase
+
+    # --- listeners -------------------------------------------------------------------
+
+    def add_listener(self, listener: AppListener) -> Callable[[], None]:
+        """Call ``listener(module, old, new)`` on every module's transitions;
+        an Exception from it is logged, a BaseException is raised once the
+        start or stop it interrupted has settled."""
+        return register(self._listeners, listener)
+
+    def _move(self, node: Node, new: ModuleState) -> None:
+        old, node.state = node.state, new
+        for listener in tuple(self._listeners):
+            try:
+                listener(node.module, old, new)
+            except Exception:
+                _log.exception("application listener %r failed", listener)
+            except BaseException as exc:
+                self._interrupt = self._interrupt or exc
+
+    def _raise_interrupt(self) -> None:
+        interrupt, self._interrupt = self._interrupt, None
+        if interrupt is not None:
+            raise interrupt
+
+    # --- start -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every module in dependency order (see this module's doc)."""
+        while self._phase != "starting":
+            if self._phase == "running":
+                return
+            if self._phase == "stopping" and self._stop_task is not None:
+                await asyncio.wait([self._stop_task])  # then start afresh
+                continue
+            self._plan()  # refuse a bad graph here, before anything starts
+            self._phase = "starting"
+            self._start_task = asyncio.ensure_future(self._starting())
+        task = self._start_task
+        assert task is not None
+        self._start_callers += 1
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():  # the start itself was cancelled: stop() or a signal
+                raise LifecycleError(_INTERRUPTED) from None
+            self._start_callers -= 1
+            if self._start_callers == 0:  # the last caller gave up: roll back
+                task.cancel()
+                await asyncio.wait([task])
+            raise
+        else:
+            self._start_callers -= 1
+
+    async def _starting(self) -> None:
+        nodes = self._plan()
+        for node in nodes:
+            node.began = False
+        failure: list[tuple[Node, BaseException]] = []
+
+        def begin(node: Node) -> None:
+            node.began = True
+            self._move(node, ModuleState.INITIALIZING)
+
+        def end(node: Node, error: BaseException | None, seconds: float) -> None:
+            self.start_durations[node.name] = seconds
+            if error is None:
+                self._move(node, ModuleState.READY)
+                return
+            self._move(node, ModuleState.FAILED)
+            if not failure and not isinstance(error, asyncio.CancelledError):
+                failure.append((node, error))
+
+        cancelled = False
+        try:
+            await run_phase(
+                nodes,
+                forward=True,
+                call=lambda node: node.module.initialize(),
+                seconds_each=self.start_timeout,
+                stop_on_failure=True,
+                begin=begin,
+                end=end,
+                verb="start",
+            )
+        except asyncio.CancelledError:
+            cancelled = True
+        if not failure and not cancelled:
+            self._phase = "running"
+            _log.info("started %d module(s)", len(nodes))
+            self._raise_interrupt()
+            return
+        if failure:
+            node, cause = failure[0]
+            _log.error("module %s failed to start: %r; rolling back", node.name, cause)
+        else:
+            _log.warning("start cancelled; rolling back")
+        try:
+            errors = await self._clean_up([n for n in nodes if n.began])
+        finally:
+            self._phase = "idle"
+        self._raise_interrupt()
+        if failure:
+            node, cause = failure[0]
+            raise StartupError(node.name, cause, errors) from cause
+        raise asyncio.CancelledError
+
+    # --- stop --------------------------------------------------------------------------
+
+    async def _clean_up(self, nodes: list[Node]) -> list[Exception]:
+        """Clean ``nodes`` up, dependents first; the failures, each noted with
+        its module. Cancelled (forced): the cleanups in flight are cancelled,
+        the rest skipped, and all of them reported."""
+        errors: list[Exception] = []
+        ended: set[int] = set()
+
+        def begin(node: Node) -> None:
+            self._move(node, ModuleState.CLEANING_UP)
+
+        def end(node: Node, error: BaseException | None, seconds: float) -> None:
+            ended.add(id(node))
+            self.stop_durations[node.name] = seconds
+            if error is None:
+                self._move(node, ModuleState.CLOSED)
+                return
+            if isinstance(error, Exception):
+                outcome: Exception = error
+            elif isinstance(error, asyncio.CancelledError):
+                outcome = LifecycleError(f"stopping {node.name} was cancelled: shutdown forced")
+            else:  # KeyboardInterrupt and the like: reported too
+                outcome = LifecycleError(f"stopping {node.name} raised {error!r}")
+                outcome.__cause__ = error
+            outcome.add_note(f"while stopping module {node.name!r}")
+            _log.error("module %s failed to stop: %r", node.name, outcome)
+            self._move(node, ModuleState.FAILED)
+            errors.append(outcome)
+
+        try:
+            await run_phase(
+                nodes,
+                forward=False,
+                call=lambda node: node.module.cleanup(),
+                seconds_each=self.stop_timeout,
+                stop_on_failure=False,
+                begin=begin,
+                end=end,
+                verb="stop",
+            )
+        except asyncio.CancelledError:
+            for node in (n for n in nodes if id(n) not in ended):
+                error = LifecycleError(f"{node.name} was not stopped: shutdown forced")
+                error.add_note(f"while stopping module {node.name!r}")
+                self._move(node, ModuleState.FAILED)
+                errors.append(error)
+        return errors
+
+    async def stop(self) -> None:
+        """Clean up every started module (see this module's doc)."""
+        if self._phase == "idle":
+            return
+        if self._phase == "starting" and self._start_task is not None:
+            task = self._start_task
+            task.cancel()
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                await asyncio.wait([task])  # the rollback goes on to the end
+                raise
+            return
+        if self._phase == "running":
+            self._phase = "stopping"
+            self._stop_task = asyncio.ensure_future(self._stopping())
+        stopping = self._stop_task
+        assert stopping is not None
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            if not stopping.done():  # our caller was cancelled: the cleanups go on
+                await asyncio.wait([stopping])
+            raise
+
+    async def _stopping(self) -> None:
+        running = [n for n in self._plan() if n.state is ModuleState.READY]
+        try:
+            errors = await self._clean_up(running)
+        finally:
+            self._phase = "idle"
+        self._raise_interrupt()
+        if errors:
+            raise ShutdownError(f"{len(errors)} module(s) failed to stop", errors)
+        _log.info("stopped every module")
+
+    def _force(self) -> None:
+        """Cancel the cleanups still running (of a stop or of a rollback)."""
+        for task in (self._stop_task, self._start_task):
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def __aenter__(self) -> Application:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- run until a signal --------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Make ``run()`` stop gracefully, as SIGTERM does."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+        if self._phase == "starting" and self._start_task is not None:
+            self._start_task.cancel()
+
+    async def run(
+        self, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Start, wait for a signal or ``request_stop()``, then stop."""
+        loop = asyncio.get_running_loop()
+        requested = self._stop_requested = asyncio.Event()
+        installed: list[signal.Signals] = []
+        received = 0
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal received
+            received += 1
+            if received == 1:
+                _log.warning("received %s: stopping gracefully", sig.name)
+                self.request_stop()
+                return
+            busy = self._phase in ("starting", "stopping")
+            _log.warning(
+                "received %s again: %s",
+                sig.name,
+                "cancelling the cleanups still running" if busy else "already stopping",
+            )
+            self._force()
+
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+        try:
+            try:
+                await self.start()
+            except LifecycleError as error:
+                if str(error) != _INTERRUPTED:
+                    raise
+                return  # a signal during start: rolled back
+            await requested.wait()
+        finally:
+            try:
+                await self.stop()
+            finally:
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
+                self._stop_requested = None
+
+    # --- health --------------------------------------------------------------------------
+
+    async def health(self) -> HealthReport:
+        """Every module's health, checked concurrently (see health.py)."""
+        return await check_all(self._plan(), self.health_timeout)

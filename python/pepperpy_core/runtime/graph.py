@@ -1,0 +1,177 @@
+"""The module graph: discovery, validation, names and order.
+
+Everything here happens before anything starts. Modules are found from the
+roots through ``dependencies()`` (any object may offer it; a DependentModule
+returns the modules it holds and those declared with ``depends_on``) and
+through the requirement strings of a ModuleConfig. Refused, naming what is
+wrong: an object that is not a lifecycle, an ``initialize``/``cleanup`` that
+is not ``async def``, two modules with one (normalized) name, a requirement
+naming no module, a version that does not satisfy a requirement, a cycle.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from pepperpy_core.config import ModuleConfig, _version, canonical
+from pepperpy_core.errors import (
+    CircularDependencyError,
+    DuplicateModuleError,
+    MissingDependencyError,
+    VersionConflictError,
+)
+from pepperpy_core.module.base import ModuleState
+from pepperpy_core.protocols import is_lifecycle
+
+#: type -> problem with its initialize/cleanup ("" when none); checked once per type.
+_CHECKED: dict[type, str] = {}
+
+
+class Node:
+    """One module in the graph, with what the runtime knows of it."""
+
+    __slots__ = ("began", "dependents", "deps", "index", "key", "module", "name", "state")
+
+    def __init__(self, module: Any, name: str, index: int) -> None:
+        self.module = module
+        self.name = name
+        self.key = canonical(name)
+        self.index = index  # position in discovery order
+        self.deps: list[Node] = []
+        self.dependents: list[Node] = []
+        self.state = ModuleState.CREATED  # as the runtime last set it
+        self.began = False  # initialize() began in the current start
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} {self.state.value}>"
+
+
+def name_of(module: Any) -> str:
+    """A module's name: its ``name`` when that is a non-empty str, else its class's."""
+    name = getattr(module, "name", None)
+    return name if isinstance(name, str) and name else type(module).__name__
+
+
+def _async_problem(module: Any) -> str:
+    kind = type(module)
+    known = _CHECKED.get(kind)
+    if known is None:
+        bad = [
+            phase
+            for phase in ("initialize", "cleanup")
+            if not inspect.iscoroutinefunction(getattr(module, phase, None))
+        ]
+        known = _CHECKED[kind] = (
+            " and ".join(f"{phase}()" for phase in bad) + " must be async def" if bad else ""
+        )
+    return known
+
+
+def _link(node: Node, dep: Node) -> None:
+    if not any(d is dep for d in node.deps):
+        node.deps.append(dep)
+        dep.dependents.append(node)
+
+
+def discover(roots: Iterable[Any]) -> list[Node]:
+    """Every module reachable from ``roots``, linked to the modules it holds
+    (``dependencies()``), in discovery order."""
+    nodes: dict[int, Node] = {}
+    order: list[Node] = []
+    found: list[tuple[Node, list[Any]]] = []
+    pending = list(roots)
+    pending.reverse()
+    while pending:
+        module = pending.pop()
+        if id(module) in nodes:
+            continue
+        node = Node(module, name_of(module), len(order))
+        nodes[id(module)] = node
+        order.append(node)
+        problem = _async_problem(module)
+        if problem:
+            raise TypeError(f"module {node.name!r} ({type(module).__name__}): {problem}")
+        find = getattr(module, "dependencies", None)
+        deps = list(find()) if callable(find) else []
+        for dep in deps:
+            if not is_lifecycle(dep):
+                raise TypeError(
+                    f"{node.name} depends on {type(dep).__name__}, which has no "
+                    "async initialize() and cleanup()"
+                )
+        found.append((node, deps))
+        pending.extend(reversed(deps))
+    for node, deps in found:
+        for dep in deps:
+            _link(node, nodes[id(dep)])
+    return order
+
+
+def _check_names_and_requirements(nodes: list[Node]) -> None:
+    by_key: dict[str, Node] = {}
+    for node in nodes:
+        other = by_key.setdefault(node.key, node)
+        if other is not node:
+            raise DuplicateModuleError(
+                f"two modules are named {node.name!r}: {other.module!r} and {node.module!r}"
+            )
+    for node in nodes:
+        config = getattr(node.module, "config", None)
+        if not isinstance(config, ModuleConfig):
+            continue
+        config.validate()
+        for requirement in config.requirements():
+            target = by_key.get(canonical(requirement.name))
+            if target is None:
+                raise MissingDependencyError(
+                    f"{node.name} requires {requirement}, but no module is named "
+                    f"{requirement.name!r}"
+                )
+            version = str(getattr(target.module, "version", "0.0.0"))
+            try:
+                satisfied = requirement.specifier.contains(_version(version), prereleases=True)
+            except ValueError:  # not a PEP 440 version at all
+                satisfied = False
+            if not satisfied:
+                raise VersionConflictError(node.name, str(requirement), target.name, version)
+            _link(node, target)
+
+
+def _topological(nodes: list[Node]) -> list[Node]:
+    """Dependencies first, in discovery order otherwise; a cycle is an error
+    naming it."""
+    order: list[Node] = []
+    mark: dict[int, int] = {}  # 1: on the current path, 2: done
+    for root in nodes:
+        if mark.get(id(root)) == 2:
+            continue
+        path: list[Node] = []
+        stack: list[tuple[Node, int]] = [(root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                mark[id(node)] = 1
+                path.append(node)
+            if index < len(node.deps):
+                stack.append((node, index + 1))
+                dep = node.deps[index]
+                seen = mark.get(id(dep))
+                if seen == 1:
+                    start = next(i for i, n in enumerate(path) if n is dep)
+                    raise CircularDependencyError([n.name for n in path[start:]] + [dep.name])
+                if seen is None:
+                    stack.append((dep, 0))
+            else:
+                mark[id(node)] = 2
+                path.pop()
+                order.append(node)
+    return order
+
+
+def plan(roots: Iterable[Any]) -> list[Node]:
+    """The validated graph of ``roots``, dependencies first."""
+    nodes = discover(roots)
+    _check_names_and_requirements(nodes)
+    return _topological(nodes)

@@ -1,0 +1,94 @@
+"""Health: every module's check, run concurrently, and dependencies judged once.
+
+A module is unhealthy when it is not running, or its ``health_check()``
+returns anything but True, raises (CancelledError included, unless the
+``health()`` call itself is being cancelled) or passes the timeout. A module
+that is healthy itself but has a dependency that is not is degraded. A
+module without ``health_check()`` is healthy while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from pepperpy_core.module.base import ModuleState
+from pepperpy_core.runtime.graph import Node
+
+Status = Literal["healthy", "degraded", "unhealthy"]
+_RANK: Final[dict[str, int]] = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+@dataclass(frozen=True)
+class ModuleHealth:
+    """One module's health: status, what was seen, and the check's seconds."""
+
+    name: str
+    status: Status
+    detail: str
+    latency: float
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Every module's health and the worst status among them."""
+
+    status: Status
+    modules: dict[str, ModuleHealth]
+
+    @property
+    def healthy(self) -> bool:
+        return self.status == "healthy"
+
+    def unready(self) -> list[str]:
+        """The modules that are not healthy, by name."""
+        return [name for name, m in self.modules.items() if m.status != "healthy"]
+
+
+async def _check(node: Node, seconds_each: float | None) -> ModuleHealth:
+    if node.state is not ModuleState.READY:
+        return ModuleHealth(node.name, "unhealthy", "not running", 0.0)
+    check = getattr(node.module, "health_check", None)
+    if check is None:
+        return ModuleHealth(node.name, "healthy", "running (no health_check)", 0.0)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(seconds_each):
+            ok = await check()
+    except TimeoutError:
+        detail = f"health_check timed out after {seconds_each} s"
+        return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # health() itself is being cancelled
+        detail = "health_check was cancelled"
+        return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
+    except Exception as error:
+        detail = f"health_check raised {error!r}"
+        return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
+    latency = time.perf_counter() - started
+    if ok is True:
+        return ModuleHealth(node.name, "healthy", "ok", latency)
+    return ModuleHealth(node.name, "unhealthy", f"health_check returned {ok!r}", latency)
+
+
+async def check_all(nodes: Sequence[Node], seconds_each: float | None) -> HealthReport:
+    """Every node's health, checked concurrently, each within ``seconds_each``
+    (nodes in dependency order)."""
+    results = await asyncio.gather(*(_check(n, seconds_each) for n in nodes))
+    report = {n.name: r for n, r in zip(nodes, results, strict=True)}
+    for node in nodes:  # dependencies come first, so degradation travels up
+        mine = report[node.name]
+        sick = [d.name for d in node.deps if report[d.name].status != "healthy"]
+        if sick and mine.status == "healthy":
+            detail = f"dependency {', '.join(sick)} is not healthy"
+            report[node.name] = ModuleHealth(node.name, "degraded", detail, mine.latency)
+    worst: Status = "healthy"
+    for result in report.values():
+        if _RANK[result.status] > _RANK[worst]:
+            worst = result.status
+    return HealthReport(worst, report)
