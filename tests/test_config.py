@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pepperpy_core.errors import ConfigError, PepperpyError
 from pepperpy_core.module import ModuleConfig
@@ -137,3 +140,148 @@ def test_unhashable_field_values_are_reported_not_crashing() -> None:
         config.validate()
     assert "name: expected str, got list" in info.value.problems
     assert any(p.startswith("dependencies[0]: expected str") for p in info.value.problems)
+
+
+# --- one name form, markers, long versions, the JSON round trip ------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["my-cache", "My.Cache", "MY__CACHE", "my_cache>=1"])
+def test_a_module_requiring_itself_in_any_spelling_is_told_so(spelling: str) -> None:
+    config = ModuleConfig(name="my_cache", dependencies=[spelling])
+    with pytest.raises(ConfigError) as info:
+        config.validate()
+    assert any("cannot depend on itself" in p for p in info.value.problems)
+
+
+def test_a_requirement_whose_marker_does_not_hold_is_left_out() -> None:
+    config = ModuleConfig(name="a", dependencies=["j>=1; python_version<'3'", "db"])
+    config.validate()
+    assert [r.name for r in config.requirements()] == ["db"]
+
+
+def test_an_oversized_version_is_a_config_error() -> None:
+    for config in (
+        ModuleConfig(name="a", version="1" * 5000),
+        ModuleConfig(name="a", dependencies=["b>=" + "1" * 5000]),
+    ):
+        with pytest.raises(ConfigError, match=r"not a PEP 440 version|not a requirement"):
+            config.validate()
+
+
+def test_a_class_defined_in_a_function_resolves() -> None:
+    @dataclass
+    class Inner:
+        size: int = 1
+
+    @dataclass
+    class Local(ModuleConfig):
+        inner: Inner = field(default_factory=Inner)
+
+    config = Local(name="local", inner=Inner(size=3))
+    config.validate()
+    assert Local.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ConfigError, match=r"inner.size: expected int, got str"):
+        Local(name="local", inner=Inner(size="3")).validate()  # type: ignore[arg-type]
+
+
+def test_an_unsupported_field_type_is_reported() -> None:
+    @dataclass
+    class Odd(ModuleConfig):
+        value: complex = 1j
+
+    with pytest.raises(ConfigError, match="fields of type complex are not supported"):
+        Odd(name="odd").validate()
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+    y: float = 0.0
+
+
+@dataclass
+class Everything(ModuleConfig):
+    text: str = ""
+    count: int = 0
+    ratio: float = 0.0
+    flag: bool = False
+    nothing: None = None
+    anything: Any = None
+    mode: Literal["a", "b"] = "a"
+    colour: Colour = Colour.RED
+    level: Level = Level.LOW
+    items: list[int] = field(default_factory=list)
+    pair: tuple[str, int] = ("", 0)
+    many: tuple[float, ...] = ()
+    tags: set[str] = field(default_factory=set)
+    frozen: frozenset[int] = frozenset()
+    by_name: dict[str, list[bool]] = field(default_factory=dict)
+    by_id: dict[int, str] = field(default_factory=dict)
+    by_level: dict[Level, float] = field(default_factory=dict)
+    by_flag: dict[bool, int] = field(default_factory=dict)
+    maybe: int | None = None
+    either: int | str = 0
+    point: Point = field(default_factory=lambda: Point(0))
+    points: list[Point] = field(default_factory=list)
+    nested: ModuleConfig | None = None
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | finite | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+points = st.builds(Point, st.integers(), finite)
+everything = st.builds(
+    Everything,
+    name=st.sampled_from(["e", "every-thing", "e.1"]),
+    text=st.text(max_size=8),
+    count=st.integers(),
+    ratio=finite,
+    flag=st.booleans(),
+    anything=json_values,
+    mode=st.sampled_from(["a", "b"]),
+    colour=st.sampled_from(Colour),
+    level=st.sampled_from(Level),
+    items=st.lists(st.integers(), max_size=4),
+    pair=st.tuples(st.text(max_size=4), st.integers()),
+    many=st.lists(finite, max_size=4).map(tuple),
+    tags=st.sets(st.text(max_size=4), max_size=4),
+    frozen=st.frozensets(st.integers(), max_size=4),
+    by_name=st.dictionaries(st.text(max_size=4), st.lists(st.booleans(), max_size=3), max_size=3),
+    by_id=st.dictionaries(st.integers(), st.text(max_size=4), max_size=3),
+    by_level=st.dictionaries(st.sampled_from(Level), finite, max_size=2),
+    by_flag=st.dictionaries(st.booleans(), st.integers(), max_size=2),
+    maybe=st.none() | st.integers(),
+    either=st.integers() | st.text(max_size=4),
+    point=points,
+    points=st.lists(points, max_size=3),
+    nested=st.none() | st.builds(ModuleConfig, name=st.sampled_from(["n", "n-2"])),
+)
+
+
+@given(config=everything)
+def test_every_accepted_field_type_round_trips_through_json(config: Everything) -> None:
+    config.validate()
+    data = config.to_dict()
+    text = json.dumps(data, allow_nan=False)  # JSON data, nothing else
+    again = Everything.from_dict(json.loads(text))
+    assert again == config
+    assert type(again.tags) is set
+    assert type(again.frozen) is frozenset
+    assert type(again.pair) is tuple
+    assert type(again.colour) is Colour
+    assert all(type(k) is int for k in again.by_id)
+    assert all(type(k) is Level for k in again.by_level)
+    assert type(again.point) is Point

@@ -533,3 +533,182 @@ def test_shared_dependency_is_not_a_cycle() -> None:
     run(main())
     assert shared.inits == 1
     assert (a.state, b.state, shared.state) == (S.READY, S.READY, S.READY)
+
+
+# --- the guard under faults (issue: the runtime and the lifecycle under faults) ----------
+
+
+class Interrupt(BaseException):
+    """A BaseException a listener may raise (as KeyboardInterrupt would)."""
+
+
+@pytest.mark.parametrize("raised", [Interrupt, asyncio.CancelledError])
+@pytest.mark.parametrize("at", [S.INITIALIZING, S.READY])
+def test_a_listener_base_exception_settles_everything_first(
+    raised: type[BaseException], at: ModuleState
+) -> None:
+    m = Recorder()
+
+    def listener(module: BaseModule, old: ModuleState, new: ModuleState) -> None:
+        if new is at:
+            raise raised("from a listener")
+
+    remove = m.add_listener(listener)
+
+    async def main() -> None:
+        callers = [asyncio.ensure_future(m.initialize()) for _ in range(3)]
+        outcomes = await asyncio.gather(*callers, return_exceptions=True)
+        # The body ran at most once, every caller got an outcome, and the
+        # module is settled, not stuck with a body "running".
+        assert m.inits == (0 if at is S.INITIALIZING else 1)
+        assert m.state is (S.FAILED if at is S.INITIALIZING else S.READY)
+        assert sum(isinstance(o, raised) for o in outcomes) >= 1, outcomes
+        remove()
+        await asyncio.wait_for(m.cleanup(), 1)
+        await asyncio.wait_for(m.initialize(), 1)
+        assert m.state is S.READY
+
+    run(main())
+
+
+def test_a_listener_system_exit_leaves_the_module_settled() -> None:
+    m = Recorder()
+
+    def listener(module: BaseModule, old: ModuleState, new: ModuleState) -> None:
+        if new is S.READY:
+            raise SystemExit(3)
+
+    remove = m.add_listener(listener)
+    with pytest.raises(SystemExit):
+        run(m.initialize())
+    assert m.state is S.READY
+    remove()
+    run(m.cleanup())
+    assert m.state is S.CLOSED
+
+
+def test_a_task_started_in_initialize_is_like_any_other_afterwards() -> None:
+    seen: list[object] = []
+
+    class Conn(BaseModule):
+        async def initialize(self) -> None:
+            self.watchdog = asyncio.ensure_future(self.watch())
+
+        async def watch(self) -> None:
+            await asyncio.sleep(0.01)  # the initialize has finished by now
+            await self.initialize()  # READY: nothing to do
+            seen.append(self.state)
+            await self.cleanup()  # a real cleanup, not the "from initialize" path
+            seen.append(self.state)
+
+    async def main() -> None:
+        conn = Conn()
+        await conn.initialize()
+        await asyncio.wait_for(conn.watchdog, 1)
+
+    run(main())
+    assert seen == [S.READY, S.CLOSED]
+
+
+def test_a_gathered_sub_initialization_that_awaits_its_parent_is_a_cycle() -> None:
+    """While the parent's initialize runs, the tasks it awaits are part of
+    it: a child that waits for the parent would deadlock, and is refused."""
+
+    class Parent(BaseModule):
+        def __init__(self) -> None:
+            super().__init__(ModuleConfig(name="parent"))
+            self.child = Child(self)
+
+        async def initialize(self) -> None:
+            await asyncio.gather(self.child.initialize())
+
+    class Child(BaseModule):
+        def __init__(self, parent: Parent) -> None:
+            super().__init__(ModuleConfig(name="child"))
+            self.parent = parent
+
+        async def initialize(self) -> None:
+            await self.parent.initialize()
+
+    parent = Parent()
+    with pytest.raises(CircularDependencyError) as info:
+        run(parent.initialize(), timeout=5)
+    assert info.value.cycle == ("parent", "child", "parent")
+
+
+def test_concurrent_cleanups_all_get_a_failure() -> None:
+    class Broken(BaseModule):
+        bodies = 0
+
+        async def cleanup(self) -> None:
+            Broken.bodies += 1
+            await asyncio.sleep(0.01)
+            raise OSError("close failed")
+
+    m = Broken()
+
+    async def main() -> list[BaseException | None]:
+        await m.initialize()
+        return await asyncio.gather(*(m.cleanup() for _ in range(5)), return_exceptions=True)
+
+    outcomes = run(main())
+    assert Broken.bodies == 1
+    assert len(outcomes) == 5
+    assert all(isinstance(o, OSError) and str(o) == "close failed" for o in outcomes), outcomes
+    assert m.state is S.FAILED
+
+
+def test_an_initialize_from_a_mixin_before_base_module_is_guarded() -> None:
+    class Connects:
+        bodies = 0
+
+        async def initialize(self) -> None:
+            type(self).bodies += 1
+            await asyncio.sleep(0.01)
+
+    class Conn(Connects, BaseModule):
+        pass
+
+    m = Conn()
+
+    async def main() -> None:
+        await asyncio.gather(*(m.initialize() for _ in range(100)))
+
+    run(main())
+    assert Conn.bodies == 1
+    assert m.state is S.READY
+
+
+def test_an_override_keeps_its_parameters() -> None:
+    class Timed(BaseModule):
+        async def initialize(self, limit: float = 1.0, *, retries: int = 0) -> None:
+            self.got = (limit, retries)
+
+    m = Timed()
+    run(m.initialize(limit=2, retries=3))
+    assert m.got == (2, 3)
+    assert m.state is S.READY
+    other = Timed()
+    run(other.initialize())
+    assert other.got == (1.0, 0)
+
+
+def test_a_super_call_from_a_mixin_reaches_the_parent_body() -> None:
+    order: list[str] = []
+
+    class Base(BaseModule):
+        async def initialize(self) -> None:
+            order.append("base")
+
+    class Mixin:
+        async def initialize(self) -> None:
+            order.append("mixin")
+            await super().initialize()  # type: ignore[misc]
+
+    class Both(Mixin, Base):
+        pass
+
+    m = Both()
+    run(m.initialize())
+    assert order == ["mixin", "base"]
+    assert m.state is S.READY

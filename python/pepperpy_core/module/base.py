@@ -261,9 +261,11 @@ class BaseModule:
             return self._lifecycle()
         # A capability whose state is missing was never set up, because an
         # __init__ skipped super().__init__().
-        owner = _CAPABILITY_FIELDS.get(name)
-        if owner is None:
+        owners = _CAPABILITY_FIELDS.get(name)
+        if owners is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        mro = [c.__name__ for c in type(self).__mro__]
+        owner = next((o for o in owners if o in mro), owners[0])
         raise ModuleSetupError(
             f"{type(self).__name__} uses {owner}, whose state is set up by "
             f"{owner}.__init__, but it was never called: call super().__init__(...) "
@@ -545,13 +547,13 @@ def _inside(frame: _Frame | None, record: _Lifecycle, phase: Phase) -> bool:
 
 #: Attribute -> the capability that sets it up in __init__ (for the clear
 #: error when a subclass skipped super().__init__()). Filled by capabilities.
-_CAPABILITY_FIELDS: dict[str, str] = {}
+_CAPABILITY_FIELDS: dict[str, list[str]] = {}
 
 
 def capability_fields(owner: str, *names: str) -> None:
     """Declare that capability ``owner`` sets up these attributes in __init__."""
     for name in names:
-        _CAPABILITY_FIELDS[name] = owner
+        _CAPABILITY_FIELDS.setdefault(name, []).append(owner)
 
 
 class Module(BaseModule, Generic[C]):

@@ -109,5 +109,5 @@ class CachedModule(BaseModule):
 
 
 capability_fields(
-    "CachedModule", "_loading", "_generation", "_hits", "_misses", "_loads", "_failures"
+    "CachedModule", "cache", "_loading", "_generation", "_hits", "_misses", "_loads", "_failures"
 )

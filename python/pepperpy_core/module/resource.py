@@ -170,4 +170,4 @@ class ResourceModule(BaseModule):
             )
 
 
-capability_fields("ResourceModule", "_resources", "_usage")
+capability_fields("ResourceModule", "cache", "_resources", "_usage")

@@ -86,6 +86,7 @@ class Application:
         self._phase: Phase = "idle"
         self._start_task: asyncio.Task[None] | None = None
         self._start_callers = 0
+        self._rolling_back = False  # the start failed and is undoing itself
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._interrupt: BaseException | None = None
@@ -163,6 +164,7 @@ class Application:
             self._plan()  # refuse a bad graph here, before anything starts
             self._phase = "starting"
             self._start_task = asyncio.ensure_future(self._starting())
+            self._start_task.add_done_callback(self._settle_phase)
         task = self._start_task
         assert task is not None
         self._start_callers += 1
@@ -222,9 +224,11 @@ class Application:
             _log.error("module %s failed to start: %r; rolling back", node.name, cause)
         else:
             _log.warning("start cancelled; rolling back")
+        self._rolling_back = True
         try:
             errors = await self._clean_up([n for n in nodes if n.began])
         finally:
+            self._rolling_back = False
             self._phase = "idle"
         self._raise_interrupt()
         if failure:
@@ -287,7 +291,7 @@ class Application:
             return
         if self._phase == "starting" and self._start_task is not None:
             task = self._start_task
-            task.cancel()
+            self._cancel_start()
             try:
                 await asyncio.wait([task])
             except asyncio.CancelledError:
@@ -297,6 +301,7 @@ class Application:
         if self._phase == "running":
             self._phase = "stopping"
             self._stop_task = asyncio.ensure_future(self._stopping())
+            self._stop_task.add_done_callback(self._settle_phase)
         stopping = self._stop_task
         assert stopping is not None
         try:
@@ -317,6 +322,23 @@ class Application:
             raise ShutdownError(f"{len(errors)} module(s) failed to stop", errors)
         _log.info("stopped every module")
 
+    def _cancel_start(self) -> None:
+        """Cancel the starts in flight; a rollback already under way goes on
+        (only ``_force`` cuts it short)."""
+        task = self._start_task
+        if self._phase == "starting" and task is not None and not self._rolling_back:
+            task.cancel()
+
+    def _settle_phase(self, task: asyncio.Task[None]) -> None:
+        """When a start or stop task ends, however it ends (cancelled even
+        before its first step, which skips its own code), the phase says
+        what is left running."""
+        if task is self._start_task and self._phase == "starting":
+            self._phase = "idle"
+        elif task is self._stop_task and self._phase == "stopping":
+            running = any(n.state is ModuleState.READY for n in self._plan())
+            self._phase = "running" if running else "idle"
+
     def _force(self) -> None:
         """Cancel the cleanups still running (of a stop or of a rollback)."""
         for task in (self._stop_task, self._start_task):
@@ -336,8 +358,7 @@ class Application:
         """Make ``run()`` stop gracefully, as SIGTERM does."""
         if self._stop_requested is not None:
             self._stop_requested.set()
-        if self._phase == "starting" and self._start_task is not None:
-            self._start_task.cancel()
+        self._cancel_start()
 
     async def run(
         self, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)

@@ -61,12 +61,6 @@ async def _check(node: Node, seconds_each: float | None) -> ModuleHealth:
     except TimeoutError:
         detail = f"health_check timed out after {seconds_each} s"
         return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise  # health() itself is being cancelled
-        detail = "health_check was cancelled"
-        return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
     except Exception as error:
         detail = f"health_check raised {error!r}"
         return ModuleHealth(node.name, "unhealthy", detail, time.perf_counter() - started)
@@ -78,9 +72,23 @@ async def _check(node: Node, seconds_each: float | None) -> ModuleHealth:
 
 async def check_all(nodes: Sequence[Node], seconds_each: float | None) -> HealthReport:
     """Every node's health, checked concurrently, each within ``seconds_each``
-    (nodes in dependency order)."""
-    results = await asyncio.gather(*(_check(n, seconds_each) for n in nodes))
-    report = {n.name: r for n, r in zip(nodes, results, strict=True)}
+    (nodes in dependency order). Each check runs in a task of its own, so a
+    check that cancels itself (or raises a BaseException) makes only its
+    module unhealthy; cancelling ``health()`` itself cancels them all."""
+    started = time.perf_counter()
+    checks = [asyncio.ensure_future(_check(n, seconds_each)) for n in nodes]
+    outcomes = await asyncio.gather(*checks, return_exceptions=True)
+    report: dict[str, ModuleHealth] = {}
+    for node, outcome in zip(nodes, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, asyncio.CancelledError):
+                detail = "health_check was cancelled"
+            else:
+                detail = f"health_check raised {outcome!r}"
+            took = time.perf_counter() - started
+            report[node.name] = ModuleHealth(node.name, "unhealthy", detail, took)
+        else:
+            report[node.name] = outcome
     for node in nodes:  # dependencies come first, so degradation travels up
         mine = report[node.name]
         sick = [d.name for d in node.deps if report[d.name].status != "healthy"]

@@ -29,6 +29,11 @@ class PhaseTimeout(TimeoutError):
     """A node's call ran past the phase's timeout and was cancelled."""
 
 
+class PhaseCancelled(RuntimeError):
+    """A node's call was cancelled by something other than the runtime (by
+    itself, say): a failure like any other."""
+
+
 class _Completions:
     """Tasks report here when done; the owner takes them in batches."""
 
@@ -75,7 +80,8 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
 
     A call that fails reports its exception; one cancelled after ``seconds_each`` a
     PhaseTimeout; one cancelled because another failed (``stop_on_failure``)
-    or because the task running this was cancelled, a CancelledError. When
+    or because the task running this was cancelled, a CancelledError; one
+    cancelled by anything else (itself), a PhaseCancelled. When
     that task is cancelled, every call in flight is cancelled and waited for
     (a second cancellation stops the waiting), then CancelledError is raised.
     """
@@ -88,6 +94,7 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
     done = _Completions()
     in_flight: dict[int, tuple[asyncio.Future[Any], float, asyncio.TimerHandle | None]] = {}
     timed_out: set[int] = set()
+    cancelled: set[int] = set()  # calls this scheduler cancelled
     launched: set[int] = set()
     stopped = False
 
@@ -106,11 +113,14 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         if timer is not None:
             timer.cancel()
         if task.cancelled():
-            error: BaseException | None = (
-                PhaseTimeout(f"{node.name} did not {verb} within {seconds_each} s")
-                if id(node) in timed_out
-                else asyncio.CancelledError()
-            )
+            if id(node) in timed_out:
+                error: BaseException | None = PhaseTimeout(
+                    f"{node.name} did not {verb} within {seconds_each} s"
+                )
+            elif id(node) in cancelled:
+                error = asyncio.CancelledError()
+            else:
+                error = PhaseCancelled(f"{node.name} was cancelled while it tried to {verb}")
         else:
             error = task.exception()
         end(node, error, time.perf_counter() - started)
@@ -126,7 +136,8 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 if error is not None and stop_on_failure:
                     if not stopped:
                         stopped = True
-                        for other, _, _ in in_flight.values():
+                        for key, (other, _, _) in in_flight.items():
+                            cancelled.add(key)
                             other.cancel()
                     continue
                 if error is not None and forward:
@@ -140,7 +151,8 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                         if waiting[key] == 0:
                             launch(successor)
     except asyncio.CancelledError:
-        for task, _, _ in in_flight.values():
+        for key, (task, _, _) in in_flight.items():
+            cancelled.add(key)
             task.cancel()
         try:
             while in_flight:

@@ -1,0 +1,212 @@
+"""Capabilities under faults, and composed: one cooperative __init__ for all
+of them (keyword arguments passed along the MRO), and one clear error when a
+subclass skipped super().__init__()."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pepperpy_core.errors import LifecycleError, ModuleSetupError
+from pepperpy_core.module import (
+    BaseModule,
+    CachedModule,
+    DependentModule,
+    MetricsModule,
+    ResourceModule,
+    RetryModule,
+    StateModule,
+    no_retry_waits,
+)
+from tests.asyncutil import run
+
+pytestmark = pytest.mark.backend  # the caches and registries come from the backend
+
+
+# --- composing ------------------------------------------------------------------------------
+
+
+def test_retry_and_state_compose_with_keyword_arguments() -> None:
+    class A(RetryModule, StateModule[int]):
+        def __init__(self) -> None:
+            super().__init__(initial=0, max_retries=5, delay=0)
+
+    a = A()
+    assert a.max_retries == 5
+    assert a.retry_policy().max_retries == 5
+
+    async def main() -> None:
+        assert await a.get_state() == 0
+        assert await a.update_state(lambda s: s + 1) == 1
+
+    run(main())
+
+
+def test_cached_and_resource_compose_and_share_one_cache() -> None:
+    class Both(CachedModule, ResourceModule):
+        def __init__(self) -> None:
+            super().__init__(maxsize=7, cache_size=7)
+
+    both = Both()
+    assert both.cache.maxsize == 7
+
+    async def main() -> None:
+        async def load() -> str:
+            return "v"
+
+        async with both:
+            assert await both.get_or_load("k", load) == "v"
+            assert both.cache["k"] == "v"
+        assert len(both.cache) == 0
+
+    run(main())
+
+
+def test_every_capability_at_once() -> None:
+    class All(
+        StateModule[int], RetryModule, CachedModule, ResourceModule, MetricsModule, DependentModule
+    ):
+        def __init__(self) -> None:
+            super().__init__(initial=1, max_retries=2, maxsize=3, cache_size=3)
+
+    module = All()
+
+    async def main() -> None:
+        with no_retry_waits():
+            async with module:
+                assert await module.get_state() == 1
+                module.record_success()
+
+    run(main())
+    assert module.successes() == 1
+
+
+def test_an_unknown_keyword_names_itself() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword arguments: colour"):
+        StateModule(initial=1, colour="red")
+
+
+@pytest.mark.parametrize(
+    ("capability", "use"),
+    [
+        (StateModule, lambda m: m.get_state()),
+        (RetryModule, lambda m: m.retry(asyncio.sleep, 0)),
+        (CachedModule, lambda m: m.get_or_load("k", asyncio.sleep)),
+        (ResourceModule, lambda m: _sync(m.add_resource(object(), close=print))),
+        (MetricsModule, lambda m: _sync(m.record_success())),
+        (DependentModule, lambda m: _sync(m.dependencies())),
+    ],
+    ids=lambda v: getattr(v, "__name__", "use"),
+)
+def test_skipping_super_init_is_one_clear_error(capability: type[BaseModule], use: Any) -> None:
+    class Forgetful(capability):  # type: ignore[valid-type,misc]
+        def __init__(self) -> None:  # does not call super().__init__()
+            self.x = 1
+
+    module = Forgetful()
+    with pytest.raises(ModuleSetupError) as info:
+        run(use(module))
+    message = str(info.value)
+    assert capability.__name__ in message
+    assert "call super().__init__(...) in Forgetful.__init__" in message
+    assert isinstance(info.value, AttributeError)  # hasattr() and getattr() keep working
+
+
+async def _sync(value: object) -> object:
+    return value
+
+
+# --- CachedModule under faults ----------------------------------------------------------------
+
+
+def test_a_load_running_at_cleanup_never_writes_afterwards() -> None:
+    module = CachedModule()
+    release = asyncio.Event()
+    outcome: list[object] = []
+
+    async def slow() -> str:
+        await release.wait()
+        return "stale"
+
+    async def main() -> None:
+        await module.initialize()
+        caller = asyncio.ensure_future(module.get_or_load("k", slow))
+        await asyncio.sleep(0)
+        await module.cleanup()  # cancels the load and waits for it
+        release.set()
+        try:
+            outcome.append(await caller)
+        except LifecycleError as error:
+            outcome.append(error)
+        await module.initialize()
+        await asyncio.sleep(0.01)
+        assert "k" not in module.cache
+
+    run(main())
+    assert isinstance(outcome[0], LifecycleError)
+
+
+@pytest.mark.parametrize("when", ["before the load runs", "while it runs"])
+def test_a_cancelled_caller_leaves_the_others_their_value(when: str) -> None:
+    module = CachedModule()
+    started = asyncio.Event()
+
+    async def load() -> str:
+        started.set()
+        await asyncio.sleep(0.02)
+        return "v"
+
+    async def main() -> list[object]:
+        await module.initialize()
+        first = asyncio.ensure_future(module.get_or_load("k", load))
+        others = [asyncio.ensure_future(module.get_or_load("k", load)) for _ in range(3)]
+        if when == "while it runs":
+            await started.wait()
+        else:
+            await asyncio.sleep(0)
+        first.cancel()
+        results = await asyncio.gather(first, *others, return_exceptions=True)
+        return list(results)
+
+    results = run(main())
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == ["v", "v", "v"]
+    assert module.cache_stats().loads == 1
+
+
+# --- ResourceModule under faults ---------------------------------------------------------------
+
+
+def test_a_cancelled_cleanup_keeps_the_resource_it_was_releasing() -> None:
+    released: list[str] = []
+    hold = asyncio.Event()
+
+    class Slow:
+        async def aclose(self) -> None:
+            await hold.wait()
+            released.append("slow")
+
+    class Quick:
+        def close(self) -> None:
+            released.append("quick")
+
+    module = ResourceModule()
+
+    async def main() -> None:
+        await module.initialize()
+        quick = module.add_resource(Quick())
+        slow = module.add_resource(Slow())
+        cleaning = asyncio.ensure_future(module.cleanup())
+        await asyncio.sleep(0.01)  # releasing slow
+        cleaning.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cleaning
+        assert module.resources == [quick, slow]  # neither lost nor released
+        hold.set()
+        await module.cleanup()
+        assert module.resources == []
+
+    run(main())
+    assert released == ["slow", "quick"]
