@@ -712,3 +712,26 @@ def test_a_super_call_from_a_mixin_reaches_the_parent_body() -> None:
     run(m.initialize())
     assert order == ["mixin", "base"]
     assert m.state is S.READY
+
+
+def test_a_module_logger_configured_alone_still_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """The guard makes no logger while nothing would be logged, but a logger
+    configured for one module logs its transitions though its parent is quiet."""
+    quiet = logging.getLogger("pepperpy_core.module")
+    loud = logging.getLogger("pepperpy_core.module.chatty")
+    old = (quiet.level, loud.level)
+    quiet.setLevel(logging.WARNING)
+    loud.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO, logger="pepperpy_core.module.chatty"):
+            m = Recorder()
+            m.config = ModuleConfig(name="chatty")
+            run(m.initialize())
+            other = Recorder()
+            run(other.initialize())
+    finally:
+        quiet.setLevel(old[0])
+        loud.setLevel(old[1])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(msg.startswith("initialized chatty in") for msg in messages), messages
+    assert not any("Recorder" in msg for msg in messages)

@@ -47,6 +47,9 @@ _KEY_TYPES: typing.Final = (str, int, float, bool)
 
 def canonical(name: str) -> str:
     """The one form names are compared in (``packaging.utils.canonicalize_name``)."""
+    lowered = name.lower()
+    if "_" not in lowered and "." not in lowered and "--" not in lowered:
+        return lowered  # already canonical: the regex is not needed (most names)
     return str(canonicalize_name(name))
 
 
@@ -83,14 +86,32 @@ def _is_json(value: Any) -> bool:
 # --- checking a value against its annotation -----------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
+def _cached_shape(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    return typing.get_origin(annotation), typing.get_args(annotation)
+
+
+def _shape(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """(origin, args) of an annotation, computed once per annotation: an
+    application validates every module's config before it starts."""
+    try:
+        return _cached_shape(annotation)
+    except TypeError:  # an unhashable annotation
+        return typing.get_origin(annotation), typing.get_args(annotation)
+
+
 def _problem(value: Any, annotation: Any, where: str) -> str | None:
     """Why ``value`` does not fit ``annotation``, or None if it does."""
     if annotation is str and type(value) is str:  # the common case, first
         return None
     if annotation is Any or annotation is object:
         return None if _is_json(value) else f"{where}: {type(value).__name__} is not JSON data"
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
+    origin, args = _shape(annotation)
+    if origin is list and args == (str,) and type(value) is list:  # dependencies, and the like
+        for i, item in enumerate(value):
+            if type(item) is not str:
+                return f"{where}[{i}]: expected str, got {type(item).__name__}"
+        return None
     if origin is typing.Union or origin is types.UnionType:
         if any(_problem(value, arg, where) is None for arg in args):
             return None
@@ -328,7 +349,7 @@ def _hints(cls: type[Any], localns: dict[str, Any] | None = None) -> dict[str, A
 # --- name, version and requirements -----------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def _base_problems(name: object, version: object, dependencies: tuple[object, ...]) -> list[str]:
     """Problems with the name, version and requirement strings, computed once
     per distinct triple: an application checks every module's config before
@@ -385,6 +406,7 @@ class ModuleConfig:
     dependencies: list[str] = field(default_factory=list)
 
     _pepperpy_localns: ClassVar[dict[str, Any]] = {}
+    _pepperpy_fields: ClassVar[tuple[tuple[str, Any], ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -395,9 +417,14 @@ class ModuleConfig:
             cls._pepperpy_localns = dict(frame.f_locals)
 
     @classmethod
-    def _field_types(cls) -> dict[str, Any]:
-        hints = _hints(cls)
-        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+    def _field_types(cls) -> tuple[tuple[str, Any], ...]:
+        """(name, annotation) of every field, worked out once per class."""
+        cached: tuple[tuple[str, Any], ...] | None = cls.__dict__.get("_pepperpy_fields")
+        if cached is None:
+            hints = _hints(cls)
+            cached = tuple((f.name, hints.get(f.name, Any)) for f in dataclasses.fields(cls))
+            cls._pepperpy_fields = cached
+        return cached
 
     def problems(self) -> list[str]:
         """Every problem with this configuration; empty when it is valid."""
@@ -406,20 +433,21 @@ class ModuleConfig:
             types_ = self._field_types()
         except ConfigError as exc:
             return list(exc.problems)
-        for field_name, annotation in types_.items():
-            problem = _problem(getattr(self, field_name), annotation, field_name)
+        for field_name, annotation in types_:
+            value = getattr(self, field_name)
+            if annotation is str and type(value) is str:
+                continue  # most fields, checked without a call
+            problem = _problem(value, annotation, field_name)
             if problem:
                 found.append(problem)
+            elif isinstance(value, float) and not math.isfinite(value):
+                found.append(f"{field_name}: {value} is not a finite number")
         dependencies: object = self.dependencies
         deps = tuple(dependencies) if isinstance(dependencies, list | tuple) else ()
         try:
             found.extend(_base_problems(self.name, self.version, deps))
         except TypeError:  # an unhashable value (already reported as a wrong type)
             found.extend(_base_problems.__wrapped__(self.name, self.version, deps))
-        for field_name in types_:
-            value = getattr(self, field_name)
-            if isinstance(value, float) and not math.isfinite(value):
-                found.append(f"{field_name}: {value} is not a finite number")
         return found
 
     def validate(self) -> None:
@@ -431,6 +459,8 @@ class ModuleConfig:
     def requirements(self) -> list[Requirement]:
         """The requirements that apply here (markers evaluated), parsed; call
         validate() first for clear errors."""
+        if not self.dependencies:
+            return []
         parsed = (_requirement(spec) for spec in self.dependencies)
         return [req for req in parsed if _applies(req)]
 

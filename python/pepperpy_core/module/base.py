@@ -73,6 +73,8 @@ class ModuleState(enum.Enum):
 Listener = Callable[["BaseModule", ModuleState, ModuleState], None]
 
 _log: Final = logging.getLogger("pepperpy_core.module")
+#: Every logger there is, by name (grows when one is made).
+_LOGGERS: Final = logging.Logger.manager.loggerDict
 _INFO: Final = logging.INFO
 _clock: Final = time.perf_counter
 _GUARDED: Final = "__pepperpy_guarded__"
@@ -97,6 +99,7 @@ class _Lifecycle:
         "logger",
         "logger_config",
         "logger_name",
+        "loggers_seen",
         "run_id",
         "running",
         "state",
@@ -107,17 +110,20 @@ class _Lifecycle:
         self.state = ModuleState.CREATED
         self.running: Phase | None = None  # the phase whose body runs now
         self.run_id = 0  # moves on with every body that starts
-        self.waiters: list[asyncio.Future[None]] = []  # callers awaiting that body
+        # Made on first use: a graph of thousands of modules would otherwise
+        # keep two empty lists per module alive for the collector to walk.
+        self.waiters: list[asyncio.Future[None]] | None = None  # callers awaiting that body
         # The module whose body this module's running body awaits now.
         self.awaiting: BaseModule | None = None
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] | None = None
         self.logger: logging.Logger | None = None
         self.logger_config: object = None
         self.logger_name = ""
+        self.loggers_seen = -1  # how many loggers existed when none was needed
 
     def settle(self, outcome: BaseException | None) -> None:
         """Hand the finished body's outcome to every caller still waiting."""
-        waiters, self.waiters = self.waiters, []
+        waiters, self.waiters = self.waiters or (), None
         for waiter in waiters:
             if waiter.done():  # that caller was cancelled
                 continue
@@ -198,9 +204,15 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
                 return
             record.state = done
             logger = record.logger
-            if logger is None or record.logger_config is not getattr(self, "config", None):
-                logger = self._logger(record)
-            if logger.isEnabledFor(_INFO):
+            if logger is None and record.loggers_seen == len(_LOGGERS):
+                if not _log.isEnabledFor(_INFO):
+                    return  # nothing to log, and no logger made for it
+            elif logger is not None and record.logger_config is getattr(self, "config", None):
+                if logger.isEnabledFor(_INFO):
+                    logger.info("%s %s in %.2f ms", verb, self.name, (_clock() - started) * 1e3)
+                return
+            logger = self._log_target(record, _INFO)
+            if logger is not None:
                 logger.info("%s %s in %.2f ms", verb, self.name, (_clock() - started) * 1e3)
 
     else:
@@ -250,6 +262,9 @@ class BaseModule:
             unknown = ", ".join(sorted(kwargs))
             raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {unknown}")
         self.config = config
+        # Made with the module (not at its first start, when a large graph
+        # would make thousands at once for the collector to walk).
+        self._lifecycle()
 
     _pepperpy_lifecycle: _Lifecycle
 
@@ -337,7 +352,10 @@ class BaseModule:
         """Call ``listener(module, old, new)`` after every transition; returns
         a function that removes it. A listener's Exception is logged and
         ignored; see the module doc for BaseExceptions."""
-        return register(_record(self).listeners, listener)
+        record = _record(self)
+        if record.listeners is None:
+            record.listeners = []
+        return register(record.listeners, listener)
 
     # --- the guard ---------------------------------------------------------------
 
@@ -410,6 +428,8 @@ class BaseModule:
                     raise CircularDependencyError([m.name for m in (*chain, self)])
                 module = _record(module).awaiting
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if record.waiters is None:
+            record.waiters = []
         record.waiters.append(outcome)
         waiting = _record(caller) if caller is not None else None
         if waiting is not None:
@@ -468,10 +488,8 @@ class BaseModule:
             interrupt = self._transition(record, new)
         else:
             record.state = new
-        logger = record.logger
-        if logger is None or record.logger_config is not getattr(self, "config", None):
-            logger = self._logger(record)
-        if logger.isEnabledFor(_INFO):
+        logger = self._log_target(record, _INFO)
+        if logger is not None:
             elapsed = (_clock() - started) * 1e3
             logger.info(
                 "%s %s in %.2f ms", "initialized" if is_init else "cleaned up", self.name, elapsed
@@ -501,7 +519,7 @@ class BaseModule:
         once everything is settled."""
         old, record.state = record.state, new
         interrupt = None
-        for listener in tuple(record.listeners):
+        for listener in tuple(record.listeners or ()):
             try:
                 listener(self, old, new)
             except Exception:
@@ -511,6 +529,24 @@ class BaseModule:
             except BaseException as exc:
                 interrupt = interrupt or exc
         return interrupt
+
+    def _log_target(self, record: _Lifecycle, level: int) -> logging.Logger | None:
+        """The logger to log ``level`` on, or None when nothing would be
+        logged: the module's logger is then not even made (a graph of
+        thousands of modules would otherwise leave thousands of loggers)."""
+        logger = record.logger
+        if logger is not None and record.logger_config is getattr(self, "config", None):
+            return logger if logger.isEnabledFor(level) else None
+        known = _LOGGERS
+        if record.loggers_seen == len(known) and not _log.isEnabledFor(level):
+            return None  # no logger was made since the last look, and the parent is off
+        configured = known.get(f"{_log.name}.{self.name}")
+        if not isinstance(configured, logging.Logger) and not _log.isEnabledFor(level):
+            # A module logger nobody configured inherits its parent's level.
+            record.loggers_seen = len(known)
+            return None
+        logger = self._logger(record)
+        return logger if logger.isEnabledFor(level) else None
 
     def _logger(self, record: _Lifecycle) -> logging.Logger:
         # Cached for the config object it was named after (the guard's common

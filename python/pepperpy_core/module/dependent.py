@@ -44,22 +44,19 @@ class DependentModule(BaseModule):
         then those declared with ``depends_on``."""
         found: list[Lifecycle] = []
         seen = {id(self)}
-
-        def add(value: object) -> None:
+        candidates: list[object] = []
+        for name, value in vars(self).items():
+            if name[:1] == "_":
+                continue
+            if isinstance(value, list | tuple | set | frozenset):
+                candidates.extend(value)
+            else:
+                candidates.append(value)
+        candidates.extend(self._declared)
+        for value in candidates:
             if id(value) not in seen and is_lifecycle(value):
                 seen.add(id(value))
                 found.append(value)  # type: ignore[arg-type]
-
-        for name, value in vars(self).items():
-            if name.startswith("_"):
-                continue
-            if isinstance(value, list | tuple | set | frozenset):
-                for item in value:
-                    add(item)
-            else:
-                add(value)
-        for module in self._declared:
-            add(module)
         return found
 
 

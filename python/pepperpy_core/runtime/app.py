@@ -138,6 +138,8 @@ class Application:
 
     def _move(self, node: Node, new: ModuleState) -> None:
         old, node.state = node.state, new
+        if not self._listeners:
+            return
         for listener in tuple(self._listeners):
             try:
                 listener(node.module, old, new)

@@ -32,7 +32,22 @@ _CHECKED: dict[type, str] = {}
 class Node:
     """One module in the graph, with what the runtime knows of it."""
 
-    __slots__ = ("began", "dependents", "deps", "index", "key", "module", "name", "state")
+    __slots__ = (
+        "began",
+        "dependents",
+        "deps",
+        "index",
+        "key",
+        "module",
+        "name",
+        "pending",
+        "run",
+        "started",
+        "state",
+        "task",
+        "timer",
+        "why",
+    )
 
     def __init__(self, module: Any, name: str, index: int) -> None:
         self.module = module
@@ -43,6 +58,14 @@ class Node:
         self.dependents: list[Node] = []
         self.state = ModuleState.CREATED  # as the runtime last set it
         self.began = False  # initialize() began in the current start
+        # The scheduler's bookkeeping for the phase running now (kept here
+        # rather than in dicts keyed by id(): a large graph pays per lookup).
+        self.run: object = None  # the phase run this node takes part in
+        self.pending = 0  # nodes it still waits for in that run
+        self.task: Any = None  # its call's task while in flight
+        self.started = 0.0
+        self.timer: Any = None
+        self.why = ""  # "timeout" or "ours" when the scheduler cancelled its call
 
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.state.value}>"
@@ -70,7 +93,7 @@ def _async_problem(module: Any) -> str:
 
 
 def _link(node: Node, dep: Node) -> None:
-    if not any(d is dep for d in node.deps):
+    if dep not in node.deps:  # Node compares by identity
         node.deps.append(dep)
         dep.dependents.append(node)
 

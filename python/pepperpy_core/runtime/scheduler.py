@@ -6,12 +6,13 @@ the set succeeded; backward, once every dependent in the set has ended (well
 or not). Independent nodes run concurrently, each as its own Task, and a
 per-node timeout cancels a call that runs too long. Completions arrive
 through one queue, so the cost of waiting does not grow with the number of
-calls in flight.
+calls in flight; the per-node bookkeeping lives on the nodes themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,8 @@ Begin = Callable[[Node], None]
 #: Called with a node, how its call ended (None: it returned) and its seconds.
 End = Callable[[Node, BaseException | None, float], None]
 
+_clock = time.perf_counter
+
 
 class PhaseTimeout(TimeoutError):
     """A node's call ran past the phase's timeout and was cancelled."""
@@ -34,34 +37,13 @@ class PhaseCancelled(RuntimeError):
     itself, say): a failure like any other."""
 
 
-class _Completions:
-    """Tasks report here when done; the owner takes them in batches."""
+def _done(completed: Callable[[Node], None], node: Node, _task: object) -> None:
+    completed(node)
 
-    __slots__ = ("_done", "_nodes", "_wakeup")
 
-    def __init__(self) -> None:
-        self._nodes: dict[asyncio.Future[Any], Node] = {}
-        self._done: deque[asyncio.Future[Any]] = deque()
-        self._wakeup = asyncio.Event()
-
-    def track(self, node: Node, task: asyncio.Future[Any]) -> None:
-        self._nodes[task] = node
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Future[Any]) -> None:
-        self._done.append(task)
-        self._wakeup.set()
-
-    def take_now(self) -> list[tuple[Node, asyncio.Future[Any]]]:
-        batch = [(self._nodes.pop(task), task) for task in self._done]
-        self._done.clear()
-        return batch
-
-    async def take(self) -> list[tuple[Node, asyncio.Future[Any]]]:
-        while not self._done:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self.take_now()
+def _expire(node: Node) -> None:
+    node.why = "timeout"
+    node.task.cancel()
 
 
 async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
@@ -81,94 +63,111 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
     A call that fails reports its exception; one cancelled after ``seconds_each`` a
     PhaseTimeout; one cancelled because another failed (``stop_on_failure``)
     or because the task running this was cancelled, a CancelledError; one
-    cancelled by anything else (itself), a PhaseCancelled. When
-    that task is cancelled, every call in flight is cancelled and waited for
-    (a second cancellation stops the waiting), then CancelledError is raised.
+    cancelled by anything else (itself), a PhaseCancelled. When that task is
+    cancelled, every call in flight is cancelled and waited for (a second
+    cancellation stops the waiting), then CancelledError is raised.
     """
-    members = {id(n) for n in nodes}
-    if forward:
-        waiting = {id(n): sum(1 for d in n.deps if id(d) in members) for n in nodes}
-    else:
-        waiting = {id(n): sum(1 for d in n.dependents if id(d) in members) for n in nodes}
+    run = object()
+    for node in nodes:
+        node.run = run
+        node.task = None
+        node.why = ""
+    for node in nodes:
+        node.pending = sum(1 for n in (node.deps if forward else node.dependents) if n.run is run)
     loop = asyncio.get_running_loop()
-    done = _Completions()
-    in_flight: dict[int, tuple[asyncio.Future[Any], float, asyncio.TimerHandle | None]] = {}
-    timed_out: set[int] = set()
-    cancelled: set[int] = set()  # calls this scheduler cancelled
-    launched: set[int] = set()
+    finished: deque[Node] = deque()
+    wakeup = asyncio.Event()
+    in_flight = 0
+    launched: list[Node] = []
     stopped = False
 
-    def launch(node: Node) -> None:
-        launched.add(id(node))
-        begin(node)
-        task = asyncio.ensure_future(call(node))
-        timer = None
-        if seconds_each is not None:
-            timer = loop.call_later(seconds_each, _expire, task, id(node), timed_out)
-        in_flight[id(node)] = (task, time.perf_counter(), timer)
-        done.track(node, task)
+    def completed(node: Node) -> None:
+        finished.append(node)
+        wakeup.set()
 
-    def finish(node: Node, task: asyncio.Future[Any]) -> BaseException | None:
-        _, started, timer = in_flight.pop(id(node))
-        if timer is not None:
-            timer.cancel()
+    def launch(node: Node) -> None:
+        nonlocal in_flight
+        launched.append(node)
+        begin(node)
+        task = node.task = loop.create_task(call(node))  # type: ignore[arg-type]
+        if seconds_each is not None:
+            node.timer = loop.call_later(seconds_each, _expire, node)
+        node.started = _clock()
+        task.add_done_callback(functools.partial(_done, completed, node))
+        in_flight += 1
+
+    def finish(node: Node) -> BaseException | None:
+        nonlocal in_flight
+        in_flight -= 1
+        task = node.task
+        node.task = None
+        if node.timer is not None:
+            node.timer.cancel()
+            node.timer = None
         if task.cancelled():
-            if id(node) in timed_out:
+            if node.why == "timeout":
                 error: BaseException | None = PhaseTimeout(
                     f"{node.name} did not {verb} within {seconds_each} s"
                 )
-            elif id(node) in cancelled:
+            elif node.why == "ours":
                 error = asyncio.CancelledError()
             else:
                 error = PhaseCancelled(f"{node.name} was cancelled while it tried to {verb}")
         else:
             error = task.exception()
-        end(node, error, time.perf_counter() - started)
+        end(node, error, _clock() - node.started)
         return error
 
+    def cancel_in_flight() -> None:
+        for node in launched:
+            if node.task is not None and not node.task.done():
+                node.why = node.why or "ours"
+                node.task.cancel()
+
     for node in nodes:
-        if waiting[id(node)] == 0:
+        if node.pending == 0:
             launch(node)
     try:
         while in_flight:
-            for node, task in await done.take():
-                error = finish(node, task)
+            while not finished:
+                wakeup.clear()
+                await wakeup.wait()
+            while finished:
+                node = finished.popleft()
+                error = finish(node)
                 if error is not None and stop_on_failure:
                     if not stopped:
                         stopped = True
-                        for key, (other, _, _) in in_flight.items():
-                            cancelled.add(key)
-                            other.cancel()
+                        cancel_in_flight()
                     continue
-                if error is not None and forward:
+                if (error is not None and forward) or stopped:
                     continue  # its dependents never start
-                if stopped:
-                    continue
                 for successor in node.dependents if forward else node.deps:
-                    key = id(successor)
-                    if key in waiting:
-                        waiting[key] -= 1
-                        if waiting[key] == 0:
+                    if successor.run is run:
+                        successor.pending -= 1
+                        if successor.pending == 0:
                             launch(successor)
     except asyncio.CancelledError:
-        for key, (task, _, _) in in_flight.items():
-            cancelled.add(key)
-            task.cancel()
+        cancel_in_flight()
         try:
             while in_flight:
-                for node, task in await done.take():
-                    finish(node, task)
+                while not finished:
+                    wakeup.clear()
+                    await wakeup.wait()
+                while finished:
+                    finish(finished.popleft())
         except asyncio.CancelledError:
             # Cancelled again: stop waiting for calls that ignore cancellation.
-            for node in [n for n in nodes if id(n) in in_flight]:
-                _, started, timer = in_flight.pop(id(node))
-                if timer is not None:
-                    timer.cancel()
-                end(node, asyncio.CancelledError(), time.perf_counter() - started)
+            for node in launched:
+                if node.task is not None:
+                    if node.timer is not None:
+                        node.timer.cancel()
+                        node.timer = None
+                    node.task = None
+                    end(node, asyncio.CancelledError(), _clock() - node.started)
         raise
-    return [n for n in nodes if id(n) not in launched]
-
-
-def _expire(task: asyncio.Future[Any], key: int, timed_out: set[int]) -> None:
-    timed_out.add(key)
-    task.cancel()
+    finally:
+        for node in nodes:
+            node.run = None
+    began = {id(n) for n in launched}
+    return [n for n in nodes if id(n) not in began]
