@@ -19,12 +19,65 @@ try:
 except ImportError:
     cachetools = None
 
+try:
+    import moka_py
+except ImportError:
+    moka_py = None
 
-class PlainDict(dict[Any, Any]):
-    """An unbounded dict: the floor for every operation."""
+try:
+    import theine
+except ImportError:
+    theine = None
+
+try:
+    import lru
+except ImportError:
+    lru = None
+
+
+class _Moka:
+    """moka-py behind ``[]=``; ``get`` is moka's own method (no Python layer).
+    moka-py has no ``[]`` or ``in``; its writes pay this adapter's call."""
+
+    __slots__ = ("_cache", "get")
 
     def __init__(self, maxsize: int) -> None:
-        super().__init__()
+        self._cache = moka_py.Moka(maxsize)
+        self.get = self._cache.get
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._cache.set(key, value)
+
+    def __len__(self) -> int:
+        self._cache.run_pending_tasks()
+        return int(self._cache.count())
+
+
+class _Theine:
+    """theine 2 behind ``[]=``; ``get`` is theine's own (it returns a pair)."""
+
+    __slots__ = ("_cache", "get")
+
+    def __init__(self, maxsize: int) -> None:
+        self._cache = theine.Cache(maxsize)
+        self.get = self._cache.get
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._cache.set(key, value)
+
+    def __len__(self) -> int:
+        self._cache.maintenance()
+        return len(self._cache.core)
+
+
+def plain_dict(maxsize: int) -> dict[Any, Any]:
+    """An unbounded, exact dict (a subclass would lose CPython's dict
+    specializations): the floor for every operation."""
+    return {}
+
+
+#: Subjects without ``[]`` and ``in`` (left out of those groups).
+NO_SUBSCRIPT = frozenset({"moka-py", "theine"})
 
 
 def subjects() -> dict[str, Callable[[int], Any]]:
@@ -34,6 +87,12 @@ def subjects() -> dict[str, Callable[[int], Any]]:
         found["cachebox"] = cachebox.FIFOCache
     if cachetools is not None:
         found["cachetools"] = cachetools.FIFOCache
-    found["dict"] = PlainDict
+    if lru is not None:
+        found["lru-dict"] = lru.LRU
+    if moka_py is not None:
+        found["moka-py"] = _Moka
+    if theine is not None:
+        found["theine"] = _Theine
+    found["dict"] = plain_dict
     found["spec-dict-fifo"] = SpecDictFIFO
     return found

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from benches._subjects import subjects
+from benches._subjects import NO_SUBSCRIPT, subjects
 
 OPS = 1_000
 SUBJECTS = subjects()
@@ -32,6 +32,33 @@ def test_get_hit(benchmark: Any, name: str) -> None:
             get(key)
 
     benchmark.group = "get hit (str keys)"
+    benchmark(run)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NO_SUBSCRIPT])
+def test_getitem_hit(benchmark: Any, name: str) -> None:
+    keys = [f"key-{i}" for i in range(OPS)]
+    cache = _filled(name, OPS, keys)
+
+    def run() -> None:
+        for key in keys:
+            cache[key]
+
+    benchmark.group = "cache[key], a hit (str keys)"
+    benchmark(run)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in NO_SUBSCRIPT])
+def test_contains(benchmark: Any, name: str) -> None:
+    keys = [f"key-{i}" for i in range(OPS)]
+    cache = _filled(name, OPS, keys)
+    probes = keys[::2] + [f"other-{i}" for i in range(OPS // 2)]
+
+    def run() -> None:
+        for key in probes:
+            key in cache  # noqa: B015 - the lookup is what is measured
+
+    benchmark.group = "key in cache, half present (str keys)"
     benchmark(run)
 
 

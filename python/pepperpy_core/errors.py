@@ -28,10 +28,10 @@ class LifecycleError(PepperpyError, RuntimeError):
     was cancelled."""
 
 
-class ModuleSetupError(PepperpyError, AttributeError):
-    """Raised when a capability (StateModule, RetryModule, ...) is used on a
-    module whose ``__init__`` never called ``super().__init__()``, so the
-    capability's state was never set up; the message names the fix."""
+class ModuleSetupError(PepperpyError, TypeError):
+    """Raised when a module with capabilities (StateModule, RetryModule, ...)
+    is constructed by an ``__init__`` that never called ``super().__init__()``,
+    so the capabilities' state was never set up; the message names the fix."""
 
 
 class StateNotSetError(PepperpyError, LookupError):

@@ -47,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeVar, cast
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.config import ModuleConfig
@@ -95,6 +95,7 @@ class _Lifecycle:
 
     __slots__ = (
         "awaiting",
+        "constructed",
         "listeners",
         "logger",
         "logger_config",
@@ -115,6 +116,7 @@ class _Lifecycle:
         self.waiters: list[asyncio.Future[None]] | None = None  # callers awaiting that body
         # The module whose body this module's running body awaits now.
         self.awaiting: BaseModule | None = None
+        self.constructed = False  # BaseModule.__init__ ran
         self.listeners: list[Listener] | None = None
         self.logger: logging.Logger | None = None
         self.logger_config: object = None
@@ -144,7 +146,10 @@ def _live(frame: _Frame | None) -> _Frame | None:
 
 
 def _record(module: BaseModule) -> _Lifecycle:
-    return module._pepperpy_lifecycle
+    try:
+        return module._pepperpy_lifecycle
+    except AttributeError:  # a subclass that skipped super().__init__()
+        return module._lifecycle()
 
 
 def _takes_only_self(raw: Callable[..., Any]) -> bool:
@@ -172,7 +177,10 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
 
         @functools.wraps(raw)
         async def guarded(self: BaseModule) -> None:
-            record = self._pepperpy_lifecycle
+            try:
+                record = self._pepperpy_lifecycle
+            except AttributeError:  # a subclass that skipped super().__init__()
+                record = self._lifecycle()
             active = _ACTIVE.get()
             if active is not None or record.running is not None:
                 await self._enter(record, raw, phase, _live(active), (), {})
@@ -219,7 +227,10 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
 
         @functools.wraps(raw)
         async def guarded(self: BaseModule, *args: Any, **kwargs: Any) -> None:
-            record = self._pepperpy_lifecycle
+            try:
+                record = self._pepperpy_lifecycle
+            except AttributeError:  # a subclass that skipped super().__init__()
+                record = self._lifecycle()
             active = _ACTIVE.get()
             if active is not None or record.running is not None:
                 await self._enter(record, raw, phase, _live(active), args, kwargs)
@@ -256,6 +267,9 @@ class BaseModule:
             effective = getattr(cls, phase)
             if not getattr(effective, _GUARDED, False):
                 setattr(cls, phase, _guard(effective, phase))
+        capabilities = _capabilities(cls)
+        if capabilities and "__init__" in cls.__dict__:
+            cls.__init__ = _checked_init(cls.__init__, cls.__name__, capabilities)  # type: ignore[method-assign]
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         if kwargs:
@@ -263,29 +277,13 @@ class BaseModule:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {unknown}")
         self.config = config
         # Made with the module (not at its first start, when a large graph
-        # would make thousands at once for the collector to walk).
-        self._lifecycle()
+        # would make thousands at once for the collector to walk); it also
+        # tells _checked_init that this __init__ ran.
+        self._lifecycle().constructed = True
 
     _pepperpy_lifecycle: _Lifecycle
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails. The lifecycle record is made
-        # on first use (so a subclass that skips super().__init__() still has
-        # one), and read as a plain attribute by the guard afterwards.
-        if name == "_pepperpy_lifecycle":
-            return self._lifecycle()
-        # A capability whose state is missing was never set up, because an
-        # __init__ skipped super().__init__().
-        owners = _CAPABILITY_FIELDS.get(name)
-        if owners is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        mro = [c.__name__ for c in type(self).__mro__]
-        owner = next((o for o in owners if o in mro), owners[0])
-        raise ModuleSetupError(
-            f"{type(self).__name__} uses {owner}, whose state is set up by "
-            f"{owner}.__init__, but it was never called: call super().__init__(...) "
-            f"in {type(self).__name__}.__init__"
-        )
+    #: The capability a class adds (set by each capability class itself).
+    _pepperpy_capability: ClassVar[str] = ""
 
     # --- identity ------------------------------------------------------------
 
@@ -362,7 +360,14 @@ class BaseModule:
     def _lifecycle(self) -> _Lifecycle:
         # Made on first use, so a subclass that skips super().__init__() still
         # has a lifecycle.
-        return cast("_Lifecycle", self.__dict__.setdefault("_pepperpy_lifecycle", _Lifecycle()))
+        # Plain attribute access, never self.__dict__: touching __dict__ turns
+        # CPython's compact attribute storage into a dict, and every attribute
+        # read of the module (self.cache, self._hits...) gets slower for good.
+        try:
+            return self._pepperpy_lifecycle
+        except AttributeError:
+            record = self._pepperpy_lifecycle = _Lifecycle()
+            return record
 
     async def _enter(
         self,
@@ -581,15 +586,34 @@ def _inside(frame: _Frame | None, record: _Lifecycle, phase: Phase) -> bool:
     return False
 
 
-#: Attribute -> the capability that sets it up in __init__ (for the clear
-#: error when a subclass skipped super().__init__()). Filled by capabilities.
-_CAPABILITY_FIELDS: dict[str, list[str]] = {}
+def _capabilities(cls: type) -> tuple[str, ...]:
+    """The capabilities a class has, by name, most derived first."""
+    return tuple(
+        c.__dict__["_pepperpy_capability"]
+        for c in cls.__mro__
+        if c.__dict__.get("_pepperpy_capability")
+    )
 
 
-def capability_fields(owner: str, *names: str) -> None:
-    """Declare that capability ``owner`` sets up these attributes in __init__."""
-    for name in names:
-        _CAPABILITY_FIELDS.setdefault(name, []).append(owner)
+def _checked_init(
+    init: Callable[..., None], owner: str, capabilities: tuple[str, ...]
+) -> Callable[..., None]:
+    """``init``, followed by a check that BaseModule.__init__ ran: every
+    capability sets up its state there, so a subclass that skipped
+    ``super().__init__()`` gets one clear error when it is constructed."""
+
+    @functools.wraps(init)
+    def __init__(self: BaseModule, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        record = getattr(self, "_pepperpy_lifecycle", None)
+        if record is None or not record.constructed:
+            raise ModuleSetupError(
+                f"{owner}.__init__ did not call super().__init__(), so "
+                f"{', '.join(capabilities)} never set up its state: call "
+                f"super().__init__(...) in {owner}.__init__"
+            )
+
+    return __init__
 
 
 class Module(BaseModule, Generic[C]):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import LifecycleError
-from pepperpy_core.module.base import BaseModule, capability_fields
+from pepperpy_core.module.base import BaseModule
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,11 @@ class CachedModule(BaseModule):
     one ``cache``, made by whichever capability comes last in its MRO.
     """
 
+    _pepperpy_capability = "CachedModule"
+
     def __init__(self, config: Any = None, *, maxsize: int = 1000, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        if "cache" not in self.__dict__:
+        if not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
             self.cache: Any = FIFOCache(maxsize)
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
         self._generation = 0  # moves on at each cleanup; older loads write nothing
@@ -106,8 +108,3 @@ class CachedModule(BaseModule):
         if callable(clear):
             clear()
         await super().cleanup()  # capability modules compose as mixins
-
-
-capability_fields(
-    "CachedModule", "cache", "_loading", "_generation", "_hits", "_misses", "_loads", "_failures"
-)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pepperpy_core.module.base import BaseModule, capability_fields
+from pepperpy_core.module.base import BaseModule
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
 
 
 class DependentModule(BaseModule):
     """A module with dependencies, found in its attributes and declared with
     ``depends_on``."""
+
+    _pepperpy_capability = "DependentModule"
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -45,6 +47,8 @@ class DependentModule(BaseModule):
         found: list[Lifecycle] = []
         seen = {id(self)}
         candidates: list[object] = []
+        # vars() gives this module a real attribute dict (slower reads in
+        # CPython 3.11); the attributes are what a DependentModule is made of.
         for name, value in vars(self).items():
             if name[:1] == "_":
                 continue
@@ -58,6 +62,3 @@ class DependentModule(BaseModule):
                 seen.add(id(value))
                 found.append(value)  # type: ignore[arg-type]
         return found
-
-
-capability_fields("DependentModule", "_declared")

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from pepperpy_core.metrics import Histogram, MetricsRegistry, Timer
-from pepperpy_core.module.base import BaseModule, ModuleState, capability_fields
+from pepperpy_core.module.base import BaseModule, ModuleState
 
 _PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
 _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAILED: "failed"}
@@ -23,6 +23,8 @@ _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAIL
 
 class MetricsModule(BaseModule):
     """A module that measures itself (see this module's doc)."""
+
+    _pepperpy_capability = "MetricsModule"
 
     def __init__(
         self, config: Any = None, *, registry: MetricsRegistry | None = None, **kwargs: Any
@@ -82,6 +84,3 @@ class MetricsModule(BaseModule):
     def failures(self, reason: str) -> int:
         """Failures recorded so far for ``reason``."""
         return self.metrics.counter("failures_total", self._labels(reason=reason)).value
-
-
-capability_fields("MetricsModule", "metrics", "_phase_started", "_timed", "_timed_for")

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import ResourceReleaseError
-from pepperpy_core.module.base import BaseModule, capability_fields
+from pepperpy_core.module.base import BaseModule
 
 R = TypeVar("R")
 
@@ -58,9 +58,11 @@ def _label(resource: object) -> str:
 class ResourceModule(BaseModule):
     """A module that owns resources and releases them on cleanup."""
 
+    _pepperpy_capability = "ResourceModule"
+
     def __init__(self, config: Any = None, *, cache_size: int = 1000, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        if "cache" not in self.__dict__:
+        if not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
             self.cache: Any = FIFOCache(cache_size)
         self._resources: list[_Entry] = []
         self._usage: dict[int, Usage] = {}
@@ -168,6 +170,3 @@ class ResourceModule(BaseModule):
             raise ResourceReleaseError(
                 f"{self.name}: {len(failures)} resource(s) failed to release", failures
             )
-
-
-capability_fields("ResourceModule", "cache", "_resources", "_usage")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from pepperpy_core.errors import RetryDeadlineError
-from pepperpy_core.module.base import BaseModule, capability_fields
+from pepperpy_core.module.base import BaseModule
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -234,6 +234,8 @@ class RetryModule(BaseModule):
     plain attributes (as the spec's NetworkModule does) or left at the class
     defaults below; they are validated on use. ``stats`` counts attempts."""
 
+    _pepperpy_capability = "RetryModule"
+
     max_retries: int = 3
     delay: float = 1.0
     backoff: float = 2.0
@@ -271,6 +273,3 @@ class RetryModule(BaseModule):
             return await self.retry(functools.partial(method, self), *args, **kwargs)
 
         return wrapper
-
-
-capability_fields("RetryModule", "stats")

@@ -28,7 +28,7 @@ from typing import Any, Final, Generic, Self, TypeVar
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.errors import StateNotSetError
-from pepperpy_core.module.base import BaseModule, capability_fields
+from pepperpy_core.module.base import BaseModule
 
 T = TypeVar("T")
 
@@ -113,6 +113,8 @@ class Subscription(Generic[T]):
 class StateModule(BaseModule, Generic[T]):
     """A module holding a typed state ``T`` (see this module's doc)."""
 
+    _pepperpy_capability = "StateModule"
+
     def __init__(self, config: Any = None, *, initial: T = _UNSET, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._initial: T = initial
@@ -181,6 +183,3 @@ class StateModule(BaseModule, Generic[T]):
             subscription.close()
         self._state = self._initial
         await super().cleanup()  # capability modules compose as mixins
-
-
-capability_fields("StateModule", "_initial", "_state", "_version", "_callbacks", "_subscriptions")
