@@ -12,7 +12,13 @@ use pepperpy_core_algo::histogram;
 
 use pyo3::prelude::*;
 
-#[pymodule]
+/// Declared usable without the GIL (free-threaded CPython), on purpose rather
+/// than by PyO3's default: every piece of shared state is either an atomic
+/// (Counter), behind `Exclusive` (a mutex on free-threaded builds; see
+/// exclusive.rs), or a Python dict used through its own thread-safe API
+/// (RegistryCore). No free-threaded interpreter could be installed where this
+/// was built and tested; the GIL build is what the test suite exercises.
+#[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::FIFOCache>()?;
     cache::install_methods(m.py())?;
