@@ -24,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     cache::install_methods(m.py())?;
     m.add_class::<cache::CacheStats>()?;
     m.add_class::<metrics::Counter>()?;
+    m.add_class::<metrics::Gauge>()?;
     m.add_class::<metrics::Histogram>()?;
     m.add_class::<metrics::Timer>()?;
     m.add_class::<registry::RegistryCore>()?;

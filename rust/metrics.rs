@@ -1,4 +1,4 @@
-//! Counter, Histogram and Timer: the Python face of [`crate::histogram`].
+//! Counter, Gauge, Histogram and Timer: the Python face of [`crate::histogram`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -52,6 +52,77 @@ impl Counter {
 
     fn __repr__(&self) -> String {
         format!("Counter(value={})", self.value())
+    }
+}
+
+/// A value that goes up and down: the current number of something, a size,
+/// a temperature. Updates are atomic (compare-and-swap on the f64's bits).
+#[pyclass(frozen, weakref, module = "pepperpy_core._native")]
+#[derive(Default)]
+pub struct Gauge {
+    bits: AtomicU64,
+}
+
+fn finite(py: Python<'_>, what: &str, value: f64) -> PyResult<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(PyValueError::new_err(format!(
+            "a gauge {what} must be a finite number, got {}",
+            float_text(py, value)
+        )))
+    }
+}
+
+impl Gauge {
+    /// Applies `change` atomically; an OverflowError, and no change, when the
+    /// result would not be finite.
+    fn update(&self, change: impl Fn(f64) -> f64) -> PyResult<()> {
+        self.bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let next = change(f64::from_bits(bits));
+                next.is_finite().then(|| next.to_bits())
+            })
+            .map(|_| ())
+            .map_err(|_| PyOverflowError::new_err("gauge value would not be finite"))
+    }
+}
+
+#[pymethods]
+impl Gauge {
+    #[new]
+    fn new() -> Self {
+        Gauge::default()
+    }
+
+    /// Sets the value (a finite number).
+    fn set(&self, py: Python<'_>, value: f64) -> PyResult<()> {
+        let value = finite(py, "value", value)?;
+        self.bits.store(value.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds `amount` (a finite number, 1 by default).
+    #[pyo3(signature = (amount = 1.0))]
+    fn inc(&self, py: Python<'_>, amount: f64) -> PyResult<()> {
+        let amount = finite(py, "step", amount)?;
+        self.update(|v| v + amount)
+    }
+
+    /// Subtracts `amount` (a finite number, 1 by default).
+    #[pyo3(signature = (amount = 1.0))]
+    fn dec(&self, py: Python<'_>, amount: f64) -> PyResult<()> {
+        let amount = finite(py, "step", amount)?;
+        self.update(|v| v - amount)
+    }
+
+    #[getter]
+    fn value(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("Gauge(value={})", float_text(py, self.value()))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `RegistryCore`: the lookup half of `pepperpy_core.metrics.MetricsRegistry`.
 //!
-//! `counter(name)`, `histogram(name)` and `timer(name)` (also with labels
+//! `counter(name)`, `gauge(name)`, `histogram(name)` and `timer(name)` (also with labels
 //! given as a dict of str to str, and no keyword arguments) for a metric that
 //! already exists cost one dict lookup: no name check, no bucket tuple, no
 //! lock. Every other call (a new metric, keyword arguments, labels of another
@@ -12,13 +12,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::metrics::{Counter, Histogram, Timer};
+use crate::metrics::{Counter, Gauge, Histogram, Timer};
 use crate::raw::{enter, install, MethodDef};
 
 /// The lookups the Python registry has answered: call key -> metric.
 #[pyclass(subclass, frozen, weakref, module = "pepperpy_core._native")]
 pub struct RegistryCore {
     counters: Py<PyDict>,
+    gauges: Py<PyDict>,
     histograms: Py<PyDict>,
 }
 
@@ -33,6 +34,7 @@ impl RegistryCore {
     ) -> Self {
         RegistryCore {
             counters: PyDict::new(py).unbind(),
+            gauges: PyDict::new(py).unbind(),
             histograms: PyDict::new(py).unbind(),
         }
     }
@@ -41,6 +43,12 @@ impl RegistryCore {
     #[getter]
     fn _counters(&self, py: Python<'_>) -> Py<PyDict> {
         self.counters.clone_ref(py)
+    }
+
+    /// Remembered gauge lookups (filled by the Python registry).
+    #[getter]
+    fn _gauges(&self, py: Python<'_>) -> Py<PyDict> {
+        self.gauges.clone_ref(py)
     }
 
     /// Remembered histogram lookups (filled by the Python registry).
@@ -52,6 +60,11 @@ impl RegistryCore {
     /// A new Counter of this backend.
     fn _new_counter(&self, py: Python<'_>) -> PyResult<Py<Counter>> {
         Py::new(py, Counter::default())
+    }
+
+    /// A new Gauge of this backend.
+    fn _new_gauge(&self, py: Python<'_>) -> PyResult<Py<Gauge>> {
+        Py::new(py, Gauge::default())
     }
 
     /// A new Histogram of this backend with these bucket bounds.
@@ -97,6 +110,7 @@ fn call_key<'py>(
 #[derive(Clone, Copy)]
 enum Kind {
     Counter,
+    Gauge,
     Histogram,
     Timer,
 }
@@ -105,13 +119,14 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
             Kind::Timer => "timer",
         }
     }
 }
 
-/// The body of the three raw methods.
+/// The body of the four raw methods.
 ///
 /// # Safety
 /// As for any fastcall entry point: `slf` is a live `RegistryCore` (or
@@ -136,6 +151,7 @@ unsafe fn lookup(
                     let core = slf.cast_unchecked::<RegistryCore>().get();
                     let table = match kind {
                         Kind::Counter => &core.counters,
+                        Kind::Gauge => &core.gauges,
                         Kind::Histogram | Kind::Timer => &core.histograms,
                     };
                     if let Some(found) = table.bind(py).get_item(key)? {
@@ -178,6 +194,16 @@ unsafe extern "C" fn counter(
     unsafe { lookup(Kind::Counter, slf, args, nargsf, kwnames) }
 }
 
+unsafe extern "C" fn gauge(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as for `counter`.
+    unsafe { lookup(Kind::Gauge, slf, args, nargsf, kwnames) }
+}
+
 unsafe extern "C" fn histogram(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -205,6 +231,13 @@ static COUNTER: MethodDef = MethodDef::fastcall_keywords(
     counter,
 );
 
+static GAUGE: MethodDef = MethodDef::fastcall_keywords(
+    c"gauge",
+    c"gauge($self, name, labels=None, *, description='')\n--\n\n\
+      The gauge called `name` with these label values, made on first use.",
+    gauge,
+);
+
 static HISTOGRAM: MethodDef = MethodDef::fastcall_keywords(
     c"histogram",
     c"histogram($self, name, labels=None, *, description='', buckets=None)\n--\n\n\
@@ -222,7 +255,7 @@ static TIMER: MethodDef = MethodDef::fastcall_keywords(
 /// Adds the raw lookup methods to the class.
 pub fn install_methods(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<RegistryCore>();
-    for def in [&COUNTER, &HISTOGRAM, &TIMER] {
+    for def in [&COUNTER, &GAUGE, &HISTOGRAM, &TIMER] {
         install(&ty, def)?;
     }
     Ok(())

@@ -6,7 +6,7 @@ message), then the entries in order, the length and the stats. Keys include
 hostile ones: raising ``__hash__`` and ``__eq__``, many keys with one hash,
 ints that share a hash, bytes that hash like a str, a str subclass, keys whose
 hash changes after insertion, and keys whose ``__eq__`` writes to the cache.
-For metrics: counters, histograms and whole registries fed the same inputs,
+For metrics: counters, gauges, histograms and whole registries fed the same inputs,
 good and bad, compared by value, error and exposition text.
 
 The example budget comes from the Hypothesis profile (``HYPOTHESIS_PROFILE=ci``
@@ -400,6 +400,27 @@ def test_counters_agree(steps: list[Any]) -> None:
 
 
 @given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["set", "inc", "dec", "inc()", "dec()"]),
+            numbers | st.sampled_from([1e308, -1e308, 2**1100]),
+        ),
+        max_size=30,
+    )
+)
+def test_gauges_agree(ops: list[tuple[str, Any]]) -> None:
+    gauges = [b.Gauge() for b in BACKENDS]
+    for op, n in ops:
+        if op.endswith("()"):
+            seen = [attempt(lambda g=g, op=op: getattr(g, op[:-2])()) for g in gauges]
+        else:
+            seen = [attempt(lambda g=g, op=op, n=n: getattr(g, op)(n)) for g in gauges]
+        assert seen[0] == seen[1], (op, n)
+        assert gauges[0].value == gauges[1].value
+        assert repr(gauges[0]) == repr(gauges[1])
+
+
+@given(
     buckets=st.none() | st.lists(numbers, max_size=6),
     samples=st.lists(numbers, max_size=40),
     qs=st.lists(numbers, max_size=4),
@@ -436,7 +457,7 @@ label_sets = st.none() | st.dictionaries(
 @given(
     calls=st.lists(
         st.tuples(
-            st.sampled_from(["counter", "histogram", "timer"]),
+            st.sampled_from(["counter", "gauge", "histogram", "timer"]),
             names,
             label_sets,
             st.none() | st.lists(st.sampled_from([0.1, 1.0, 5.0]), unique=True, max_size=3),
@@ -453,9 +474,10 @@ def test_registries_agree(calls: list[tuple[str, str, Any, Any, str, float]]) ->
         assert seen[0] == seen[1], call
         if seen[0][0] == "raised":
             assert seen[0][1] in {"MetricError", "TypeError"}, seen[0]
-    texts = [r.to_prometheus() for r in registries]
-    # Timers measure real time, so their sums differ; everything else must not.
-    assert [_without_sums(t) for t in texts] == [_without_sums(texts[0])] * 2
+    for fmt in ("prometheus", "openmetrics"):
+        texts = [r.export(fmt) for r in registries]
+        # Timers measure real time, so their sums differ; everything else must not.
+        assert [_without_sums(t) for t in texts] == [_without_sums(texts[0])] * 2
     snaps = [_without_times(r.snapshot()) for r in registries]
     assert snaps[0] == snaps[1]
 
@@ -464,11 +486,13 @@ def _use(
     reg: Any, kind: str, name: str, labels: Any, buckets: Any, description: str, amount: float
 ) -> str:
     kwargs: dict[str, Any] = {"description": description}
-    if kind != "counter" and buckets is not None:
+    if kind in ("histogram", "timer") and buckets is not None:
         kwargs["buckets"] = sorted(buckets)
     metric = getattr(reg, kind)(name, labels, **kwargs)
     if kind == "counter":
         metric.inc(int(amount))
+    elif kind == "gauge":
+        metric.dec(amount)
     elif kind == "histogram":
         metric.observe(amount)
     else:

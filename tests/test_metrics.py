@@ -1,4 +1,4 @@
-"""Counter, Histogram and Timer on both backends (``backend`` fixture)."""
+"""Counter, Gauge, Histogram and Timer on both backends (``backend`` fixture)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,79 @@ def test_counter_loses_nothing_under_threads(backend: Backend) -> None:
     for t in threads:
         t.join()
     assert counter.value == 4 * per_thread
+
+
+# --- Gauge -------------------------------------------------------------------------
+
+
+def test_gauge_goes_up_and_down(backend: Backend) -> None:
+    gauge = backend.Gauge()
+    assert gauge.value == 0.0
+    gauge.set(10)
+    gauge.inc()
+    gauge.inc(2.5)
+    gauge.dec()
+    gauge.dec(20)
+    assert gauge.value == -7.5
+    assert isinstance(gauge.value, float)
+    gauge.set(True)
+    assert gauge.value == 1.0
+    assert repr(gauge) == "Gauge(value=1.0)"
+
+
+@pytest.mark.parametrize("op", ["set", "inc", "dec"])
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (-math.inf, ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+        ([1], TypeError),
+        (2**1100, OverflowError),
+    ],
+)
+def test_gauge_refuses_what_is_not_a_finite_number(
+    backend: Backend, op: str, value: Any, error: type[Exception]
+) -> None:
+    gauge = backend.Gauge()
+    gauge.set(3)
+    with pytest.raises(error):
+        getattr(gauge, op)(value)
+    assert gauge.value == 3.0
+
+
+def test_gauge_refuses_a_step_that_would_leave_the_finite_range(backend: Backend) -> None:
+    gauge = backend.Gauge()
+    gauge.set(1e308)
+    with pytest.raises(OverflowError, match="not be finite"):
+        gauge.inc(1e308)
+    assert gauge.value == 1e308
+    gauge.set(-1e308)
+    with pytest.raises(OverflowError, match="not be finite"):
+        gauge.dec(1e308)
+    assert gauge.value == -1e308
+
+
+def test_gauge_loses_no_update_under_threads(backend: Backend) -> None:
+    gauge = backend.Gauge()
+    per_thread = 200_000
+    barrier = threading.Barrier(4)
+
+    def work(up: bool) -> None:
+        step = gauge.inc if up else gauge.dec
+        barrier.wait()
+        for _ in range(per_thread):
+            step(2)
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
+    gauge.set(7)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gauge.value == 7.0
 
 
 # --- Histogram ---------------------------------------------------------------

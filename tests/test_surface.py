@@ -18,7 +18,15 @@ import pytest
 from pepperpy_core import _backend
 
 STUB = Path(_backend.__file__).with_name("_native.pyi")
-CLASSES = ["FIFOCache", "CacheStats", "Counter", "Histogram", "Timer", "RegistryCore"]
+CLASSES = [
+    "FIFOCache",
+    "CacheStats",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "Timer",
+    "RegistryCore",
+]
 #: Special methods that are part of the contract.
 DUNDERS = {
     "__getitem__",
@@ -36,7 +44,14 @@ DUNDERS = {
     "__class_getitem__",
 }
 #: Private names the registry mixin relies on, so part of the contract too.
-CORE_CONTRACT = {"_counters", "_histograms", "_new_counter", "_new_histogram"}
+CORE_CONTRACT = {
+    "_counters",
+    "_gauges",
+    "_histograms",
+    "_new_counter",
+    "_new_gauge",
+    "_new_histogram",
+}
 
 Param = tuple[str, str, bool]  # name, kind, has a default
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal
 
-from pepperpy_core.protocols import CacheProtocol, CounterProtocol, HistogramProtocol
+from pepperpy_core.protocols import (
+    CacheProtocol,
+    CounterProtocol,
+    GaugeProtocol,
+    HistogramProtocol,
+)
 
 Name = Literal["native", "python"]
 CHOICES: Final = ("auto", "native", "python")
@@ -35,6 +40,7 @@ class Backend:
     FIFOCache: type[CacheProtocol[Any, Any]]
     CacheStats: type[Any]
     Counter: type[CounterProtocol]
+    Gauge: type[GaugeProtocol]
     Histogram: type[HistogramProtocol]
     Timer: type[Any]
     RegistryCore: type[Any]
@@ -50,6 +56,7 @@ def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
         FIFOCache=cache.FIFOCache,
         CacheStats=cache.CacheStats,
         Counter=metrics.Counter,
+        Gauge=metrics.Gauge,
         Histogram=metrics.Histogram,
         Timer=metrics.Timer,
         RegistryCore=metrics.RegistryCore,

@@ -18,6 +18,7 @@ __all__ = [
     "CacheStats",
     "Counter",
     "FIFOCache",
+    "Gauge",
     "Histogram",
     "RegistryCore",
     "Timer",
@@ -141,6 +142,9 @@ class RegistryCore:
     def counter(
         self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
     ) -> Counter: ...
+    def gauge(
+        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+    ) -> Gauge: ...
     def histogram(
         self,
         name: str,
@@ -157,3 +161,14 @@ class RegistryCore:
         description: str = "",
         buckets: Iterable[float] | None = None,
     ) -> Timer: ...
+
+@final
+class Gauge:
+    """A value that goes up and down; updates are atomic."""
+
+    def __new__(cls) -> Gauge: ...
+    def set(self, value: float) -> None: ...
+    def inc(self, amount: float = 1.0) -> None: ...
+    def dec(self, amount: float = 1.0) -> None: ...
+    @property
+    def value(self) -> float: ...

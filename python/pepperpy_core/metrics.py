@@ -1,11 +1,15 @@
-"""Metrics: Counter, Histogram and Timer from the active backend, and the
-MetricsRegistry that names them and exports them.
+"""Metrics: Counter, Gauge, Histogram and Timer from the active backend, and
+the MetricsRegistry that names them and exports them.
 
-``registry.counter(name, labels)`` and ``registry.histogram(name, labels)`` get
-or create one metric per name and label values; ``registry.timer(name)`` gives
-a new Timer on that name's histogram, for ``with``, ``async with`` or as a
-decorator of plain and ``async def`` functions. ``snapshot()`` returns plain
-data; ``to_prometheus()`` the Prometheus text exposition format (0.0.4).
+``registry.counter(name, labels)``, ``registry.gauge(name, labels)`` and
+``registry.histogram(name, labels)`` get or create one metric per name and
+label values; ``registry.timer(name)`` gives a new Timer on that name's
+histogram, for ``with``, ``async with`` or as a decorator of plain and
+``async def`` functions. ``snapshot()`` returns plain data;
+``to_prometheus()`` the Prometheus text format 0.0.4 and
+``to_openmetrics()`` OpenMetrics 1.0.0 (see ``exposition``). Collectors
+added with ``add_collector(fn)`` run before each export, to set gauges
+from the state they read.
 
 A name's kind, label names and buckets are fixed by its first use; asking for
 the same name with another is a MetricError (a ValueError).
@@ -13,28 +17,31 @@ the same name with another is a MetricError (a ValueError).
 
 from __future__ import annotations
 
-import math
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pepperpy_core._backend import ACTIVE
+from pepperpy_core._callbacks import register
 from pepperpy_core._fallback.metrics import call_key
 from pepperpy_core.errors import MetricError
+from pepperpy_core.exposition import _CLAIMS, Family, Format, Kind, Snapshot, render, series_names
 
 if TYPE_CHECKING:
     from pepperpy_core._fallback.metrics import (
         DEFAULT_BUCKETS,
         QUANTILE_RELATIVE_ERROR,
         Counter,
+        Gauge,
         Histogram,
         RegistryCore,
         Timer,
     )
+    from pepperpy_core.exposition import Exposition, _Member
 else:
     Counter = ACTIVE.Counter
+    Gauge = ACTIVE.Gauge
     Histogram = ACTIVE.Histogram
     Timer = ACTIVE.Timer
     RegistryCore = ACTIVE.RegistryCore
@@ -45,12 +52,14 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "QUANTILE_RELATIVE_ERROR",
     "Counter",
+    "Gauge",
     "Histogram",
     "MetricsRegistry",
     "Timer",
 ]
 
-Kind = Literal["counter", "histogram"]
+#: A collector: called before each export, to bring gauges up to date.
+Collector = Callable[[], None]
 
 _NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -91,48 +100,6 @@ def _check_labels(
     return names, tuple(labels[n] for n in names)
 
 
-@dataclass
-class _Family:
-    name: str
-    kind: Kind
-    description: str
-    label_names: tuple[str, ...]
-    buckets: tuple[float, ...]
-    children: dict[tuple[str, ...], Any] = field(default_factory=dict)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
-def _labels_text(pairs: Sequence[tuple[str, str]]) -> str:
-    if not pairs:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in pairs) + "}"
-
-
-def _series(kind: Kind, name: str) -> tuple[str, ...]:
-    """Every sample name a family exposes in either text format (as
-    prometheus_client counts them): a counter's base name with ``_total`` and
-    ``_created``; a histogram's ``_bucket``, ``_count``, ``_sum``, ``_created``."""
-    if kind == "counter":
-        base = name.removesuffix("_total")
-        return (base, f"{base}_total", f"{base}_created")
-    return (name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created")
-
-
 class RegistryBase:
     """What a MetricsRegistry adds to a backend's RegistryCore: the checks,
     the families, and the export. Mixed in before the core, so one backend's
@@ -141,20 +108,24 @@ class RegistryBase:
 
     if TYPE_CHECKING:  # provided by the backend's RegistryCore
         _counters: dict[object, Any]
+        _gauges: dict[object, Any]
         _histograms: dict[object, Any]
 
         def _new_counter(self) -> Any: ...
+        def _new_gauge(self) -> Any: ...
         def _new_histogram(self, bounds: Iterable[float]) -> Any: ...
 
     def __init__(self) -> None:
         super().__init__()
-        self._families: dict[str, _Family] = {}
+        self._families: dict[str, Family] = {}
         self._series_owner: dict[str, str] = {}  # sample name -> family name
         self._lock = threading.Lock()
+        self._collectors: list[Collector] = []
+        self._groups: list[tuple[Exposition, _Member]] = []
 
     def _lookup(
         self,
-        kind: Literal["counter", "histogram", "timer"],
+        kind: Literal["counter", "gauge", "histogram", "timer"],
         name: str,
         labels: Mapping[str, str] | None = None,
         *,
@@ -166,8 +137,8 @@ class RegistryBase:
                 "histogram", name, labels, description=description, buckets=buckets
             )
             return histogram.time()
-        if kind == "counter" and buckets is not None:
-            raise TypeError("a counter has no buckets")
+        if kind != "histogram" and buckets is not None:
+            raise TypeError(f"a {kind} has no buckets")
         name = _check_name(name)
         if not isinstance(description, str):
             raise TypeError(f"description must be a str, not {type(description).__name__}")
@@ -182,8 +153,8 @@ class RegistryBase:
         with self._lock:
             family = self._families.get(name)
             if family is None:
-                self._claim_series(kind, name)
-                family = _Family(name, kind, description, label_names, wanted)
+                self._claim(kind, name, label_names)
+                family = Family(name, kind, description, label_names, wanted)
                 self._families[name] = family
             elif family.kind != kind:
                 raise MetricError(f"metric {name!r} is a {family.kind}, not a {kind}")
@@ -198,24 +169,30 @@ class RegistryBase:
                 )
             metric = family.children.get(values)
             if metric is None:
-                metric = (
-                    self._new_counter()
-                    if kind == "counter"
-                    else self._new_histogram(list(family.buckets))
-                )
+                if kind == "counter":
+                    metric = self._new_counter()
+                elif kind == "gauge":
+                    metric = self._new_gauge()
+                else:
+                    metric = self._new_histogram(list(family.buckets))
                 family.children[values] = metric
             key = call_key(name, labels)
             if key is not None:  # the next call of this shape is a dict lookup
                 remembered: dict[object, Any] = (
-                    self._counters if kind == "counter" else self._histograms
+                    self._counters
+                    if kind == "counter"
+                    else self._gauges
+                    if kind == "gauge"
+                    else self._histograms
                 )
                 remembered[key] = metric
             return metric
 
-    def _claim_series(self, kind: Kind, name: str) -> None:
-        """Reserve the sample names a new family exposes; MetricError naming
-        both metrics if another family already exposes one of them."""
-        series = _series(kind, name)
+    def _claim(self, kind: Kind, name: str, label_names: tuple[str, ...]) -> None:
+        """Reserve the sample names a new family exposes, here and in every
+        exposition this registry is part of; MetricError naming both metrics
+        (and nothing reserved) if another family already exposes one."""
+        series = series_names(kind, name)
         for sample in series:
             owner = self._series_owner.get(sample)
             if owner is not None:
@@ -224,18 +201,52 @@ class RegistryBase:
                     f"{kind} {name!r} would expose the series {sample!r}, which "
                     f"{other.kind} {owner!r} already exposes"
                 )
+        with _CLAIMS:
+            for group, member in self._groups:
+                group._check(member, kind, name, label_names)
+            for group, member in self._groups:
+                group._commit(member, kind, name, label_names)
         for sample in series:
             self._series_owner[sample] = name
 
-    def _families_copy(self) -> list[tuple[_Family, list[tuple[tuple[str, ...], Any]]]]:
+    def _join(self, group: Exposition, member: _Member) -> None:
+        """Become part of ``group``: its checks see every family made here,
+        now and later (MetricError, and nothing joined, on a conflict)."""
+        with self._lock, _CLAIMS:
+            families = list(self._families.values())
+            for family in families:
+                group._check(member, family.kind, family.name, family.label_names)
+            for family in families:
+                group._commit(member, family.kind, family.name, family.label_names)
+            self._groups.append((group, member))
+
+    def _leave(self, group: Exposition) -> None:
+        with self._lock:
+            self._groups = [(g, m) for g, m in self._groups if g is not group]
+
+    # --- export --------------------------------------------------------------------
+
+    def add_collector(self, collector: Collector) -> Callable[[], None]:
+        """Call ``collector()`` before every export (to set gauges from what
+        it reads); returns a function that removes it. An exception from a
+        collector propagates to the caller of the export."""
+        if not callable(collector):
+            raise TypeError(f"a collector must be callable, not {type(collector).__name__}")
+        return register(self._collectors, collector)
+
+    def _collect(self) -> Snapshot:
+        """Run the collectors, then copy every family's children."""
+        for collector in tuple(self._collectors):
+            collector()
         with self._lock:
             return [(f, list(f.children.items())) for f in self._families.values()]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every metric as plain data: name, kind, labels, and the value (a
-        counter) or count, sum, min, max, quantiles and cumulative buckets."""
+        counter or gauge) or count, sum, min, max, quantiles and cumulative
+        buckets (a histogram)."""
         out: list[dict[str, Any]] = []
-        for family, children in self._families_copy():
+        for family, children in self._collect():
             for values, metric in children:
                 row: dict[str, Any] = {
                     "name": family.name,
@@ -243,7 +254,7 @@ class RegistryBase:
                     "description": family.description,
                     "labels": dict(zip(family.label_names, values, strict=True)),
                 }
-                if family.kind == "counter":
+                if family.kind != "histogram":
                     row["value"] = metric.value
                 else:
                     row.update(
@@ -257,29 +268,24 @@ class RegistryBase:
                 out.append(row)
         return out
 
+    def export(self, fmt: Format = "prometheus") -> str:
+        """The registry as text in ``fmt``: ``"prometheus"`` (0.0.4) or
+        ``"openmetrics"`` (1.0.0)."""
+        if fmt not in ("prometheus", "openmetrics"):
+            raise ValueError(f"format must be 'prometheus' or 'openmetrics', not {fmt!r}")
+        return render([(self._collect(), "")], fmt)
+
     def to_prometheus(self) -> str:
         """The registry in the Prometheus text exposition format, version 0.0.4."""
-        lines: list[str] = []
-        for family, children in self._families_copy():
-            name = family.name
-            if family.description:
-                lines.append(f"# HELP {name} {_escape_help(family.description)}")
-            lines.append(f"# TYPE {name} {family.kind}")
-            for values, metric in children:
-                pairs = list(zip(family.label_names, values, strict=True))
-                if family.kind == "counter":
-                    lines.append(f"{name}{_labels_text(pairs)} {metric.value}")
-                    continue
-                for upper, count in metric.buckets():
-                    le = _labels_text([*pairs, ("le", _number(upper))])
-                    lines.append(f"{name}_bucket{le} {count}")
-                lines.append(f"{name}_sum{_labels_text(pairs)} {_number(metric.sum)}")
-                lines.append(f"{name}_count{_labels_text(pairs)} {metric.count}")
-        return "\n".join(lines) + "\n" if lines else ""
+        return self.export("prometheus")
+
+    def to_openmetrics(self) -> str:
+        """The registry in the OpenMetrics text format 1.0.0 (ends ``# EOF``)."""
+        return self.export("openmetrics")
 
 
 class MetricsRegistry(RegistryBase, RegistryCore):
-    """Named counters and histograms, with plain-data and Prometheus export.
+    """Named counters, gauges and histograms, with plain-data and text export.
 
     Looking up a metric that exists (``counter(name)``, ``timer(name)``, also
     with labels) costs one dict lookup; the first lookup of each shape of call

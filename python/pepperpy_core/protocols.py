@@ -106,6 +106,16 @@ class CounterProtocol(Protocol):
     def value(self) -> int: ...
 
 
+class GaugeProtocol(Protocol):
+    """A value that goes up and down."""
+
+    def set(self, value: float) -> None: ...
+    def inc(self, amount: float = 1.0) -> None: ...
+    def dec(self, amount: float = 1.0) -> None: ...
+    @property
+    def value(self) -> float: ...
+
+
 class HistogramProtocol(Protocol):
     """A distribution of durations in seconds."""
 

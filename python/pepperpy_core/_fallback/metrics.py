@@ -1,4 +1,4 @@
-"""Pure-Python Counter, Histogram and Timer: the same algorithm, buckets and
+"""Pure-Python Counter, Gauge, Histogram and Timer: the same algorithm, buckets and
 errors as the Rust extension (see ``rust/histogram.rs``)."""
 
 from __future__ import annotations
@@ -79,6 +79,54 @@ class Counter:
 
     def __repr__(self) -> str:
         return f"Counter(value={self._value})"
+
+
+class Gauge:
+    """A value that goes up and down; updates are atomic."""
+
+    __slots__ = ("__weakref__", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._value = 0.0
+        self._lock = threading.Lock()
+
+    def set(self, value: float) -> None:
+        """Set the value (a finite number)."""
+        value = _finite("value", value)
+        with self._lock:  # an inc() in flight must not overwrite it
+            self._value = value
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (a finite number, 1 by default)."""
+        amount = _finite("step", amount)
+        with self._lock:
+            self._value = _checked(self._value + amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        """Subtract ``amount`` (a finite number, 1 by default)."""
+        amount = _finite("step", amount)
+        with self._lock:
+            self._value = _checked(self._value - amount)
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Gauge(value={self._value!r})"
+
+
+def _finite(what: str, value: object) -> float:
+    number = as_float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"a gauge {what} must be a finite number, got {number!r}")
+    return number
+
+
+def _checked(value: float) -> float:
+    if not math.isfinite(value):
+        raise OverflowError("gauge value would not be finite")
+    return value
 
 
 def _as_int(n: object) -> int:
@@ -322,19 +370,24 @@ def call_key(name: object, labels: object) -> object | None:
 
 
 class RegistryCore:
-    """The lookup half of a MetricsRegistry: ``counter(name)``,
+    """The lookup half of a MetricsRegistry: ``counter(name)``, ``gauge(name)``,
     ``histogram(name)`` and ``timer(name)`` for a metric that exists are one
     dict lookup; any other call goes to the subclass's ``_lookup``."""
 
-    __slots__ = ("__dict__", "__weakref__", "_counters", "_histograms")
+    __slots__ = ("__dict__", "__weakref__", "_counters", "_gauges", "_histograms")
 
     def __init__(self) -> None:
         self._counters: dict[object, Counter] = {}
+        self._gauges: dict[object, Gauge] = {}
         self._histograms: dict[object, Histogram] = {}
 
     def _new_counter(self) -> Counter:
         """A new Counter of this backend."""
         return Counter()
+
+    def _new_gauge(self) -> Gauge:
+        """A new Gauge of this backend."""
+        return Gauge()
 
     def _new_histogram(self, bounds: Iterable[float]) -> Histogram:
         """A new Histogram of this backend with these bucket bounds."""
@@ -342,7 +395,7 @@ class RegistryCore:
 
     def _lookup(
         self,
-        kind: Literal["counter", "histogram", "timer"],
+        kind: Literal["counter", "gauge", "histogram", "timer"],
         name: str,
         labels: Mapping[str, str] | None = None,
         *,
@@ -362,6 +415,18 @@ class RegistryCore:
                 return found
         made = self._lookup("counter", name, labels, description=description)
         assert isinstance(made, Counter)
+        return made
+
+    def gauge(
+        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+    ) -> Gauge:
+        """The gauge called ``name`` with these label values, made on first use."""
+        if not description:
+            found = self._gauges.get(call_key(name, labels))
+            if found is not None:
+                return found
+        made = self._lookup("gauge", name, labels, description=description)
+        assert isinstance(made, Gauge)
         return made
 
     def histogram(

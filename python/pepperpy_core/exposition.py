@@ -1,0 +1,328 @@
+"""Metrics as text: the Prometheus exposition format 0.0.4 and OpenMetrics
+1.0.0, for one registry or several exported as one.
+
+Both formats name a counter's samples ``<name>_total`` (a trailing
+``_total`` in the metric's own name is not doubled), so Prometheus stores
+the same series whichever format it negotiates. Each series' label text is
+escaped once, when the series is first exported, and kept.
+
+``Exposition`` exports several registries as one scrape (an Application's
+own and its modules'): each module's series gain a ``module`` label, and a
+metric name two registries would both export is refused, when the
+registries join and whenever either creates a metric later, with a
+MetricError naming both owners.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from pepperpy_core.errors import MetricError
+
+if TYPE_CHECKING:
+    from pepperpy_core.metrics import RegistryBase
+
+__all__ = [
+    "CONTENT_TYPES",
+    "Exposition",
+    "Format",
+    "negotiate",
+]
+
+Format = Literal["prometheus", "openmetrics"]
+Kind = Literal["counter", "gauge", "histogram"]
+
+#: The Content-Type of each format.
+CONTENT_TYPES: Final[dict[Format, str]] = {
+    "prometheus": "text/plain; version=0.0.4; charset=utf-8",
+    "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
+}
+#: Family name, label names and claims are checked under this one lock, so
+#: that two registries of one exposition cannot both win a name.
+_CLAIMS: Final = threading.Lock()
+
+
+@dataclass(eq=False)
+class Family:
+    """One metric name in a registry: its kind, label names, buckets, and a
+    child metric per tuple of label values."""
+
+    name: str
+    kind: Kind
+    description: str
+    label_names: tuple[str, ...]
+    buckets: tuple[float, ...]
+    children: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    #: Rendered sample-name-and-labels prefixes per child, per extra label text.
+    lines: dict[str, dict[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+
+    @property
+    def sample_base(self) -> str:
+        """The family name the formats use (a counter's, without ``_total``)."""
+        return self.name.removesuffix("_total") if self.kind == "counter" else self.name
+
+
+def series_names(kind: Kind, name: str) -> tuple[str, ...]:
+    """Every sample name a family exposes in either format (as
+    prometheus_client counts them): a counter's base name with ``_total``
+    and ``_created``; a gauge's name; a histogram's ``_bucket``, ``_count``,
+    ``_sum``, ``_created``."""
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return (base, f"{base}_total", f"{base}_created")
+    if kind == "gauge":
+        return (name,)
+    return (name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created")
+
+
+# --- text ------------------------------------------------------------------------
+
+
+def escape_label(value: str) -> str:
+    """A label value escaped for both formats."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str, fmt: Format) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if fmt == "openmetrics" else text
+
+
+def number(value: float) -> str:
+    """A sample value or bound as both formats spell it."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str, ...]:
+    """The text before each of a child's sample values."""
+    pairs = [f'{k}="{escape_label(v)}"' for k, v in zip(family.label_names, values, strict=True)]
+    if extra:
+        pairs.insert(0, extra)
+    inner = ",".join(pairs)
+    braced = f"{{{inner}}}" if inner else ""
+    base = family.sample_base
+    if family.kind == "counter":
+        return (f"{base}_total{braced} ",)
+    if family.kind == "gauge":
+        return (f"{base}{braced} ",)
+    lead = f"{inner}," if inner else ""
+    uppers = [*family.buckets, math.inf]
+    buckets = [f'{base}_bucket{{{lead}le="{number(u)}"}} ' for u in uppers]
+    return (*buckets, f"{base}_sum{braced} ", f"{base}_count{braced} ")
+
+
+def _header(out: list[str], family: Family, description: str, fmt: Format) -> None:
+    name = family.sample_base
+    if family.kind == "counter" and fmt == "prometheus":
+        name += "_total"
+    if description:
+        out.append(f"# HELP {name} {_escape_help(description, fmt)}\n")
+    out.append(f"# TYPE {name} {family.kind}\n")
+
+
+def _samples(
+    out: list[str],
+    family: Family,
+    children: Sequence[tuple[tuple[str, ...], Any]],
+    extra: str,
+) -> None:
+    if extra and "module" in family.label_names:
+        extra = ""  # the series name their module already
+    cache = family.lines.get(extra)
+    if cache is None:
+        cache = family.lines[extra] = {}
+    append = out.append
+    for values, metric in children:
+        prefixes = cache.get(values)
+        if prefixes is None:
+            prefixes = cache[values] = _prefixes(family, values, extra)
+        if family.kind == "counter":
+            append(f"{prefixes[0]}{metric.value}\n")
+        elif family.kind == "gauge":
+            append(f"{prefixes[0]}{number(metric.value)}\n")
+        else:
+            counts = metric.buckets()
+            for prefix, (_, total) in zip(prefixes, counts, strict=False):
+                append(f"{prefix}{total}\n")
+            append(f"{prefixes[-2]}{number(metric.sum)}\n")
+            append(f"{prefixes[-1]}{counts[-1][1]}\n")
+
+
+Snapshot = list[tuple[Family, list[tuple[tuple[str, ...], Any]]]]
+
+
+def render(sources: Sequence[tuple[Snapshot, str]], fmt: Format) -> str:
+    """The text of several registries' snapshots, each with its extra label
+    text (``module="db"``, or empty), families of one name merged."""
+    merged: dict[str, list[tuple[Family, list[tuple[tuple[str, ...], Any]], str]]] = {}
+    for snapshot, extra in sources:
+        for family, children in snapshot:
+            merged.setdefault(family.name, []).append((family, children, extra))
+    out: list[str] = []
+    for parts in merged.values():
+        first = parts[0][0]
+        for other, _, _ in parts[1:]:
+            if other.kind != first.kind:  # claims prevent this in an Exposition
+                raise MetricError(
+                    f"metric {first.name!r} is a {first.kind} in one registry and a "
+                    f"{other.kind} in another"
+                )
+        description = next((f.description for f, _, _ in parts if f.description), "")
+        _header(out, first, description, fmt)
+        for family, children, extra in parts:
+            _samples(out, family, children, extra)
+    if fmt == "openmetrics":
+        out.append("# EOF\n")
+    return "".join(out)
+
+
+# --- content negotiation --------------------------------------------------------
+
+
+def _ranges(accept: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        values: dict[str, str] = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            values[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(values.pop("q", "1"))
+        except ValueError:
+            q = 0.0
+        if not math.isfinite(q):
+            q = 0.0
+        yield media.lower(), values, q
+
+
+def negotiate(accept: str | None) -> Format:
+    """The format an Accept header prefers: OpenMetrics 1.0.0 when it ranks
+    that highest, else the text format 0.0.4 (also for no header, ``*/*``,
+    or only types this server cannot produce)."""
+    best: tuple[float, Format] = (0.0, "prometheus")
+    for media, params, q in _ranges(accept or ""):
+        version = params.get("version")
+        if media == "application/openmetrics-text" and version in (None, "1.0.0"):
+            wanted: Format = "openmetrics"
+        elif media in ("text/plain", "text/*", "*/*") and version in (None, "0.0.4"):
+            wanted = "prometheus"
+        else:
+            continue
+        if q > best[0]:
+            best = (q, wanted)
+    return best[1]
+
+
+# --- several registries as one ----------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Member:
+    registry: RegistryBase
+    owner: str  # "module 'db'", "the application", ...
+    extra: str  # label text every series gains, or ""
+    exclusive: bool  # its metric names may not appear in another registry
+
+
+@dataclass(frozen=True)
+class _Claim:
+    member: _Member
+    kind: Kind
+    label_names: frozenset[str]
+    labelled: bool  # its series name their module
+
+
+class Exposition:
+    """Several registries exported as one (see this module's doc). Call
+    ``close()`` to release the registries."""
+
+    def __init__(self) -> None:
+        self._members: list[_Member] = []
+        self._names: dict[str, list[_Claim]] = {}  # family name -> claims
+        self._samples: dict[str, str] = {}  # sample name -> family name
+        self._closed = False
+
+    def add(
+        self,
+        registry: RegistryBase,
+        owner: str,
+        *,
+        module: str | None = None,
+        exclusive: bool = False,
+    ) -> None:
+        """Export ``registry`` too, as ``owner``; with ``module``, every
+        series without a ``module`` label gains ``module="<module>"``.
+        MetricError naming both owners if it would export a metric name that
+        another registry here exports differently; then nothing is added."""
+        if self._closed:
+            raise RuntimeError("this exposition is closed")
+        if any(m.registry is registry for m in self._members):
+            raise ValueError(f"{owner}'s registry is already exported here")
+        extra = f'module="{escape_label(module)}"' if module is not None else ""
+        member = _Member(registry, owner, extra, exclusive)
+        registry._join(self, member)
+        self._members.append(member)
+
+    def close(self) -> None:
+        """Detach from every registry; their later metrics are not checked here."""
+        self._closed = True
+        for member in self._members:
+            member.registry._leave(self)
+        self._members.clear()
+        with _CLAIMS:
+            self._names.clear()
+            self._samples.clear()
+
+    def render(self, fmt: Format = "prometheus") -> str:
+        """Every registry's metrics in ``fmt``, after running their collectors."""
+        sources = [(m.registry._collect(), m.extra) for m in self._members]
+        return render(sources, fmt)
+
+    # Called by registries, with _CLAIMS held.
+
+    def _check(self, member: _Member, kind: Kind, name: str, label_names: Sequence[str]) -> None:
+        claim = self._claim(member, kind, label_names)
+        for sample in series_names(kind, name):
+            family = self._samples.get(sample)
+            if family is not None and family != name:
+                other = self._names[family][0]
+                raise MetricError(
+                    f"{member.owner}'s {kind} {name!r} and {other.member.owner}'s "
+                    f"{other.kind} {family!r} would both expose the series {sample!r}"
+                )
+        for other in self._names.get(name, ()):
+            if other.member is member:
+                continue
+            if not (
+                claim.labelled
+                and other.labelled
+                and claim.kind == other.kind
+                and claim.label_names == other.label_names
+            ):
+                raise MetricError(
+                    f"{member.owner} and {other.member.owner} would both export the "
+                    f"metric {name!r} ({kind} labelled {sorted(claim.label_names)} and "
+                    f"{other.kind} labelled {sorted(other.label_names)}); two registries "
+                    "may share a metric name only when each labels it with its module"
+                )
+
+    def _commit(self, member: _Member, kind: Kind, name: str, label_names: Sequence[str]) -> None:
+        self._names.setdefault(name, []).append(self._claim(member, kind, label_names))
+        for sample in series_names(kind, name):
+            self._samples[sample] = name
+
+    @staticmethod
+    def _claim(member: _Member, kind: Kind, label_names: Sequence[str]) -> _Claim:
+        names = set(label_names)
+        if member.extra:
+            names.add("module")
+        labelled = "module" in names and not member.exclusive
+        return _Claim(member, kind, frozenset(names), labelled)

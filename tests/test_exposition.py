@@ -1,0 +1,332 @@
+"""Gauges in a registry, both text formats (parsed by prometheus_client's own
+parsers), content negotiation, collectors, and several registries exported
+as one (active backend)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from pepperpy_core.errors import MetricError
+from pepperpy_core.exposition import CONTENT_TYPES, Exposition, negotiate
+from pepperpy_core.metrics import Gauge, MetricsRegistry
+
+pytestmark = pytest.mark.backend
+
+
+def parse(text: str, fmt: str = "prometheus") -> dict[str, Any]:
+    """family name -> (type, documentation, {(sample name, labels): value})."""
+    parser = parse_openmetrics_families if fmt == "openmetrics" else text_string_to_metric_families
+    out = {}
+    for family in parser(text):
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
+        out[family.name] = (family.type, family.documentation, samples)
+    return out
+
+
+def filled() -> MetricsRegistry:
+    reg = MetricsRegistry()
+    reg.counter("requests_total", {"route": "/a"}, description='Requests "served".').inc(3)
+    reg.counter("errors").inc(2)
+    reg.gauge("queue_depth", {"queue": 'we"ird\\q\nx'}, description="Items waiting.").set(4.5)
+    h = reg.histogram("db_seconds", {"db": "main"}, buckets=[0.1, 1.0])
+    for v in (0.05, 0.5, 3.0):
+        h.observe(v)
+    return reg
+
+
+# --- gauges in a registry ------------------------------------------------------------
+
+
+def test_registry_gauge_is_get_or_create() -> None:
+    reg = MetricsRegistry()
+    g = reg.gauge("temperature", {"room": "a"}, description="Degrees.")
+    assert isinstance(g, Gauge)
+    assert reg.gauge("temperature", {"room": "a"}) is g
+    assert reg.gauge("temperature", {"room": "b"}) is not g
+    g.set(21.5)
+    row = next(r for r in reg.snapshot() if r["labels"] == {"room": "a"})
+    assert row == {
+        "name": "temperature",
+        "kind": "gauge",
+        "description": "Degrees.",
+        "labels": {"room": "a"},
+        "value": 21.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda r: r.counter("level"), MetricError, "is a gauge, not a counter"),
+        (lambda r: r.histogram("level"), MetricError, "is a gauge, not a histogram"),
+        (lambda r: r.gauge("level", {"x": "1"}), MetricError, "has labels"),
+        (lambda r: r.gauge("level", buckets=[1.0]), TypeError, "buckets"),
+        (lambda r: r.gauge("bad name"), MetricError, "breaks Prometheus"),
+        (lambda r: r.gauge("level", {"k": 1}), TypeError, "str value"),
+        (lambda r: r.gauge(3), TypeError, "must be a str"),
+    ],
+)
+def test_registry_gauge_refuses_bad_calls(call: Any, error: type[Exception], match: str) -> None:
+    reg = MetricsRegistry()
+    reg.gauge("level").set(2)
+    before = reg.to_prometheus()
+    with pytest.raises(error, match=match):
+        call(reg)
+    assert reg.to_prometheus() == before
+
+
+def test_gauge_and_counter_series_collide() -> None:
+    reg = MetricsRegistry()
+    reg.counter("jobs")
+    with pytest.raises(MetricError, match="'jobs_total'"):
+        reg.gauge("jobs_total")
+
+
+# --- the two formats --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+def test_both_formats_parse_to_the_same_values(fmt: str) -> None:
+    text = filled().export(fmt)  # type: ignore[arg-type]
+    families = parse(text, fmt)
+    kind, doc, samples = families["requests"]
+    assert (kind, doc) == ("counter", 'Requests "served".')
+    assert samples == {("requests_total", (("route", "/a"),)): 3.0}
+    assert families["errors"][2] == {("errors_total", ()): 2.0}
+    kind, doc, samples = families["queue_depth"]
+    assert (kind, doc) == ("gauge", "Items waiting.")
+    assert samples == {("queue_depth", (("queue", 'we"ird\\q\nx'),)): 4.5}
+    kind, _, samples = families["db_seconds"]
+    db = (("db", "main"),)
+    assert kind == "histogram"
+    assert samples == {
+        ("db_seconds_bucket", (*db, ("le", "0.1"))): 1.0,
+        ("db_seconds_bucket", (*db, ("le", "1.0"))): 2.0,
+        ("db_seconds_bucket", (*db, ("le", "+Inf"))): 3.0,
+        ("db_seconds_sum", db): pytest.approx(3.55),
+        ("db_seconds_count", db): 3.0,
+    }
+
+
+def test_openmetrics_has_its_own_shape() -> None:
+    text = filled().to_openmetrics()
+    assert text.endswith("# EOF\n")
+    assert text.count("# EOF") == 1
+    assert "# TYPE requests counter\n" in text
+    assert '# HELP requests Requests \\"served\\".\n' in text
+    assert "requests_total_total" not in text
+    assert MetricsRegistry().to_openmetrics() == "# EOF\n"
+
+
+def test_text_format_names_counters_with_total() -> None:
+    text = filled().to_prometheus()
+    assert "# TYPE requests_total counter\n" in text
+    assert "# TYPE errors_total counter\nerrors_total 2\n" in text
+    assert '# HELP requests_total Requests "served".\n' in text  # 0.0.4 leaves quotes
+    assert "# EOF" not in text
+
+
+def test_export_refuses_an_unknown_format() -> None:
+    with pytest.raises(ValueError, match="'openmetrics'"):
+        filled().export("json")  # type: ignore[arg-type]
+
+
+def test_rendered_label_text_is_kept_per_series() -> None:
+    reg = filled()
+    first = reg.to_prometheus()
+    reg.counter("requests_total", {"route": "/a"}).inc()
+    reg.counter("requests_total", {"route": "/b"}).inc()
+    second = reg.to_prometheus()
+    assert 'requests_total{route="/a"} 4\n' in second
+    assert 'requests_total{route="/b"} 1\n' in second
+    assert len(second.splitlines()) == len(first.splitlines()) + 1
+
+
+# --- content negotiation ----------------------------------------------------------------
+
+PROMETHEUS_2_42 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "fmt"),
+    [
+        (None, "prometheus"),
+        ("", "prometheus"),
+        ("*/*", "prometheus"),
+        ("text/plain", "prometheus"),
+        (PROMETHEUS_2_42, "openmetrics"),
+        ("application/openmetrics-text", "openmetrics"),
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8", "openmetrics"),
+        ("application/openmetrics-text;version=0.0.1", "prometheus"),  # not offered
+        ("text/plain;q=0.9, application/openmetrics-text;q=0.5", "prometheus"),
+        ("text/plain;q=0.5, application/openmetrics-text;q=0.9", "openmetrics"),
+        ("application/json", "prometheus"),
+        ("application/openmetrics-text;q=nan, text/plain;q=0.1", "prometheus"),
+        ("application/openmetrics-text;q=x", "prometheus"),
+        (",,;;=,", "prometheus"),
+    ],
+)
+def test_negotiation(accept: str | None, fmt: str) -> None:
+    assert negotiate(accept) == fmt
+    assert fmt in CONTENT_TYPES
+
+
+# --- collectors ------------------------------------------------------------------------
+
+
+def test_collectors_run_before_every_export() -> None:
+    reg = MetricsRegistry()
+    calls: list[int] = []
+
+    def collect() -> None:
+        calls.append(1)
+        reg.gauge("calls_seen").set(len(calls))
+
+    remove = reg.add_collector(collect)
+    assert "calls_seen 1.0\n" in reg.to_prometheus()
+    assert "calls_seen 2.0\n" in reg.to_openmetrics()
+    assert reg.snapshot()[0]["value"] == 3.0
+    remove()
+    reg.to_prometheus()
+    assert len(calls) == 3
+
+
+def test_a_failing_collector_fails_the_export() -> None:
+    reg = MetricsRegistry()
+
+    def broken() -> None:
+        raise RuntimeError("cannot read the queue")
+
+    reg.add_collector(broken)
+    with pytest.raises(RuntimeError, match="cannot read the queue"):
+        reg.to_prometheus()
+
+
+def test_a_collector_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="callable"):
+        MetricsRegistry().add_collector("nope")  # type: ignore[arg-type]
+
+
+# --- several registries as one -----------------------------------------------------------
+
+
+def test_each_module_registry_gains_a_module_label() -> None:
+    app, db, web = MetricsRegistry(), MetricsRegistry(), MetricsRegistry()
+    app.gauge("pepperpy_module_up", {"module": "db"}).set(1)
+    db.counter("queries_total").inc(2)
+    web.counter("queries_total").inc(5)
+    web.histogram("lifecycle_seconds", {"module": "web", "phase": "start"}).observe(0.2)
+    group = Exposition()
+    group.add(app, "the application", exclusive=True)
+    group.add(db, "module 'db'", module="db")
+    group.add(web, "module 'web'", module="web")
+    for fmt in ("prometheus", "openmetrics"):
+        text = group.render(fmt)  # type: ignore[arg-type]
+        assert text.count("# TYPE queries") == 1  # one family, two series
+        samples = parse(text, fmt)["queries"][2]
+        assert samples == {
+            ("queries_total", (("module", "db"),)): 2.0,
+            ("queries_total", (("module", "web"),)): 5.0,
+        }
+        up = parse(text, fmt)["pepperpy_module_up"][2]
+        assert up == {("pepperpy_module_up", (("module", "db"),)): 1.0}
+        lifecycle = parse(text, fmt)["lifecycle_seconds"][2]
+        assert ("lifecycle_seconds_count", (("module", "web"), ("phase", "start"))) in lifecycle
+    group.close()
+
+
+def conflict(*owners: str) -> str:
+    return ".*".join(owners)
+
+
+@pytest.mark.parametrize(
+    ("make_first", "make_second"),
+    [
+        (lambda r: r.counter("jobs"), lambda r: r.gauge("jobs")),
+        (lambda r: r.counter("jobs"), lambda r: r.counter("jobs", {"kind": "a"})),
+        (lambda r: r.histogram("req"), lambda r: r.counter("req_count")),
+        (lambda r: r.counter("req_count"), lambda r: r.histogram("req")),
+        (lambda r: r.gauge("pepperpy_x"), lambda r: r.gauge("pepperpy_x")),
+    ],
+)
+@pytest.mark.parametrize("when", ["joining", "after joining"])
+def test_two_registries_that_would_clash_are_refused(
+    make_first: Any, make_second: Any, when: str
+) -> None:
+    first, second = MetricsRegistry(), MetricsRegistry()
+    make_first(first)
+    group = Exposition()
+    # The last case is the application's own, exclusive registry.
+    group.add(first, "module 'a'", module="a", exclusive=True)
+    if when == "joining":
+        make_second(second)
+        before = second.to_prometheus()
+        with pytest.raises(MetricError, match=conflict("module 'b'", "module 'a'")):
+            group.add(second, "module 'b'", module="b")
+        assert second.to_prometheus() == before
+        alone = Exposition()
+        alone.add(first, "module 'a'", module="a", exclusive=True)
+        assert group.render() == alone.render()  # the second did not join
+        alone.close()
+    else:
+        group.add(second, "module 'b'", module="b")
+        with pytest.raises(MetricError, match=conflict("module 'b'", "module 'a'")):
+            make_second(second)
+        assert second.snapshot() == []  # nothing half made
+        group.close()
+        make_second(second)  # outside the group the name is free again
+    group.close()
+
+
+def test_module_labelled_metrics_may_share_a_name() -> None:
+    a, b, shared = MetricsRegistry(), MetricsRegistry(), MetricsRegistry()
+    group = Exposition()
+    group.add(a, "module 'a'", module="a")
+    group.add(b, "module 'b'", module="b")
+    group.add(shared, "modules 'c', 'd'")  # no module of its own
+    a.counter("hits_total").inc()
+    b.counter("hits_total").inc()
+    shared.histogram("lifecycle_seconds", {"module": "c"}).observe(1)
+    a.histogram("lifecycle_seconds", {"module": "a"}).observe(1)
+    with pytest.raises(MetricError, match="modules 'c', 'd'"):
+        shared.counter("hits_total")  # its series would name no module
+    families = parse(group.render())
+    assert set(families["hits"][2]) == {
+        ("hits_total", (("module", "a"),)),
+        ("hits_total", (("module", "b"),)),
+    }
+    group.close()
+
+
+def test_a_registry_joins_an_exposition_once() -> None:
+    reg = MetricsRegistry()
+    group = Exposition()
+    group.add(reg, "module 'a'", module="a")
+    with pytest.raises(ValueError, match="already exported"):
+        group.add(reg, "module 'b'", module="b")
+    group.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        group.add(reg, "module 'a'")
+
+
+def test_an_exposition_runs_every_registrys_collectors() -> None:
+    a, b = MetricsRegistry(), MetricsRegistry()
+    a.add_collector(lambda: a.gauge("a_seen").inc())
+    b.add_collector(lambda: b.gauge("b_seen").inc())
+    group = Exposition()
+    group.add(a, "module 'a'", module="a")
+    group.add(b, "module 'b'", module="b")
+    group.render()
+    text = group.render("openmetrics")
+    assert 'a_seen{module="a"} 2.0\n' in text
+    assert 'b_seen{module="b"} 2.0\n' in text
+    group.close()
