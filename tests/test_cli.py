@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -74,6 +76,41 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     assert "all modules stopped cleanly" in out
 
 
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_demo_serve_keeps_the_endpoints_up_until_a_signal(stop_with: signal.Signals) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "50", "--serve", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert proc.stdout is not None
+        base = None
+        for line in proc.stdout:
+            if line.startswith("serving on "):
+                base = line.split()[2]
+            if line.startswith("Ctrl-C stops"):
+                break
+        assert base is not None, "no address printed"
+        assert base.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        assert 'pepperpy_module_up{module="api"} 1.0' in text
+        assert 'request_seconds_count{module="api"}' in text
+    finally:
+        proc.send_signal(stop_with)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "all modules stopped cleanly" in out
+    port = int(base.rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
 def test_bench_is_quick_and_prints_ratios() -> None:
     out = _cli("bench", "--ops", "300")
     assert out.returncode == 0, out.stderr
@@ -92,6 +129,9 @@ def test_bench_is_quick_and_prints_ratios() -> None:
         ("demo", "--requests", "0"),
         ("demo", "--keys", "x"),
         ("bench", "--ops", "-1"),
+        ("demo", "--serve", "70000"),
+        ("demo", "--serve", "http"),
+        ("demo", "--serve"),
     ],
 )
 def test_bad_arguments_are_a_usage_error(args: tuple[str, ...]) -> None:

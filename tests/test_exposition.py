@@ -330,3 +330,34 @@ def test_an_exposition_runs_every_registrys_collectors() -> None:
     assert 'a_seen{module="a"} 2.0\n' in text
     assert 'b_seen{module="b"} 2.0\n' in text
     group.close()
+
+
+# --- descriptions ----------------------------------------------------------------------
+
+
+def test_describe_gives_help_text_now_or_later_and_the_first_wins() -> None:
+    reg = MetricsRegistry()
+    reg.describe("later_total", "Made after it was described.")
+    reg.counter("now_total").inc()
+    reg.describe("now_total", "Described after it was made.")
+    reg.describe("now_total", "A second description is ignored.")
+    reg.counter("later_total").inc()
+    reg.counter("given_total", description="Given at first use.")
+    reg.describe("given_total", "Ignored too.")
+    docs = {name: doc for name, (_, doc, _) in parse(reg.to_prometheus()).items()}
+    assert docs == {
+        "now": "Described after it was made.",
+        "later": "Made after it was described.",
+        "given": "Given at first use.",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [("bad name", "x", MetricError), (3, "x", TypeError), ("ok", 3, TypeError)],
+)
+def test_describe_refuses_bad_input(name: Any, text: Any, error: type[Exception]) -> None:
+    reg = MetricsRegistry()
+    with pytest.raises(error):
+        reg.describe(name, text)
+    assert reg.to_prometheus() == ""

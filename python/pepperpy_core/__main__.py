@@ -19,6 +19,7 @@ import pepperpy_core
 from pepperpy_core import _backend
 from pepperpy_core._bench import run_bench
 from pepperpy_core._demo import run_demo
+from pepperpy_core.runtime.http import require_aiohttp
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -37,7 +38,17 @@ def _info(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="  log %(name)s: %(message)s")
-    return asyncio.run(run_demo(sys.stdout, requests=args.requests, keys=args.keys, seed=args.seed))
+    if args.serve is not None:
+        try:
+            require_aiohttp()
+        except ImportError as error:
+            print(f"pepperpy-core demo: error: {error}", file=sys.stderr)
+            return 2
+    return asyncio.run(
+        run_demo(
+            sys.stdout, requests=args.requests, keys=args.keys, seed=args.seed, serve=args.serve
+        )
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -51,6 +62,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, got {value}")
     return value
 
 
@@ -72,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=_positive, default=2000, help="requests to serve")
     demo.add_argument("--keys", type=_positive, default=200, help="distinct keys requested")
     demo.add_argument("--seed", type=int, default=1, help="seed of the request mix")
+    demo.add_argument(
+        "--serve",
+        type=_port,
+        metavar="PORT",
+        help="then keep running with /metrics and health probes on 127.0.0.1:PORT "
+        "(0 picks a free port) until Ctrl-C; needs pepperpy-core[http]",
+    )
     demo.set_defaults(handler=_demo)
     bench = commands.add_parser(
         "bench",

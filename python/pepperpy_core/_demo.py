@@ -115,14 +115,29 @@ def _table(out: TextIO, title: str, header: tuple[str, ...], rows: list[tuple[st
         print("  ".join(cells), file=out)
 
 
-async def run_demo(out: TextIO, *, requests: int = 2000, keys: int = 200, seed: int = 1) -> int:
+async def run_demo(
+    out: TextIO,
+    *,
+    requests: int = 2000,
+    keys: int = 200,
+    seed: int = 1,
+    serve: int | None = None,
+) -> int:
     """Start the demo application, serve ``requests`` reads over ``keys`` keys,
-    print what happened, and stop; returns the exit status."""
+    print what happened, and stop; returns the exit status. With ``serve``
+    (a port, 0 for any), keep running with the HTTP endpoints on loopback
+    until SIGINT or SIGTERM."""
     db = Database()
     cache = Cache(size=max(keys // 2, 1))
     stats = Stats()
     api = Api(db, cache, stats)
-    app = Application(api, start_timeout=10, stop_timeout=10, health_timeout=1)
+    app = Application(
+        api,
+        start_timeout=10,
+        stop_timeout=10,
+        health_timeout=1,
+        http=None if serve is None else f"127.0.0.1:{serve}",
+    )
     order: list[str] = []
     app.add_listener(
         lambda module, old, new: order.append(module.name) if new.value == "ready" else None
@@ -140,7 +155,7 @@ async def run_demo(out: TextIO, *, requests: int = 2000, keys: int = 200, seed: 
         if main is not None:
             main.cancel()
 
-    with _signal(loop, signal.SIGINT, on_interrupt):
+    with _signal(loop, signal.SIGINT, on_interrupt), _signal(loop, signal.SIGTERM, on_interrupt):
         try:
             await app.start()
             _table(
@@ -165,6 +180,8 @@ async def run_demo(out: TextIO, *, requests: int = 2000, keys: int = 200, seed: 
                 await asyncio.gather(*(api.get(f"user:{k}") for k in chosen[batch : batch + 100]))
             elapsed = time.perf_counter() - started
             await _report(out, app, api, cache, db, stats, requests, elapsed)
+            if serve is not None:
+                await _serve(out, app, api, rng, chosen)
         except asyncio.CancelledError:
             if not interrupted:
                 raise
@@ -178,7 +195,24 @@ async def run_demo(out: TextIO, *, requests: int = 2000, keys: int = 200, seed: 
         [(name, f"{app.stop_durations[name] * 1e3:.1f} ms") for name in reversed(order)],
     )
     print("\nall modules stopped cleanly", file=out)
+    if serve is not None:
+        return 0  # a signal is how serving ends
     return 130 if interrupted else 0
+
+
+async def _serve(
+    out: TextIO, app: Application, api: Api, rng: random.Random, keys: list[int]
+) -> None:
+    """Keep the application up for curl, with a trickle of requests so that
+    the numbers move, until cancelled (by the signal handler)."""
+    base = f"http://127.0.0.1:{app.http_port}"
+    print(f"\nserving on {base} (loopback only); try:", file=out)
+    for path in ("/metrics", "/livez", "/startupz", "/readyz", "/health"):
+        print(f"  curl {base}{path}", file=out)
+    print("Ctrl-C stops the application", file=out, flush=True)
+    while True:
+        await api.get(f"user:{rng.choice(keys)}")
+        await asyncio.sleep(0.2)
 
 
 def _version(app: Application, name: str) -> str:

@@ -121,6 +121,7 @@ class RegistryBase:
         self._series_owner: dict[str, str] = {}  # sample name -> family name
         self._lock = threading.Lock()
         self._collectors: list[Collector] = []
+        self._descriptions: dict[str, str] = {}  # described before being made
         self._groups: list[tuple[Exposition, _Member]] = []
 
     def _lookup(
@@ -154,7 +155,8 @@ class RegistryBase:
             family = self._families.get(name)
             if family is None:
                 self._claim(kind, name, label_names)
-                family = Family(name, kind, description, label_names, wanted)
+                text = description or self._descriptions.pop(name, "")
+                family = Family(name, kind, text, label_names, wanted)
                 self._families[name] = family
             elif family.kind != kind:
                 raise MetricError(f"metric {name!r} is a {family.kind}, not a {kind}")
@@ -167,6 +169,8 @@ class RegistryBase:
                 raise MetricError(
                     f"histogram {name!r} has buckets {list(family.buckets)}, not {list(wanted)}"
                 )
+            if description and not family.description:
+                family.description = description
             metric = family.children.get(values)
             if metric is None:
                 if kind == "counter":
@@ -223,6 +227,21 @@ class RegistryBase:
     def _leave(self, group: Exposition) -> None:
         with self._lock:
             self._groups = [(g, m) for g, m in self._groups if g is not group]
+
+    def describe(self, name: str, description: str) -> None:
+        """Give the metric ``name`` its help text, now or when it is made; as
+        with its kind and labels, the first description given is kept."""
+        name = _check_name(name)
+        if not isinstance(description, str):
+            raise TypeError(f"description must be a str, not {type(description).__name__}")
+        if not description:
+            return
+        with self._lock:
+            family = self._families.get(name)
+            if family is None:
+                self._descriptions.setdefault(name, description)
+            elif not family.description:
+                family.description = description
 
     # --- export --------------------------------------------------------------------
 

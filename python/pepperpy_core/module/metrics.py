@@ -18,6 +18,12 @@ from pepperpy_core.metrics import Histogram, MetricsRegistry, Timer
 from pepperpy_core.module.base import BaseModule, ModuleState
 
 _PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
+_HELP = {
+    "lifecycle_seconds": "Seconds the module's initialize() and cleanup() took.",
+    "lifecycle_total": "The module's initialize() and cleanup() calls, by outcome.",
+    "successes_total": "Successes the module recorded.",
+    "failures_total": "Failures the module recorded, by reason.",
+}
 _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAILED: "failed"}
 
 
@@ -31,6 +37,8 @@ class MetricsModule(BaseModule):
     ) -> None:
         super().__init__(config, **kwargs)
         self.metrics = registry if registry is not None else MetricsRegistry()
+        for name, text in _HELP.items():
+            self.metrics.describe(name, text)
         self._phase_started: tuple[str, float] | None = None
         # timer(name) is called on every request: its histograms are kept
         # per name, for the config (and so the module name) they were made for.

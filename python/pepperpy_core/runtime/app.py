@@ -29,6 +29,14 @@ anything starts.
   class, to listeners added with ``add_listener(fn)``: ``fn(module, old,
   new)``. ``start_durations`` and ``stop_durations`` hold seconds per module.
 - ``await app.health()`` checks every module (see ``health.py``).
+- ``app.metrics`` is the application's own MetricsRegistry, where the
+  runtime keeps per-module series (see ``observe.py``);
+  ``render_metrics(fmt)`` exports it with every module's registry.
+- ``Application(..., http="127.0.0.1:9464")`` serves /metrics and health
+  probes (see ``http.py``; needs the ``http`` extra) from before the first
+  module starts until after the last one stops; port 0 picks a free port,
+  which ``http_port`` tells. A start that cannot listen, or whose modules'
+  registries clash, raises (OSError, MetricError) before any module starts.
 """
 
 from __future__ import annotations
@@ -42,10 +50,13 @@ from typing import Any, Final, Literal
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
+from pepperpy_core.exposition import Exposition, Format
+from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
 from pepperpy_core.runtime.graph import Node, plan
 from pepperpy_core.runtime.health import HealthReport, check_all
+from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
 from pepperpy_core.runtime.scheduler import run_phase
 
 _log: Final = logging.getLogger("pepperpy_core.runtime")
@@ -76,7 +87,14 @@ class Application:
         start_timeout: float | None = None,
         stop_timeout: float | None = None,
         health_timeout: float = 5.0,
+        http: str | None = None,
     ) -> None:
+        self._address: tuple[str, int] | None = None
+        if http is not None:
+            from pepperpy_core.runtime.http import parse_address, require_aiohttp  # noqa: PLC0415
+
+            self._address = parse_address(http)
+            require_aiohttp()
         self.start_timeout = _check_timeout("start_timeout", start_timeout)
         self.stop_timeout = _check_timeout("stop_timeout", stop_timeout)
         self.health_timeout = _check_timeout("health_timeout", health_timeout)
@@ -92,6 +110,11 @@ class Application:
         self._interrupt: BaseException | None = None
         self.start_durations: dict[str, float] = {}
         self.stop_durations: dict[str, float] = {}
+        self.metrics = MetricsRegistry()
+        self._runtime_metrics = RuntimeMetrics(self.metrics, lambda: self._nodes)
+        self._runtime_metrics.watch(self.start_durations, self.stop_durations)
+        self._exposition: Exposition | None = None
+        self._http: Any = None  # an HttpServer while listening
         self.add(*modules)
 
     # --- the graph ---------------------------------------------------------------
@@ -127,6 +150,16 @@ class Application:
     def phase(self) -> Phase:
         """Where the application is: idle, starting, running or stopping."""
         return self._phase
+
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` has finished, until ``stop()`` has."""
+        return self._phase in ("running", "stopping")
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP endpoints listen on, or None when they do not."""
+        return self._http.port if self._http is not None else None
 
     # --- listeners -------------------------------------------------------------------
 
@@ -185,6 +218,7 @@ class Application:
 
     async def _starting(self) -> None:
         nodes = self._plan()
+        await self._open_outside(nodes)
         for node in nodes:
             node.began = False
         failure: list[tuple[Node, BaseException]] = []
@@ -230,8 +264,11 @@ class Application:
         try:
             errors = await self._clean_up([n for n in nodes if n.began])
         finally:
-            self._rolling_back = False
-            self._phase = "idle"
+            try:
+                await self._close_outside()
+            finally:
+                self._rolling_back = False
+                self._phase = "idle"
         self._raise_interrupt()
         if failure:
             node, cause = failure[0]
@@ -318,7 +355,10 @@ class Application:
         try:
             errors = await self._clean_up(running)
         finally:
-            self._phase = "idle"
+            try:
+                await self._close_outside()
+            finally:
+                self._phase = "idle"
         self._raise_interrupt()
         if errors:
             raise ShutdownError(f"{len(errors)} module(s) failed to stop", errors)
@@ -409,4 +449,49 @@ class Application:
 
     async def health(self) -> HealthReport:
         """Every module's health, checked concurrently (see health.py)."""
-        return await check_all(self._plan(), self.health_timeout)
+        report = await check_all(self._plan(), self.health_timeout)
+        self._runtime_metrics.observe_health(report)
+        return report
+
+    # --- out of the process ----------------------------------------------------------------
+
+    def render_metrics(self, fmt: Format = "prometheus") -> str:
+        """The application's registry and every module's as text in ``fmt``
+        (``"prometheus"``, 0.0.4, or ``"openmetrics"``, 1.0.0)."""
+        if fmt not in ("prometheus", "openmetrics"):
+            raise ValueError(f"format must be 'prometheus' or 'openmetrics', not {fmt!r}")
+        if self._exposition is not None:
+            return self._exposition.render(fmt)
+        once = open_exposition(self.metrics, self._plan())
+        try:
+            return once.render(fmt)
+        finally:
+            once.close()
+
+    async def _open_outside(self, nodes: list[Node]) -> None:
+        """Join the registries into one exposition, then listen (if asked);
+        on any failure, nothing is left open."""
+        self._exposition = open_exposition(self.metrics, nodes)
+        if self._address is None:
+            return
+        from pepperpy_core.runtime.http import HttpServer  # noqa: PLC0415
+
+        server = HttpServer(self, *self._address)
+        try:
+            await server.open()
+        except BaseException:
+            self._exposition.close()
+            self._exposition = None
+            raise
+        self._http = server
+
+    async def _close_outside(self) -> None:
+        """Stop listening, then release the registries."""
+        server, self._http = self._http, None
+        try:
+            if server is not None:
+                await server.close()
+        finally:
+            if self._exposition is not None:
+                self._exposition.close()
+                self._exposition = None

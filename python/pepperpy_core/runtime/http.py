@@ -1,0 +1,231 @@
+"""An Application's HTTP endpoints, served by aiohttp (the ``http`` extra).
+
+- ``GET /metrics``: every registry of the application (see ``observe``), in
+  the text format 0.0.4, or OpenMetrics 1.0.0 when the Accept header ranks
+  it first; ``?format=prometheus`` or ``?format=openmetrics`` overrides the
+  header (for scrapers and people that cannot set it).
+- ``GET /livez``: 200 while the event loop answers.
+- ``GET /startupz``: 503 until ``start()`` has finished, then 200.
+- ``GET /readyz``: 200 when the application runs and no module is
+  unhealthy; 503 otherwise, the body naming what is not ready.
+- ``GET /health``: the HealthReport as JSON; 503 when a module is unhealthy.
+- HEAD works wherever GET does; another method is 405, another path 404.
+
+Probes answer during start and stop without waiting for either, and
+concurrent readiness and health requests share one run of the checks. The
+server bounds what a client can hold: a request must arrive complete within
+``KEEPALIVE`` seconds of the connection (or of the previous response), and
+header lines are limited to aiohttp's 8190 bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final
+
+from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from pepperpy_core.runtime.app import Application
+    from pepperpy_core.runtime.health import HealthReport
+
+_log: Final = logging.getLogger("pepperpy_core.http")
+
+#: Where ``":port"`` listens: this machine only.
+LOOPBACK: Final = "127.0.0.1"
+#: Seconds a connection may stay without a complete request.
+KEEPALIVE: Final = 5.0
+#: Seconds stop() waits for requests in flight before closing their connections.
+SHUTDOWN_GRACE: Final = 1.0
+_FORMATS: Final[dict[str, Format]] = {
+    "prometheus": "prometheus",
+    "text": "prometheus",
+    "openmetrics": "openmetrics",
+}
+_EXTRA_HINT: Final = (
+    "serving HTTP needs aiohttp: install the extra with `pip install 'pepperpy-core[http]'`"
+)
+
+
+def require_aiohttp() -> None:
+    """ImportError naming the ``http`` extra when aiohttp is missing."""
+    try:
+        import aiohttp.web  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ImportError(_EXTRA_HINT, name="aiohttp") from exc
+
+
+def parse_address(address: object) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:port"`` for IPv6) as (host, port); no host
+    (``":9464"``) means loopback and port 0 a free port. TypeError or
+    ValueError saying what is wrong."""
+    if not isinstance(address, str):
+        raise TypeError(f'http must be a "host:port" str, not {type(address).__name__}')
+    host, sep, port_text = address.rpartition(":")
+    if not sep:
+        raise ValueError(f'http must be "host:port" (e.g. "127.0.0.1:9464"), got {address!r}')
+    if not host:
+        host = LOOPBACK
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"http has a bad IPv6 address in {address!r}") from None
+    elif ":" in host:
+        raise ValueError(f'http: write an IPv6 address in brackets ("[::1]:9464"), got {address!r}')
+    if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"http needs a port from 0 to 65535, got {port_text!r} in {address!r}")
+    return host, int(port_text)
+
+
+class HttpServer:
+    """The endpoints above for one Application, between ``open()`` and ``close()``."""
+
+    def __init__(self, app: Application, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._checking: asyncio.Future[HealthReport] | None = None
+        self.port: int | None = None
+
+    async def open(self) -> None:
+        """Listen; OSError (the address in use, say) and nothing listening if not."""
+        from aiohttp import web  # noqa: PLC0415
+
+        routes = web.Application(handler_args={"keepalive_timeout": KEEPALIVE})
+        for path, handler in (
+            ("/metrics", self._metrics),
+            ("/livez", self._livez),
+            ("/startupz", self._startupz),
+            ("/readyz", self._readyz),
+            ("/health", self._health),
+        ):
+            routes.router.add_get(path, handler)
+        runner = web.AppRunner(
+            routes, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(
+                runner,
+                self._host,
+                self._port,
+                backlog=1024,
+                reuse_address=True,
+            )
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = _bound_port(runner)
+        _log.info("serving metrics and probes on http://%s:%d", self._host, self.port)
+
+    async def close(self) -> None:
+        """Stop listening, let requests in flight end (at most ``SHUTDOWN_GRACE``
+        seconds), then close every connection. Completes even if cancelled
+        (and then re-raises the cancellation)."""
+        runner, self._runner = self._runner, None
+        self.port = None
+        if runner is None:
+            return
+        closing = asyncio.ensure_future(runner.cleanup())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])
+            raise
+
+    # --- handlers ------------------------------------------------------------------
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415
+
+        asked = request.query.get("format")
+        if asked is not None:
+            fmt = _FORMATS.get(asked.lower())
+            if fmt is None:
+                known = ", ".join(sorted(_FORMATS))
+                return _text(400, f"unknown format {asked!r}; use one of {known}\n")
+        else:
+            fmt = negotiate(request.headers.get("Accept"))
+        try:
+            body = self._app.render_metrics(fmt)
+        except Exception:
+            _log.exception("collecting metrics failed")
+            return _text(500, "collecting metrics failed; see the application's log\n")
+        self._app._runtime_metrics.count_scrape(fmt)
+        return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPES[fmt]})
+
+    async def _livez(self, request: web.Request) -> web.Response:
+        return _text(200, "ok\n")
+
+    async def _startupz(self, request: web.Request) -> web.Response:
+        if self._app.started:
+            return _text(200, "started\n")
+        return _text(503, f"not started: the application is {self._app.phase}\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        phase = self._app.phase
+        if phase != "running":
+            return _text(503, f"not ready: the application is {phase}\n")
+        report = await self._shared_health()
+        if self._app.phase != "running":
+            return _text(503, f"not ready: the application is {self._app.phase}\n")
+        if report.status == "unhealthy":
+            lines = [
+                f"{name}: {m.status} ({m.detail})"
+                for name, m in report.modules.items()
+                if m.status != "healthy"
+            ]
+            return _text(503, "not ready:\n" + "".join(f"  {line}\n" for line in lines))
+        return _text(200, "ready\n")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415
+
+        report = await self._shared_health()
+        body = {
+            "status": report.status,
+            "phase": self._app.phase,
+            "modules": {
+                name: {"status": m.status, "detail": m.detail, "latency": m.latency}
+                for name, m in report.modules.items()
+            },
+        }
+        status = 503 if report.status == "unhealthy" else 200
+        return web.json_response(body, status=status, dumps=_dumps)
+
+    def _shared_health(self) -> Awaitable[HealthReport]:
+        """The health check in flight, or a new one: one run serves every
+        request that arrives while it runs; a client that leaves does not
+        cancel it for the others."""
+        checking = self._checking
+        if checking is None or checking.done():
+            checking = self._checking = asyncio.ensure_future(self._app.health())
+        return asyncio.shield(checking)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False)
+
+
+def _text(status: int, body: str) -> web.Response:
+    from aiohttp import web  # noqa: PLC0415
+
+    return web.Response(status=status, text=body)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    raise RuntimeError("the HTTP server is not bound to a TCP port")

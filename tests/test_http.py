@@ -1,0 +1,612 @@
+"""An Application's HTTP endpoints: what each answers and when, from before
+the first module starts to after the last one stops; bad addresses, clashing
+registries, hostile clients, and nothing left behind after stop()."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import resource
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from pepperpy_core import Application
+from pepperpy_core.errors import MetricError
+from pepperpy_core.module import BaseModule, ModuleConfig
+from pepperpy_core.module.metrics import MetricsModule
+from pepperpy_core.runtime import StartupError
+from pepperpy_core.runtime import http as http_module
+from tests.asyncutil import run
+
+LOCAL = "127.0.0.1:0"
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
+
+class Service(MetricsModule):
+    """A module whose start, stop and health the test controls."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(ModuleConfig(name=name), **kwargs)
+        self.healthy = True
+        self.gate_start: asyncio.Event | None = None
+        self.gate_stop: asyncio.Event | None = None
+        self.on_start: Callable[[], Awaitable[None]] | None = None
+        self.on_stop: Callable[[], Awaitable[None]] | None = None
+        self.starting = asyncio.Event()  # set when initialize() begins
+
+    async def initialize(self) -> None:
+        self.starting.set()
+        if self.on_start is not None:
+            await self.on_start()
+        if self.gate_start is not None:
+            await self.gate_start.wait()
+        await super().initialize()
+
+    async def cleanup(self) -> None:
+        if self.on_stop is not None:
+            await self.on_stop()
+        if self.gate_stop is not None:
+            await self.gate_stop.wait()
+        await super().cleanup()
+
+    async def health_check(self) -> bool:
+        return self.healthy
+
+
+async def get(port: int, path: str, **headers: str) -> tuple[int, str, str]:
+    """(status, content type, body) of one GET on a fresh connection."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}", headers=headers) as response,
+    ):
+        return response.status, response.headers.get("Content-Type", ""), await response.text()
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def samples(
+    text: str, fmt: str = "prometheus"
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    parse = parse_openmetrics if fmt == "openmetrics" else parse_text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse(text)
+        for s in family.samples
+    }
+
+
+@asynccontextmanager
+async def running(*modules: Any, **kwargs: Any) -> AsyncIterator[Application]:
+    """A started application with HTTP on a free loopback port; on exit,
+    stopped, and checked to leave no task and no listener behind."""
+    before = asyncio.all_tasks()
+    app = Application(*modules, http=LOCAL, **kwargs)
+    await app.start()
+    port = app.http_port
+    assert port is not None
+    try:
+        yield app
+    finally:
+        await app.stop()
+        assert app.http_port is None
+        assert refused(port)
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() - before == set()
+
+
+# --- the endpoints --------------------------------------------------------------------
+
+
+def test_each_endpoint_answers() -> None:
+    async def main() -> None:
+        db = Service("db")
+        async with running(db) as app:
+            db.record_success()
+            db.metrics.counter("queries_total").inc(3)
+            port = app.http_port
+            assert port is not None
+            status, kind, body = await get(port, "/metrics")
+            assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
+            seen = samples(body)
+            assert seen[("queries_total", (("module", "db"),))] == 3.0
+            assert seen[("successes_total", (("module", "db"),))] == 1.0
+            assert seen[("pepperpy_module_up", (("module", "db"),))] == 1.0
+            assert seen[("pepperpy_module_state", (("module", "db"), ("state", "ready")))] == 1.0
+            assert seen[("pepperpy_module_state", (("module", "db"), ("state", "created")))] == 0.0
+            assert seen[("pepperpy_module_start_seconds", (("module", "db"),))] >= 0.0
+
+            status, kind, body = await get(port, "/metrics", Accept=PROMETHEUS_ACCEPT)
+            assert (status, kind) == (
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            assert body.endswith("# EOF\n")
+            seen = samples(body, "openmetrics")
+            assert seen[("pepperpy_scrapes_total", (("format", "prometheus"),))] == 1.0
+            assert seen[("queries_total", (("module", "db"),))] == 3.0
+
+            for query, fmt in (("openmetrics", "openmetrics"), ("text", "prometheus")):
+                status, kind, _ = await get(
+                    port, f"/metrics?format={query}", Accept=PROMETHEUS_ACCEPT
+                )
+                assert (status, kind) == (200, http_module.CONTENT_TYPES[fmt])
+            status, _, body = await get(port, "/metrics?format=json")
+            assert status == 400
+            assert "'json'" in body
+
+            assert (await get(port, "/livez"))[::2] == (200, "ok\n")
+            assert (await get(port, "/startupz"))[::2] == (200, "started\n")
+            assert (await get(port, "/readyz"))[::2] == (200, "ready\n")
+            status, kind, body = await get(port, "/health")
+            assert (status, kind) == (200, "application/json; charset=utf-8")
+            report = json.loads(body)
+            assert report["status"] == "healthy"
+            assert report["phase"] == "running"
+            assert report["modules"]["db"]["status"] == "healthy"
+            assert report["modules"]["db"]["detail"] == "ok"
+            assert report["modules"]["db"]["latency"] >= 0
+
+            status, _, body = await get(port, "/metrics")
+            seen = samples(body)
+            assert seen[("pepperpy_health_check_seconds_count", (("module", "db"),))] == 2.0
+            healthy = (("module", "db"), ("status", "healthy"))
+            assert seen[("pepperpy_module_health", healthy)] == 1.0
+
+    run(main())
+
+
+def test_other_paths_and_methods_are_refused() -> None:
+    async def main() -> None:
+        async with running(Service("db")) as app, aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{app.http_port}"
+            async with session.get(f"{base}/nope") as response:
+                assert response.status == 404
+            async with session.get(f"{base}/") as response:
+                assert response.status == 404
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                async with session.request(method, f"{base}/metrics") as response:
+                    assert response.status == 405
+                    assert "GET" in response.headers["Allow"]
+            async with session.head(f"{base}/readyz") as response:
+                assert response.status == 200
+                assert await response.read() == b""
+
+    run(main())
+
+
+def test_an_unhealthy_module_makes_the_application_unready() -> None:
+    async def main() -> None:
+        db, web = Service("db"), Service("web")
+        async with running(db, web) as app:
+            port = app.http_port
+            assert port is not None
+            db.healthy = False
+            status, _, body = await get(port, "/readyz")
+            assert status == 503
+            assert "db: unhealthy (health_check returned False)" in body
+            assert "web" not in body
+            status, _, body = await get(port, "/health")
+            assert status == 503
+            report = json.loads(body)
+            assert report["modules"]["db"]["status"] == "unhealthy"
+            assert report["modules"]["web"]["status"] == "healthy"
+            seen = samples((await get(port, "/metrics"))[2])
+            assert seen[("pepperpy_module_health", (("module", "db"), ("status", "unhealthy")))]
+            assert not seen[("pepperpy_module_health", (("module", "db"), ("status", "healthy")))]
+            db.healthy = True
+            assert (await get(port, "/readyz"))[0] == 200
+
+    run(main())
+
+
+def test_concurrent_probes_share_one_run_of_the_checks() -> None:
+    async def main() -> None:
+        calls = 0
+        release = asyncio.Event()
+        checking = asyncio.Event()
+
+        class Slow(BaseModule):
+            async def health_check(self) -> bool:
+                nonlocal calls
+                calls += 1
+                checking.set()
+                await release.wait()
+                return True
+
+        async with running(Slow(), health_timeout=10) as app:
+            port = app.http_port
+            assert port is not None
+            probes = [asyncio.ensure_future(get(port, "/readyz")) for _ in range(50)]
+            await checking.wait()
+            await asyncio.sleep(0.1)
+            release.set()
+            answers = await asyncio.gather(*probes)
+            assert {a[0] for a in answers} == {200}
+            assert calls == 1
+
+    run(main())
+
+
+# --- from before the first start to after the last stop ---------------------------------
+
+
+def test_the_server_listens_before_the_first_start_and_after_the_last_stop() -> None:
+    async def main() -> None:
+        seen: dict[str, Any] = {}
+        first = Service("first")
+        app = Application(first, http=LOCAL)
+
+        async def probe_at_start() -> None:
+            port = app.http_port
+            assert port is not None
+            seen["start"] = (await get(port, "/livez"))[0], (await get(port, "/startupz"))[0]
+            seen["start_ready"] = await get(port, "/readyz")
+            state = samples((await get(port, "/metrics"))[2])
+            seen["state"] = state[
+                ("pepperpy_module_state", (("module", "first"), ("state", "initializing")))
+            ]
+
+        async def probe_at_stop() -> None:
+            port = app.http_port
+            assert port is not None
+            seen["stop"] = (await get(port, "/livez"))[0], (await get(port, "/startupz"))[0]
+            seen["stop_ready"] = await get(port, "/readyz")
+            seen["stop_health"] = json.loads((await get(port, "/health"))[2])["phase"]
+
+        first.on_start = probe_at_start
+        first.on_stop = probe_at_stop
+        await app.start()
+        await app.stop()
+        assert seen["start"] == (200, 503)
+        assert seen["start_ready"][0] == 503
+        assert "starting" in seen["start_ready"][2]
+        assert seen["state"] == 1.0
+        assert seen["stop"] == (200, 200)
+        assert seen["stop_ready"][0] == 503
+        assert "stopping" in seen["stop_ready"][2]
+        assert seen["stop_health"] == "stopping"
+        assert app.http_port is None
+
+    run(main())
+
+
+def test_scrapes_during_start_and_stop_never_hold_the_transitions() -> None:
+    async def main() -> None:
+        db = Service("db")
+        db.gate_start = asyncio.Event()
+        db.gate_stop = asyncio.Event()
+        app = Application(db, http=LOCAL)
+        starting = asyncio.ensure_future(app.start())
+        try:
+            await scrape_through(app, db, starting)
+        finally:  # a failed check must not leave the rollback waiting
+            db.gate_start.set()
+            db.gate_stop.set()
+            await app.stop()
+
+    async def scrape_through(app: Application, db: Service, starting: Any) -> None:
+        assert db.gate_start is not None
+        assert db.gate_stop is not None
+        await db.starting.wait()  # the server listens before the first start
+        port = app.http_port
+        assert port is not None
+        # A client that sends a request and never reads the answer.
+        _, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+        idle_writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        expected = {"/metrics": 200, "/livez": 200, "/readyz": 503, "/startupz": 503}
+        for path, status in expected.items():
+            assert (await get(port, path))[0] == status, path
+        status, _, body = await get(port, "/health")  # not running yet: unhealthy
+        assert status == 503
+        assert json.loads(body)["modules"]["db"]["detail"] == "not running"
+        db.gate_start.set()
+        await asyncio.wait_for(starting, 5)
+        stopping = asyncio.ensure_future(app.stop())
+        await asyncio.sleep(0.05)
+        assert app.phase == "stopping"
+        assert (await get(port, "/readyz"))[0] == 503
+        assert (await get(port, "/metrics"))[0] == 200
+        db.gate_stop.set()
+        began = time.monotonic()
+        await asyncio.wait_for(stopping, 10)
+        assert time.monotonic() - began < http_module.SHUTDOWN_GRACE + 5
+        idle_writer.close()
+        assert refused(port)
+
+
+def test_a_failed_start_closes_the_server_after_the_rollback() -> None:
+    async def main() -> None:
+        db, web = Service("db"), Service("web")
+        app = Application(db, web, http=LOCAL)
+        ports: list[int] = []
+
+        async def fail() -> None:
+            port = app.http_port
+            assert port is not None
+            ports.append(port)
+            raise ConnectionError("no route")
+
+        async def note_rollback() -> None:
+            port = app.http_port
+            assert port is not None
+            ports.append((await get(port, "/livez"))[0])
+
+        web.on_start = fail
+        db.on_stop = note_rollback
+        with pytest.raises(StartupError, match="web"):
+            await app.start()
+        assert ports[1:] == [200]  # the rollback still served
+        assert app.http_port is None
+        assert refused(ports[0])
+        assert app.phase == "idle"
+
+    run(main())
+
+
+def test_an_address_in_use_fails_the_start_before_any_module() -> None:
+    async def main() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            started: list[str] = []
+            db = Service("db")
+
+            async def note() -> None:
+                started.append("db")
+
+            db.on_start = note
+            app = Application(db, http=f"127.0.0.1:{port}")
+            with pytest.raises(OSError, match=str(port)):
+                await app.start()
+            assert started == []
+            assert app.phase == "idle"
+            assert app.http_port is None
+        async with running(db):  # a fresh address works afterwards
+            assert started == ["db"]
+
+    run(main())
+
+
+def test_clashing_module_registries_fail_the_start_naming_both() -> None:
+    async def main() -> None:
+        a, b = Service("a"), Service("b")
+        a.metrics.counter("jobs")
+        b.metrics.gauge("jobs")
+        started: list[str] = []
+
+        async def note() -> None:
+            started.append("x")
+
+        a.on_start = b.on_start = note
+        app = Application(a, b, http=LOCAL)
+        with pytest.raises(MetricError, match=r"module 'b'.*module 'a'"):
+            await app.start()
+        assert started == []
+        assert app.http_port is None
+        assert app.phase == "idle"
+
+    run(main())
+
+
+def test_a_clash_made_while_running_is_refused_where_it_is_made() -> None:
+    async def main() -> None:
+        a, b = Service("a"), Service("b")
+        async with running(a, b) as app:
+            a.metrics.counter("jobs").inc()
+            with pytest.raises(MetricError, match=r"module 'b'.*module 'a'"):
+                b.metrics.histogram("jobs")
+            port = app.http_port
+            assert port is not None
+            assert (await get(port, "/metrics"))[0] == 200
+        b.metrics.histogram("jobs")  # outside the application, its own business
+
+    run(main())
+
+
+# --- the address ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "error", "match"),
+    [
+        (9464, TypeError, "host:port"),
+        ("9464", ValueError, "host:port"),
+        ("localhost:http", ValueError, "port from 0 to 65535"),
+        ("localhost:70000", ValueError, "port from 0 to 65535"),
+        ("localhost:-1", ValueError, "port from 0 to 65535"),
+        ("localhost:", ValueError, "port from 0 to 65535"),
+        ("::1:9464", ValueError, "brackets"),
+        ("[nonsense]:9464", ValueError, "IPv6"),
+        ("localhost:٩٤٦٤", ValueError, "port from 0 to 65535"),
+    ],
+)
+def test_bad_addresses_are_refused_at_construction(
+    address: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        Application(Service("db"), http=address)
+
+
+def test_no_host_means_loopback_and_ipv6_works() -> None:
+    assert http_module.parse_address(":9464") == ("127.0.0.1", 9464)
+    assert http_module.parse_address("[::1]:0") == ("::1", 0)
+
+    async def main() -> None:
+        app = Application(Service("db"), http=":0")
+        async with app:
+            port = app.http_port
+            assert port is not None
+            assert (await get(port, "/livez"))[0] == 200
+
+    run(main())
+
+
+def test_nothing_listens_unless_asked() -> None:
+    async def main() -> None:
+        app = Application(Service("db"))
+        async with app:
+            assert app.http_port is None
+            assert "pepperpy_module_up" in app.render_metrics()
+
+    run(main())
+
+
+def test_without_aiohttp_asking_for_http_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_aiohttp(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "aiohttp" or name.startswith("aiohttp."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_aiohttp)
+    for name in [n for n in sys.modules if n == "aiohttp" or n.startswith("aiohttp.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ImportError, match=r"pepperpy-core\[http\]"):
+        Application(Service("db"), http=LOCAL)
+    Application(Service("db"))  # without http= nothing needs it
+
+
+# --- hostile clients ------------------------------------------------------------------
+
+
+async def raw(port: int, data: bytes, *, read_for: float = 5.0) -> bytes:
+    """Send ``data`` on a new connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    try:
+        return await asyncio.wait_for(reader.read(), read_for)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET /livez HTTP/9.9\r\n\r\n", b"400"),
+        (b"GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"400"),
+        (b"GET /livez HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
+        (b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", b"400"),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(64) + b"\r\n\r\n", b"400"),
+    ],
+)
+def test_malformed_requests_are_refused(request_bytes: bytes, status: bytes) -> None:
+    async def main() -> None:
+        db = Service("db")
+        async with running(db) as app:
+            port = app.http_port
+            assert port is not None
+            answer = await raw(port, request_bytes)
+            assert answer.split(b" ", 2)[1] == status, answer[:200]
+            assert (await get(port, "/readyz"))[0] == 200
+            assert db.state.value == "ready"
+
+    run(main())
+
+
+def test_a_client_that_sends_one_byte_a_second_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_module, "KEEPALIVE", 1.0)
+
+    async def main() -> None:
+        async with running(Service("db")) as app:
+            port = app.http_port
+            assert port is not None
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            began = time.monotonic()
+            closed_after = None
+            for byte in b"GET /livez HTTP/1.1\r\nHost: x\r\n":
+                writer.write(bytes([byte]))
+                try:
+                    await writer.drain()
+                    if await asyncio.wait_for(reader.read(), 0.5) == b"":
+                        closed_after = time.monotonic() - began
+                        break
+                except TimeoutError:
+                    continue
+                except ConnectionError:
+                    closed_after = time.monotonic() - began
+                    break
+            writer.close()
+            assert closed_after is not None, "the server kept the slow connection"
+            assert closed_after < 1.0 + 3.0
+            assert (await get(port, "/livez"))[0] == 200
+
+    run(main())
+
+
+def test_a_thousand_concurrent_connections_are_all_served() -> None:
+    wanted = 2 * 1000 + 200  # both ends of each connection live in this process
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.fail(f"this test needs {wanted} open files; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+    async def main() -> None:
+        db = Service("db")
+        async with running(db) as app:
+            port = app.http_port
+            assert port is not None
+            opened = await asyncio.gather(
+                *(asyncio.open_connection("127.0.0.1", port) for _ in range(1000))
+            )
+            for _, writer in opened:  # every connection open at once, then all ask
+                writer.write(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answers = await asyncio.gather(*(reader.read() for reader, _ in opened))
+            for _, writer in opened:
+                writer.close()
+            assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+            assert db.state.value == "ready"
+            assert (await get(port, "/readyz"))[0] == 200
+
+    try:
+        run(main(), timeout=60)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_stop_closes_connections_that_are_still_open() -> None:
+    async def main() -> None:
+        app = Application(Service("db"), http=LOCAL)
+        before = asyncio.all_tasks()
+        await app.start()
+        port = app.http_port
+        assert port is not None
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        half = await asyncio.open_connection("127.0.0.1", port)
+        half[1].write(b"GET /livez HTTP/1.1\r\nHo")
+        kept = await asyncio.open_connection("127.0.0.1", port)
+        kept[1].write(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await kept[0].readuntil(b"ok\n")).startswith(b"HTTP/1.1 200")
+        began = time.monotonic()
+        await app.stop()
+        assert time.monotonic() - began < http_module.SHUTDOWN_GRACE + 3
+        for reader, writer in [*idle, half, kept]:
+            await asyncio.wait_for(reader.read(), 2)  # the server closed it
+            writer.close()
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() - before == set()
+        assert refused(port)
+
+    run(main())
