@@ -20,6 +20,8 @@ OPS_PER_CALL = {
     "of 100 keys": 1_000,
     "DAG of 1,000 modules": 1_000,  # ns per module
     "DAG of 10,000 modules": 10_000,
+    "per render": 1,
+    "per scrape": 1,
 }
 DEFAULT_OPS = 1_000
 
