@@ -46,7 +46,7 @@ import logging
 import math
 import signal
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pepperpy_core._callbacks import register
 from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
@@ -58,6 +58,9 @@ from pepperpy_core.runtime.graph import Node, plan
 from pepperpy_core.runtime.health import HealthReport, check_all
 from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
 from pepperpy_core.runtime.scheduler import run_phase
+
+if TYPE_CHECKING:
+    from pepperpy_core.runtime.http import HttpServer
 
 _log: Final = logging.getLogger("pepperpy_core.runtime")
 
@@ -114,7 +117,7 @@ class Application:
         self._runtime_metrics = RuntimeMetrics(self.metrics, lambda: self._nodes)
         self._runtime_metrics.watch(self.start_durations, self.stop_durations)
         self._exposition: Exposition | None = None
-        self._http: Any = None  # an HttpServer while listening
+        self._http: HttpServer | None = None  # while listening
         self.add(*modules)
 
     # --- the graph ---------------------------------------------------------------
