@@ -22,6 +22,9 @@ OPS_PER_CALL = {
     "DAG of 10,000 modules": 10_000,
     "per render": 1,
     "per scrape": 1,
+    "10k per call": 10_000,
+    "200 per call": 200,
+    "100 keys from Redis, per call": 1,
 }
 DEFAULT_OPS = 1_000
 
@@ -48,7 +51,16 @@ def main(paths: list[str]) -> None:
     for group in runs[0]:
         subjects = list(runs[0][group])
         ops = _ops(group)
-        bases = ("dict", "prometheus_client", "bare-coroutines", "mode", "native")
+        bases = (
+            "dict",
+            "prometheus_client",
+            "bare-coroutines",
+            "mode",
+            "FIFOCache.get",
+            "redis-py GET + json.loads",
+            "100 x RedisCache.get",
+            "native",
+        )
         base = next((b for b in bases if b in subjects), subjects[0])
         print(f"\n{group} ({len(runs)} run(s)):\n")
         print(f"| subject | ns/op | x {base} | x native |")

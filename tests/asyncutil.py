@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -14,3 +14,13 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return await asyncio.wait_for(coro, timeout=timeout)
 
     return asyncio.run(bounded())
+
+
+async def until(check: Callable[[], bool], within: float = 5.0, poll: float = 0.002) -> None:
+    """Wait until ``check()`` is true (TimeoutError after ``within`` seconds):
+    for state another process or server changes, which no Event announces."""
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(poll)

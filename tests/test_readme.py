@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import RedisServer
+
 pytestmark = pytest.mark.backend
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -20,11 +22,20 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_block_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    server = None
+    if "REDIS_URL" in source:  # the Redis example runs against a real server
+        server = RedisServer(tmp_path)
+        server.start()
+        monkeypatch.setenv("REDIS_URL", server.url)
     # A real module, so that dataclasses and pickling can find it by name.
     module = types.ModuleType("readme_block")
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(source, str(README), "exec"), module.__dict__)
+    try:
+        exec(compile(source, str(README), "exec"), module.__dict__)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)

@@ -1,4 +1,5 @@
-"""FIFOCache: the bounded FIFO mapping, from the active backend.
+"""FIFOCache: the bounded FIFO mapping, from the active backend; LocalCache:
+any such local cache behind the async cache protocol.
 
 ``FIFOCache[K, V](maxsize)`` evicts the oldest inserted key when a new key
 arrives at ``maxsize`` entries; overwriting keeps a key's position and reads
@@ -8,9 +9,13 @@ the documented contract of each method.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, overload
 
 from pepperpy_core._backend import ACTIVE
+from pepperpy_core.protocols import CacheProtocol
 
 if TYPE_CHECKING:
     from pepperpy_core._fallback.cache import CacheStats, FIFOCache
@@ -18,4 +23,163 @@ else:
     CacheStats = ACTIVE.CacheStats
     FIFOCache = ACTIVE.FIFOCache
 
-__all__ = ["CacheStats", "FIFOCache"]
+__all__ = ["CacheStats", "FIFOCache", "LocalCache", "check_ttl"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+D = TypeVar("D")
+K_contra = TypeVar("K_contra", contravariant=True)
+V_co = TypeVar("V_co", covariant=True)
+
+_MISSING: Final = object()
+
+
+def check_ttl(ttl: object, what: str = "ttl") -> float | None:
+    """``ttl`` as seconds (None: no expiry); TypeError or ValueError otherwise."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"{what} must be a finite number of seconds > 0, got {ttl!r}")
+    return float(ttl)
+
+
+class Peek(Protocol[K_contra, V_co]):
+    """A local read: the value of a key, or ``default``."""
+
+    @overload
+    def __call__(self, key: K_contra, default: None = None, /) -> V_co | None: ...
+    @overload
+    def __call__(self, key: K_contra, default: D, /) -> V_co | D: ...
+
+
+class LocalCache(Generic[K, V]):
+    """A local cache (a FIFOCache of ``maxsize`` entries, or any cache with
+    the CacheProtocol's methods) behind the async cache protocol, with an
+    optional time to live per entry. Nothing here waits: ``peek`` is the
+    same read without ``await``: while no entry has a time to live, it is
+    the cache's own ``get`` (no Python frame in between)."""
+
+    #: The value of a key if present and not expired, else ``default``.
+    peek: Peek[K, V]
+
+    def __init__(
+        self, cache: CacheProtocol[K, V] | int = 1000, *, ttl: float | None = None
+    ) -> None:
+        if isinstance(cache, int) and not isinstance(cache, bool):
+            made: CacheProtocol[K, V] = FIFOCache[K, V](cache)
+        elif not isinstance(cache, int) and all(
+            callable(getattr(cache, m, None)) for m in ("get", "pop", "clear", "__setitem__")
+        ):
+            made = cache
+        else:
+            raise TypeError(
+                "LocalCache needs a maxsize or a cache with get, pop, clear and [] "
+                f"(a FIFOCache), not {type(cache).__name__}"
+            )
+        self.cache = made
+        self.ttl = check_ttl(ttl)
+        self._deadlines: dict[K, float] = {}  # keys stored with a time to live
+        self._expiring = False
+        self._reads_plainly()
+
+    def _reads_plainly(self) -> None:
+        """``peek`` is the cache's ``get`` unless entries can expire."""
+        self._expiring = self.ttl is not None or bool(self._deadlines)
+        self.peek = self._peek_expiring if self._expiring else self.cache.get
+
+    @overload
+    def _peek_expiring(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def _peek_expiring(self, key: K, default: D, /) -> V | D: ...
+    def _peek_expiring(self, key: K, default: object = None, /) -> object:
+        value = self.cache.get(key, _MISSING)
+        if value is _MISSING:
+            return default
+        if self._deadlines:
+            deadline = self._deadlines.get(key)
+            if deadline is not None and time.monotonic() >= deadline:
+                self._drop(key)
+                return default
+        return value
+
+    def put(self, key: K, value: V, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` (``ttl``, else the default, bounds its life)."""
+        seconds = check_ttl(ttl) if ttl is not None else self.ttl
+        self.cache[key] = value
+        if seconds is not None:
+            if len(self._deadlines) > 2 * len(self.cache) + 64:
+                self._prune()
+            self._deadlines[key] = time.monotonic() + seconds
+            if not self._expiring:
+                self._reads_plainly()
+        elif self._deadlines:
+            self._deadlines.pop(key, None)
+
+    def drop(self, key: K) -> bool:
+        """Forget ``key``; whether it was there."""
+        return self._drop(key)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self.cache.clear()
+        self._deadlines.clear()
+        self._reads_plainly()
+
+    def _drop(self, key: K) -> bool:
+        self._deadlines.pop(key, None)
+        return self.cache.pop(key, _MISSING) is not _MISSING
+
+    def _prune(self) -> None:
+        """Forget the deadlines of keys the cache has evicted."""
+        cache = self.cache
+        self._deadlines = {k: d for k, d in self._deadlines.items() if k in cache}
+
+    # --- the async protocol ---------------------------------------------------------
+
+    @overload
+    async def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    async def get(self, key: K, default: V | D, /) -> V | D: ...
+    async def get(self, key: K, default: object = None, /) -> object:
+        """``peek``, awaited."""
+        return self.peek(key, default)
+
+    async def set(self, key: K, value: V, *, ttl: float | None = None) -> None:
+        """``put``, awaited."""
+        self.put(key, value, ttl=ttl)
+
+    async def delete(self, key: K) -> bool:
+        """``drop``, awaited."""
+        return self._drop(key)
+
+    async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
+        """The keys that are present, with their values."""
+        found: dict[K, V] = {}
+        for key in keys:
+            value = self.peek(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value  # type: ignore[assignment]
+        return found
+
+    async def set_many(
+        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
+    ) -> None:
+        """Store every pair."""
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for key, value in list(pairs):
+            self.put(key, value, ttl=ttl)
+
+    def __getitem__(self, key: K) -> V:
+        """The value of ``key``; KeyError if it is missing or expired."""
+        value = self.peek(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __repr__(self) -> str:
+        return f"LocalCache({self.cache!r}, ttl={self.ttl})"

@@ -54,6 +54,13 @@ class ResourceReleaseError(PepperpyError, ExceptionGroup[Exception]):
     released, when some releases failed; holds each failure."""
 
 
+class CacheUnavailableError(PepperpyError, ConnectionError):
+    """Raised by a remote cache (RedisCache) when its server cannot be
+    reached or does not answer within the cache's timeout; the cause is the
+    client's own error. A TieredCache and ``get_or_load`` treat it as a miss
+    and carry on with the local cache and the loader."""
+
+
 class DependencyError(PepperpyError):
     """Base of the errors about how modules depend on each other."""
 

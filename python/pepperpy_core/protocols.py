@@ -98,6 +98,23 @@ class CacheProtocol(Protocol[K, V]):
     def set_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> None: ...
 
 
+class AsyncCacheProtocol(Protocol[K, V]):
+    """A cache reached with ``await``: a local cache behind ``LocalCache``, a
+    RedisCache, a TieredCache. ``get`` returns ``default`` for a missing key;
+    ``ttl`` is in seconds (None: the cache's default, which may be none)."""
+
+    @overload
+    async def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    async def get(self, key: K, default: V | D, /) -> V | D: ...
+    async def set(self, key: K, value: V, *, ttl: float | None = None) -> None: ...
+    async def delete(self, key: K) -> bool: ...
+    async def get_many(self, keys: Iterable[K]) -> dict[K, V]: ...
+    async def set_many(
+        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
+    ) -> None: ...
+
+
 class CounterProtocol(Protocol):
     """A monotonically increasing count."""
 

@@ -7,13 +7,16 @@ from typing import assert_type
 
 from pepperpy_core import FIFOCache, _native
 from pepperpy_core._fallback import cache as fallback
+from pepperpy_core.cache import LocalCache
 from pepperpy_core.config import ModuleConfig
-from pepperpy_core.metrics import Counter, Histogram, MetricsRegistry
+from pepperpy_core.metrics import Counter, Gauge, Histogram, MetricsRegistry
 from pepperpy_core.module import BaseModule, Module
 from pepperpy_core.protocols import (
+    AsyncCacheProtocol,
     CacheProtocol,
     ConfigProtocol,
     CounterProtocol,
+    GaugeProtocol,
     HealthCheckable,
     HistogramProtocol,
     Lifecycle,
@@ -44,6 +47,7 @@ config: ConfigProtocol = ModuleConfig(name="x")
 assert_type(ModuleConfig.from_dict({"name": "x"}), ModuleConfig)
 
 counter: CounterProtocol = Counter()
+gauge: GaugeProtocol = Gauge()
 histogram: HistogramProtocol = Histogram()
 timer: TimerProtocol = MetricsRegistry().timer("t")
 native_timer: TimerProtocol = _native.Histogram().time()
@@ -79,3 +83,16 @@ async def state_module_is_a_state_store() -> None:
     typed_store: StateStore[int] = module
     assert_type(await module.get_state(), int)
     assert_type(await typed_store.update_state(lambda s: s + 1), int)
+
+
+local_async: AsyncCacheProtocol[str, int] = LocalCache[str, int](10)
+
+
+async def redis_caches_are_async_caches() -> None:
+    from pepperpy_core.redis import RedisCache, TieredCache
+
+    remote: RedisCache[int] = RedisCache(url="redis://127.0.0.1:6379/0")
+    as_protocol: AsyncCacheProtocol[str, int] = remote
+    tiered: AsyncCacheProtocol[str, int] = TieredCache[int](FIFOCache[str, int](10), remote)
+    assert_type(await as_protocol.get("k"), int | None)
+    assert_type(await tiered.get("k", 0), int)

@@ -10,18 +10,32 @@ never writes into the cache after the cleanup that outlived it.
 
 The spec's DataModule replaces ``self.cache`` with a dict; ``get_or_load``
 works with any mapping whose ``[]`` raises KeyError for a missing key.
+
+``CachedModule(cache=...)`` also takes an async cache (whose ``set`` is a
+coroutine: a LocalCache, a RedisCache, a TieredCache): a miss is read from
+it, and a loaded value written to it, with ``await``. A TieredCache loads
+through its own ``load``, single-flight across processes too. A remote cache
+that cannot be reached is a miss, and its writes are skipped: a caller that
+the loader can answer never sees the outage. ``hits`` counts the answers
+read from ``cache[key]`` without waiting (for a TieredCache, its local
+copies); everything else is a miss.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pepperpy_core.cache import FIFOCache
-from pepperpy_core.errors import LifecycleError
+from pepperpy_core.errors import CacheUnavailableError, LifecycleError
 from pepperpy_core.module.base import BaseModule
+
+_MISSING: Final = object()
+_log: Final = logging.getLogger("pepperpy_core.cached")
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,19 @@ class CachedModule(BaseModule):
 
     _pepperpy_capability = "CachedModule"
 
-    def __init__(self, config: Any = None, *, maxsize: int = 1000, **kwargs: Any) -> None:
+    def __init__(
+        self, config: Any = None, *, maxsize: int = 1000, cache: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(config, **kwargs)
-        if not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
-            self.cache: Any = FIFOCache(maxsize)
+        if cache is not None:
+            if not callable(getattr(cache, "get", None)):
+                raise TypeError(
+                    f"cache must be a cache (a FIFOCache, a TieredCache...), "
+                    f"not {type(cache).__name__}"
+                )
+            self.cache: Any = cache
+        elif not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
+            self.cache = FIFOCache(maxsize)
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
@@ -58,6 +81,10 @@ class CachedModule(BaseModule):
             value = self.cache[key]
         except KeyError:
             return await self._load(key, loader)
+        except TypeError:
+            if hasattr(type(self.cache), "__getitem__"):
+                raise  # an unhashable key, say
+            return await self._load(key, loader)  # a cache read only with await
         self._hits += 1
         return value
 
@@ -79,18 +106,42 @@ class CachedModule(BaseModule):
     async def _run(
         self, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
     ) -> Any:
+        cache = self.cache
         try:
+            if inspect.iscoroutinefunction(getattr(cache, "set", None)):
+                return await self._run_async(cache, key, loader, generation)
             value = await loader()
         except BaseException:
             self._failures += 1
             raise
         else:
             if generation == self._generation:  # no cleanup since the load began
-                self.cache[key] = value
+                cache[key] = value
             return value
         finally:
             if self._loading.get(key) is asyncio.current_task():
                 del self._loading[key]
+
+    async def _run_async(
+        self, cache: Any, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
+    ) -> Any:
+        load = getattr(cache, "load", None)
+        if inspect.iscoroutinefunction(load):  # a TieredCache: one load across processes
+            return await load(key, loader)
+        try:
+            found = await cache.get(key, _MISSING)
+        except CacheUnavailableError as error:
+            _log.warning("%s: %s loads %r without it", error, self.name, key)
+            found = _MISSING
+        if found is not _MISSING:
+            return found
+        value = await loader()
+        if generation == self._generation:
+            try:
+                await cache.set(key, value)
+            except CacheUnavailableError as error:
+                _log.warning("%s: %s did not cache %r", error, self.name, key)
+        return value
 
     def cache_stats(self) -> LoadStats:
         """Hits, misses, loads and failed loads of get_or_load so far."""
@@ -105,6 +156,9 @@ class CachedModule(BaseModule):
         if loading:
             await asyncio.wait(loading.values())
         clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
-        if callable(clear):
+        if callable(clear) and not inspect.iscoroutinefunction(clear):
             clear()
+        close = getattr(self.cache, "aclose", None)
+        if inspect.iscoroutinefunction(close):  # a tier stops listening, say
+            await close()
         await super().cleanup()  # capability modules compose as mixins
