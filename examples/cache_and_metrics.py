@@ -6,7 +6,9 @@ the Prometheus text format.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 
 from pepperpy_core import FIFOCache
 from pepperpy_core.metrics import MetricsRegistry
@@ -49,4 +51,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # no options: --help, and anything else is a usage error
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

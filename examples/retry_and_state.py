@@ -6,7 +6,9 @@ is retried with backoff and a deadline.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from dataclasses import dataclass
 
 from pepperpy_core.errors import RetryDeadlineError
@@ -68,4 +70,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # no options: --help, and anything else is a usage error
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,5 +1,7 @@
 """A long-running service: an Application of modules that runs until SIGINT or
-SIGTERM (or ``--seconds`` pass), reporting health periodically.
+SIGTERM (or ``--seconds`` pass), reporting health periodically. It exits as
+the demo does: 0 when its time is up, 128 plus the signal's number after a
+signal (130 for Ctrl-C), once every module has stopped.
 
     python examples/service.py --seconds 2
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import sys
 
 from pepperpy_core import Application
 from pepperpy_core.module import (
@@ -77,7 +81,7 @@ class Worker(DependentModule):
         print(f"worker stopped after {self.processed} jobs")
 
 
-async def main(seconds: float | None) -> None:
+async def main(seconds: float | None) -> int:
     app = Application(Worker(Broker()), stop_timeout=5)
     if seconds is not None:
         asyncio.get_running_loop().call_later(seconds, app.request_stop)
@@ -90,14 +94,31 @@ async def main(seconds: float | None) -> None:
 
     reporter = asyncio.create_task(report())
     try:
-        await app.run()  # until SIGINT/SIGTERM or request_stop()
+        stopped_by = await app.run()  # until SIGINT/SIGTERM or request_stop()
     finally:
         reporter.cancel()
-    print("service stopped")
+    print("service stopped" + (f" by {stopped_by.name}" if stopped_by else ""))
+    return 0 if stopped_by is None else 128 + stopped_by
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+    return value
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=_seconds, default=None, help="stop after this long")
+    arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(parser.parse_args().seconds))
+    try:
+        sys.exit(asyncio.run(main(arguments.seconds)))
+    except KeyboardInterrupt:  # Ctrl-C before the application took over the signal
+        sys.exit(130)

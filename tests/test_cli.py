@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -50,30 +51,96 @@ def test_demo_runs_the_whole_application() -> None:
     assert "database connected after 3 attempts (2 refused" in text
     assert "served 300 of 300 requests" in text
     assert "Health: healthy" in text
-    for table in ("Start-up", "Metrics", "Shutdown (reverse order)"):
+    for table in ("Start-up: modules in the order they began", "Metrics", "Shutdown: modules"):
         assert table in text
     assert "latency p50 / p90 / p99" in text
     assert text.rstrip().endswith("all modules stopped cleanly")
     assert "attempt 1 of 5 failed" in out.stderr  # the retries are logged
 
 
-def test_demo_stops_cleanly_on_ctrl_c() -> None:
+def _table(text: str, title: str) -> list[list[str]]:
+    """The rows of the table under ``title`` (cells split on blanks)."""
+    lines = text.split(title, 1)[1].splitlines()
+    rows = []
+    for line in lines[3:]:  # title line rest, header, rule
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows
+
+
+def test_demo_tables_show_what_their_titles_say() -> None:
+    text = _cli("demo", "--requests", "200").stdout
+    startup = _table(text, "Start-up: modules in the order they began")
+    began = [float(row[2]) for row in startup]  # "began at" in ms
+    assert began == sorted(began)
+    # The database and the two modules without dependencies begin together;
+    # the api begins after the database (its retries) is ready.
+    assert startup[-1][0] == "api"
+    assert began[-1] >= float(startup[0][4]) - 1.0  # after the database took its time
+    shutdown = [row[0] for row in _table(text, "Shutdown: modules in the order")]
+    assert shutdown[0] == "api"  # dependents first
+    assert sorted(shutdown) == ["api", "cache", "database", "stats"]
+
+
+def _interrupt(after: str | None, sig: signal.Signals, *args: str) -> tuple[int, str, str, float]:
+    """Start the demo, wait for a line starting with ``after`` (or not at
+    all), send ``sig``; (status, stdout, stderr, seconds from signal to exit)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "100000000"],
+        [sys.executable, "-m", "pepperpy_core", "demo", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
     )
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("database connected"):
-            break
-    proc.send_signal(signal.SIGINT)
+    seen = []
+    if after is not None:
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith(after):
+                break
+    sent = time.monotonic()
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted: stopping cleanly" in out
+    return proc.returncode, "".join(seen) + out, err, time.monotonic() - sent
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_demo_stops_cleanly_on_a_signal_and_quickly(sig: signal.Signals, status: int) -> None:
+    code, out, err, took = _interrupt("database connected", sig, "--requests", "100000000")
+    assert code == status, err
+    assert f"{sig.name}: stopping cleanly" in out
     assert "all modules stopped cleanly" in out
+    assert "Traceback" not in err
+    assert took < 5  # requests are made as they are served: nothing to build first
+
+
+@pytest.mark.parametrize("after", ["pepperpy-core", "starting", "Start-up", "database connected"])
+def test_ctrl_c_at_any_moment_is_a_quiet_130(after: str) -> None:
+    code, out, err, _ = _interrupt(after, signal.SIGINT, "--requests", "100000000")
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
+    if "Start-up" in out:  # started: it was stopped cleanly
+        assert "all modules stopped cleanly" in out
+
+
+def test_ctrl_c_before_the_demo_begins_is_quiet() -> None:
+    for delay in (0.05, 0.1, 0.2, 0.3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "100000000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)  # during the interpreter's start or the imports
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        # A signal before Python installs its handler ends the process by the
+        # signal itself (the shell reports 130 either way).
+        assert proc.returncode in (130, -signal.SIGINT), err
+        assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
@@ -104,7 +171,7 @@ def test_demo_serve_keeps_the_endpoints_up_until_a_signal(stop_with: signal.Sign
     finally:
         proc.send_signal(stop_with)
         out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + stop_with, err
     assert "all modules stopped cleanly" in out
     port = int(base.rsplit(":", 1)[1])
     with socket.socket() as sock:
@@ -155,16 +222,58 @@ def test_console_script_is_installed() -> None:
     assert "backend" in out.stdout
 
 
-def test_a_closed_pipe_is_not_a_traceback() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pepperpy_core", "demo", "--requests", "200"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+def test_a_closed_pipe_is_a_quiet_success() -> None:
+    for args in (("demo", "--requests", "200"), ("info",), ("bench", "--ops", "300")):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pepperpy_core", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # like `| head -1`
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, args
+        assert "BrokenPipe" not in err, args
+        assert proc.returncode == 0, (args, err)
+
+
+@pytest.mark.parametrize("value", ["bogus", "NATIVE!", "1"])
+def test_a_bad_backend_choice_is_one_line_and_status_2(value: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pepperpy_core", "info"],
+        capture_output=True,
         text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PEPPERPY_CORE_BACKEND": value},
     )
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    proc.stdout.close()  # like `| head -1`
-    _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err
-    assert proc.returncode in (0, 1)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("pepperpy-core: error: PEPPERPY_CORE_BACKEND must be one of")
+
+
+def test_version() -> None:
+    out = _cli("--version")
+    assert (out.returncode, out.stdout) == (0, f"pepperpy-core {pepperpy_core.__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (("--bogus",), "usage: pepperpy-core [-h]"),
+        (("demo", "--bogus"), "usage: pepperpy-core demo"),
+        (("info", "extra"), "usage: pepperpy-core info"),
+        (("bench", "--ops", "1", "--what"), "usage: pepperpy-core bench"),
+    ],
+)
+def test_unknown_arguments_are_named_with_the_right_usage(
+    args: tuple[str, ...], usage: str
+) -> None:
+    out = _cli(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith(usage), out.stderr
+    assert "unrecognized arguments" in out.stderr

@@ -41,7 +41,7 @@ def test_service_runs_and_stops_cleanly() -> None:
     assert lines.index("connection closed") > next(
         i for i, line in enumerate(lines) if line.startswith("worker stopped after")
     )
-    assert lines[-1] == "service stopped"
+    assert lines[-1] == "service stopped"  # its time was up: no signal
 
 
 def test_service_stops_on_sigterm() -> None:
@@ -57,9 +57,46 @@ def test_service_stops_on_sigterm() -> None:
             break
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert "connection closed" in out
-    assert out.rstrip().endswith("service stopped")
+    assert out.rstrip().endswith("service stopped by SIGTERM")
+
+
+def test_service_exits_130_on_ctrl_c_like_the_demo() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "service.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("broker connected"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert out.rstrip().endswith("service stopped by SIGINT")
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"),
+    [
+        ("service.py", ("--seconds", "-1"), "must be a finite number of seconds > 0"),
+        ("service.py", ("--seconds", "nan"), "must be a finite number of seconds > 0"),
+        ("service.py", ("--seconds", "soon"), "not a number"),
+        ("service.py", ("--bogus",), "unrecognized arguments: --bogus"),
+        ("cache_and_metrics.py", ("--bogus",), "unrecognized arguments: --bogus"),
+        ("retry_and_state.py", ("x",), "unrecognized arguments: x"),
+    ],
+)
+def test_examples_refuse_bad_arguments(name: str, args: tuple[str, ...], message: str) -> None:
+    out = _run(name, *args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert out.stderr.startswith(f"usage: {name}")
+    assert message in out.stderr
 
 
 def test_cache_and_metrics() -> None:

@@ -664,3 +664,20 @@ def test_a_second_signal_forces_the_stop() -> None:
         assert "a was not stopped: shutdown forced" in messages
 
     run(main())
+
+
+def test_run_returns_the_signal_that_stopped_it() -> None:
+    async def main() -> tuple[Any, Any]:
+        log: list[str] = []
+        app = Application(Probe("a", log))
+        running = asyncio.ensure_future(app.run(signals=(signal.SIGUSR1,)))
+        await asyncio.sleep(0.05)
+        app.request_stop()
+        by_request = await running
+        running = asyncio.ensure_future(app.run(signals=(signal.SIGUSR1,)))
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        by_signal = await running
+        return by_request, by_signal
+
+    assert run(main()) == (None, signal.SIGUSR1)

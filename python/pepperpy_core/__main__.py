@@ -3,30 +3,34 @@
 - ``info``: version, active backend, where the extension was loaded from, Python.
 - ``demo``: the example application (see ``_demo.py``), with its tables.
 - ``bench``: a quick comparison with the peers that are installed.
+
+Exit status: 0 on success, 2 for a usage error (bad arguments, a bad
+``PEPPERPY_CORE_BACKEND``), 130 after Ctrl-C and 143 after SIGTERM (each after
+a clean stop), and 0, quietly, when the reader of the output goes away.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import platform
+import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-import pepperpy_core
-from pepperpy_core import _backend
-from pepperpy_core._bench import run_bench
-from pepperpy_core._demo import run_demo
-from pepperpy_core.runtime.http import require_aiohttp
+from pepperpy_core import __version__
+
+PROG = "pepperpy-core"
 
 
 def _info(args: argparse.Namespace) -> int:
+    from pepperpy_core import _backend  # noqa: PLC0415 (after the backend check)
+
     active = _backend.ACTIVE
     rows = [
-        ("pepperpy-core", pepperpy_core.__version__),
-        ("backend", pepperpy_core.BACKEND),
+        ("pepperpy-core", __version__),
+        ("backend", active.name),
         ("extension", active.origin if active.name == "native" else "not loaded"),
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
     ]
@@ -37,13 +41,19 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from pepperpy_core._demo import run_demo  # noqa: PLC0415
+
     logging.basicConfig(level=logging.WARNING, format="  log %(name)s: %(message)s")
     if args.serve is not None:
+        from pepperpy_core.runtime.http import require_aiohttp  # noqa: PLC0415
+
         try:
             require_aiohttp()
         except ImportError as error:
-            print(f"pepperpy-core demo: error: {error}", file=sys.stderr)
-            return 2
+            _fail(f"demo --serve: {error}")
     return asyncio.run(
         run_demo(
             sys.stdout, requests=args.requests, keys=args.keys, seed=args.seed, serve=args.serve
@@ -52,6 +62,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from pepperpy_core._bench import run_bench  # noqa: PLC0415
+
     return run_bench(sys.stdout, ops=args.ops)
 
 
@@ -75,20 +87,20 @@ def _port(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
-        prog="pepperpy-core",
-        description="pepperpy-core: typed asyncio modules with a Rust core.",
+        prog=PROG, description="pepperpy-core: typed asyncio modules with a Rust core."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = commands.add_parser("info", help="print the version, the active backend and Python")
     info.set_defaults(handler=_info)
     demo = commands.add_parser(
         "demo",
         help="run the example application and print what it did",
         description="Start a small application (database with retries, cache, API, state, "
-        "metrics), serve a burst of requests through the cache, print start-up, health "
-        "and metrics tables, and stop cleanly (also on Ctrl-C).",
+        "metrics), serve requests through the cache as they are generated, print the "
+        "start-up, health and metrics tables, and stop cleanly (Ctrl-C too).",
     )
     demo.add_argument("--requests", type=_positive, default=2000, help="requests to serve")
     demo.add_argument("--keys", type=_positive, default=200, help="distinct keys requested")
@@ -111,19 +123,49 @@ def _parser() -> argparse.ArgumentParser:
         "--ops", type=_positive, default=100_000, help="operations per case (default 100000)"
     )
     bench.set_defaults(handler=_bench)
-    return parser
+    return parser, {"info": info, "demo": demo, "bench": bench}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments; a usage error (exit 2) names what is wrong, with the
+    usage of the command it belongs to."""
+    parser, subparsers = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    owner = subparsers.get(args.command, parser)
+    if unknown:
+        owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
+    return args
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _check_backend() -> None:
+    """Choose the backend now, so that a bad choice is one line, not a traceback."""
+    try:
+        from pepperpy_core import _backend  # noqa: PLC0415, F401
+    except ImportError as error:  # BackendChoiceError, or the extension asked for is missing
+        _fail(str(error))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
-    args = _parser().parse_args(argv)
     try:
+        args = _parse(argv)
+        _check_backend()
         status: int = args.handler(args)
+        sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return 0
+    except KeyboardInterrupt:  # Ctrl-C before the command could handle it
+        return 128 + signal.SIGINT
     return status
 
 

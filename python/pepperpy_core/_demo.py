@@ -6,6 +6,7 @@ counting requests, and metrics over all of it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import signal
 import time
@@ -20,6 +21,7 @@ from pepperpy_core.module import (
     DependentModule,
     MetricsModule,
     ModuleConfig,
+    ModuleState,
     RetryModule,
     StateModule,
 )
@@ -126,7 +128,8 @@ async def run_demo(
     """Start the demo application, serve ``requests`` reads over ``keys`` keys,
     print what happened, and stop; returns the exit status. With ``serve``
     (a port, 0 for any), keep running with the HTTP endpoints on loopback
-    until SIGINT or SIGTERM."""
+    until SIGINT or SIGTERM. A signal stops the application cleanly; the
+    status is then 128 plus its number (130 for Ctrl-C)."""
     db = Database()
     cache = Cache(size=max(keys // 2, 1))
     stats = Stats()
@@ -138,71 +141,95 @@ async def run_demo(
         health_timeout=1,
         http=None if serve is None else f"127.0.0.1:{serve}",
     )
-    order: list[str] = []
-    app.add_listener(
-        lambda module, old, new: order.append(module.name) if new.value == "ready" else None
-    )
+    began: dict[str, float] = {}  # module -> when its initialize() began
+    stopping: list[str] = []  # modules, in the order their cleanup began
+    t0 = time.perf_counter()
+
+    def note(module: object, old: object, new: object) -> None:
+        name = getattr(module, "name", "?")
+        if new is ModuleState.INITIALIZING:
+            began[name] = time.perf_counter() - t0
+        elif new is ModuleState.CLEANING_UP:
+            stopping.append(name)
+
+    app.add_listener(note)
     print(f"pepperpy-core {pepperpy_core.__version__}, backend: {pepperpy_core.BACKEND}", file=out)
     print(f"starting {len(app.plan())} modules: {' -> '.join(app.plan())}", file=out)
 
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    interrupted = False
+    interrupted: signal.Signals | None = None
 
-    def on_interrupt() -> None:
+    def on_signal(sig: signal.Signals) -> None:
         nonlocal interrupted
-        interrupted = True
+        if interrupted is not None:  # the stop under way is bounded by stop_timeout
+            print(f"\n{sig.name} again: already stopping", file=out, flush=True)
+            return
+        interrupted = sig
         if main is not None:
             main.cancel()
 
-    with _signal(loop, signal.SIGINT, on_interrupt), _signal(loop, signal.SIGTERM, on_interrupt):
+    with _signal(loop, signal.SIGINT, on_signal), _signal(loop, signal.SIGTERM, on_signal):
         try:
+            t0 = time.perf_counter()
             await app.start()
-            _table(
-                out,
-                "Start-up (dependency order; independent modules start together)",
-                ("module", "version", "started in"),
-                [
-                    (name, _version(app, name), f"{app.start_durations[name] * 1e3:.1f} ms")
-                    for name in order
-                ],
-            )
+            _startup_table(out, app, began)
             print(
                 f"\ndatabase connected after {db.connections} attempts "
                 f"({db.stats.failures} refused, retried with backoff)",
                 file=out,
             )
             rng = random.Random(seed)
-            weights = [1 / (rank + 1) for rank in range(keys)]  # a few hot keys
-            chosen = rng.choices(range(keys), weights=weights, k=requests)
-            started = time.perf_counter()
-            for batch in range(0, requests, 100):
-                await asyncio.gather(*(api.get(f"user:{k}") for k in chosen[batch : batch + 100]))
-            elapsed = time.perf_counter() - started
+            elapsed = await _traffic(api, rng, requests, keys)
             await _report(out, app, api, cache, db, stats, requests, elapsed)
             if serve is not None:
-                await _serve(out, app, api, rng, chosen)
+                await _serve(out, app, api, rng, keys)
         except asyncio.CancelledError:
-            if not interrupted:
+            if interrupted is None:
                 raise
-            print("\ninterrupted: stopping cleanly", file=out)
+            print(f"\n{interrupted.name}: stopping cleanly", file=out)
         finally:
             await app.stop()
     _table(
         out,
-        "Shutdown (reverse order)",
-        ("module", "stopped in"),
-        [(name, f"{app.stop_durations[name] * 1e3:.1f} ms") for name in reversed(order)],
+        "Shutdown: modules in the order they began to stop (dependents first)",
+        ("module", "took"),
+        [(name, f"{app.stop_durations[name] * 1e3:.1f} ms") for name in stopping],
     )
     print("\nall modules stopped cleanly", file=out)
-    if serve is not None:
-        return 0  # a signal is how serving ends
-    return 130 if interrupted else 0
+    return 0 if interrupted is None else 128 + interrupted
 
 
-async def _serve(
-    out: TextIO, app: Application, api: Api, rng: random.Random, keys: list[int]
-) -> None:
+def _startup_table(out: TextIO, app: Application, began: dict[str, float]) -> None:
+    _table(
+        out,
+        "Start-up: modules in the order they began; independent ones begin together",
+        ("module", "version", "began at", "took"),
+        [
+            (
+                name,
+                _version(app, name),
+                f"{at * 1e3:.1f} ms",
+                f"{app.start_durations[name] * 1e3:.1f} ms",
+            )
+            for name, at in sorted(began.items(), key=lambda item: item[1])
+        ],
+    )
+
+
+async def _traffic(api: Api, rng: random.Random, requests: int, keys: int) -> float:
+    """Serve ``requests`` reads of ``keys`` keys (a few hot ones), 100 at a
+    time, each batch made as it is served (memory stays flat); the seconds."""
+    population = range(keys)
+    ranks = list(itertools.accumulate(1 / (rank + 1) for rank in population))
+    started = time.perf_counter()
+    for done in range(0, requests, 100):
+        batch = rng.choices(population, cum_weights=ranks, k=min(100, requests - done))
+        await asyncio.gather(*(api.get(f"user:{k}") for k in batch))
+    return time.perf_counter() - started
+
+
+async def _serve(out: TextIO, app: Application, api: Api, rng: random.Random, keys: int) -> None:
     """Keep the application up for curl, with a trickle of requests so that
     the numbers move, until cancelled (by the signal handler)."""
     base = f"http://127.0.0.1:{app.http_port}"
@@ -211,7 +238,7 @@ async def _serve(
         print(f"  curl {base}{path}", file=out)
     print("Ctrl-C stops the application", file=out, flush=True)
     while True:
-        await api.get(f"user:{rng.choice(keys)}")
+        await api.get(f"user:{rng.randrange(keys)}")
         await asyncio.sleep(0.2)
 
 
@@ -276,7 +303,10 @@ class _signal:
     """Route ``sig`` to ``handler`` inside the block (where the platform allows)."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sig: signal.Signals, handler: Callable[[], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sig: signal.Signals,
+        handler: Callable[[signal.Signals], None],
     ) -> None:
         self.loop = loop
         self.sig = sig
@@ -285,7 +315,7 @@ class _signal:
 
     def __enter__(self) -> None:
         try:
-            self.loop.add_signal_handler(self.sig, self.handler)
+            self.loop.add_signal_handler(self.sig, self.handler, self.sig)
             self.installed = True
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             self.installed = False

@@ -21,7 +21,8 @@ anything starts.
   nothing is running. Cancelling the task that awaits ``stop()`` does not
   interrupt the cleanups; it is re-raised when they end.
 - ``async with app:`` starts and stops. ``await app.run()`` starts, waits for
-  SIGINT or SIGTERM (or ``request_stop()``), then stops. A first signal during
+  SIGINT or SIGTERM (or ``request_stop()``), then stops, and returns the
+  signal received (None for ``request_stop()``). A first signal during
   start cancels the starts in flight and rolls back; a second signal cancels
   the cleanups still running (of the stop or of the rollback) and skips the
   rest, which are reported.
@@ -407,17 +408,21 @@ class Application:
 
     async def run(
         self, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
-    ) -> None:
-        """Start, wait for a signal or ``request_stop()``, then stop."""
+    ) -> signal.Signals | None:
+        """Start, wait for a signal or ``request_stop()``, then stop; the
+        first signal received (None if none was), so that a program can exit
+        with 128 plus its number, as shells expect."""
         loop = asyncio.get_running_loop()
         requested = self._stop_requested = asyncio.Event()
         installed: list[signal.Signals] = []
         received = 0
+        first: signal.Signals | None = None
 
         def on_signal(sig: signal.Signals) -> None:
-            nonlocal received
+            nonlocal received, first
             received += 1
             if received == 1:
+                first = sig
                 _log.warning("received %s: stopping gracefully", sig.name)
                 self.request_stop()
                 return
@@ -438,7 +443,7 @@ class Application:
             except LifecycleError as error:
                 if str(error) != _INTERRUPTED:
                     raise
-                return  # a signal during start: rolled back
+                return first  # a signal during start: rolled back
             await requested.wait()
         finally:
             try:
@@ -447,6 +452,7 @@ class Application:
                 for sig in installed:
                     loop.remove_signal_handler(sig)
                 self._stop_requested = None
+        return first
 
     # --- health --------------------------------------------------------------------------
 
