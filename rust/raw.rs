@@ -57,6 +57,13 @@ impl MethodDef {
     }
 }
 
+/// The count of positional arguments in a vectorcall's `nargsf`: what the
+/// C macro `PyVectorcall_NARGS` computes (the stable ABI of 3.11 has no such
+/// function): the top bit, `PY_VECTORCALL_ARGUMENTS_OFFSET`, cleared.
+pub const fn positional(nargsf: ffi::Py_ssize_t) -> isize {
+    (nargsf as usize & !(1usize << (usize::BITS - 1))) as isize
+}
+
 /// Makes `def` a method of `ty`, replacing any attribute of that name.
 pub fn install(ty: &Bound<'_, PyType>, def: &'static MethodDef) -> PyResult<()> {
     let py = ty.py();

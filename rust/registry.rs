@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::metrics::{Counter, Gauge, Histogram, Timer};
-use crate::raw::{enter, install, MethodDef};
+use crate::raw::{enter, install, positional, MethodDef};
 
 /// The lookups the Python registry has answered: call key -> metric.
 #[pyclass(subclass, frozen, weakref, module = "pepperpy_core._native")]
@@ -143,7 +143,7 @@ unsafe fn lookup(
     unsafe {
         enter(|py| {
             let slf = Bound::from_borrowed_ptr(py, slf);
-            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+            let nargs = positional(nargsf);
             let arg = |i: isize| Bound::from_borrowed_ptr(py, *args.offset(i));
             if kwnames.is_null() && (nargs == 1 || nargs == 2) {
                 let labels = (nargs == 2).then(|| arg(1));
@@ -165,14 +165,14 @@ unsafe fn lookup(
             }
             // Everything else: the Python registry's own checks and creation.
             let mut forwarded = vec![PyString::new(py, kind.name()).into_any()];
-            forwarded.extend((0..nargs as isize).map(arg));
+            forwarded.extend((0..nargs).map(arg));
             let kwargs = if kwnames.is_null() {
                 None
             } else {
                 let names = Bound::from_borrowed_ptr(py, kwnames).cast_into::<PyTuple>()?;
                 let kwargs = PyDict::new(py);
                 for (i, name) in names.iter().enumerate() {
-                    kwargs.set_item(name, arg(nargs as isize + i as isize))?;
+                    kwargs.set_item(name, arg(nargs + i as isize))?;
                 }
                 Some(kwargs)
             };
