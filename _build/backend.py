@@ -8,7 +8,7 @@ environment variable in brackets):
   (``py3-none-any``) with the fallback backend only. It needs no Rust, no
   compiler and no build requirement at all, so it also builds offline.
 - ``abi3`` (``PEPPERPY_CORE_ABI3=1``): one native wheel for CPython 3.11 and
-  later (the stable ABI), about 5% slower on the cache's hot paths than the
+  later (the stable ABI); the cache's reads are 13-17% slower than with the
   default per-version build (see benches/README.md).
 
 Without a usable Rust toolchain the default build stops before anything is

@@ -1,28 +1,48 @@
-"""Every ``python`` code block of the README runs, so the README cannot rot."""
+"""The documents cannot rot: every ``python`` block of README.md and
+benches/README.md runs and passes ``mypy --strict``; their shell commands
+name things that exist; the README's errors table is the errors module."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
+import tomllib
 import types
 from pathlib import Path
 
 import pytest
 
+from pepperpy_core import errors
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.backend
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", ROOT / "benches" / "README.md"]
 
 
-def test_readme_has_examples() -> None:
-    assert BLOCKS
+def _blocks(kind: str) -> list[tuple[str, str]]:
+    """(id, source) of every ``kind`` block of the documents."""
+    found = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        for i, source in enumerate(re.findall(rf"```{kind}\n(.*?)```", text, re.DOTALL)):
+            found.append((f"{document.relative_to(ROOT)}#{i}", source))
+    return found
 
 
-@pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_block_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+BLOCKS = _blocks("python")
+SHELL_BLOCKS = _blocks("sh")
+
+
+def test_the_documents_have_examples() -> None:
+    assert len(BLOCKS) >= 8
+    assert SHELL_BLOCKS
+
+
+@pytest.mark.parametrize("source", [s for _, s in BLOCKS], ids=[i for i, _ in BLOCKS])
+def test_block_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     server = None
     if "REDIS_URL" in source:  # the Redis example runs against a real server
         server = RedisServer(tmp_path)
@@ -32,31 +52,46 @@ def test_readme_block_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_pat
     module = types.ModuleType("readme_block")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     try:
-        exec(compile(source, str(README), "exec"), module.__dict__)
+        exec(compile(source, "README block", "exec"), module.__dict__)
     finally:
         if server is not None:
             server.stop()
 
 
-SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
-ROOT = README.parent
+def test_blocks_pass_mypy_strict(tmp_path: Path) -> None:
+    """With the project's own mypy settings (strict, unreachable code, ...)."""
+    from mypy import api
+
+    paths = []
+    for i, (name, source) in enumerate(BLOCKS):
+        path = tmp_path / f"block{i}.py"
+        path.write_text(f"# {name}\n{source}", encoding="utf-8")
+        paths.append(str(path))
+    out, err, status = api.run(
+        [
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            *paths,
+        ]
+    )
+    assert status == 0, out + err
 
 
 def _commands() -> list[str]:
     commands = []
-    for block in SHELL_BLOCKS:
+    for _, block in SHELL_BLOCKS:
         for raw in block.splitlines():
             line = raw.split("#", 1)[0].strip()
             commands.extend(part.strip() for part in line.split("&&") if part.strip())
     return commands
 
 
-def test_readme_shell_commands_point_at_real_things() -> None:
+def test_shell_commands_point_at_real_things() -> None:
     """The set-up commands are run for real by CI (.ci/run runs the test
-    command; test_cli runs the demo); here every one of them is checked to
-    name scripts, extras and subcommands that exist."""
-    import tomllib
-
+    command, .ci/packaging the installs; test_cli runs the demo); here every
+    one of them is checked to name scripts, extras and subcommands that exist."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
@@ -73,8 +108,34 @@ def test_readme_shell_commands_point_at_real_things() -> None:
                 main([*words[3:4], "--help"])
             assert info.value.code == 0, command
         elif words[:2] == ["pip", "install"]:
-            match = re.search(r"\[(\w+)\]", command)
-            if match:
-                assert match.group(1) in extras, command
+            for group in re.findall(r"\[([\w,]+)\]", command):
+                assert set(group.split(",")) <= set(extras), command
         else:
             assert words[0] in {"python3", "."}, command
+
+
+def _errors_table() -> dict[str, str]:
+    """error name -> its "also a" column, from the README's errors table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("### Errors", 1)[1].split("\n\n", 3)[2]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1].strip("`")
+    return rows
+
+
+def test_the_errors_table_is_the_errors_module() -> None:
+    documented = _errors_table()
+    defined = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if inspect.isclass(cls)
+        and issubclass(cls, errors.PepperpyError)
+        and cls is not errors.PepperpyError
+    }
+    assert set(documented) == set(defined)
+    for name, cls in defined.items():
+        builtin = documented[name]
+        if builtin:  # the builtin it refines, as the table says
+            assert any(b.__name__ == builtin for b in cls.__mro__), (name, builtin)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Final, Literal
 
+from pepperpy_core.errors import BackendChoiceError
 from pepperpy_core.protocols import (
     CacheProtocol,
     CounterProtocol,
@@ -26,10 +27,6 @@ from pepperpy_core.protocols import (
 Name = Literal["native", "python"]
 CHOICES: Final = ("auto", "native", "python")
 ENVIRONMENT: Final = "PEPPERPY_CORE_BACKEND"
-
-
-class BackendChoiceError(ImportError):
-    """Raised on import when PEPPERPY_CORE_BACKEND names no backend."""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,28 @@ class ResourceReleaseError(PepperpyError, ExceptionGroup[Exception]):
     released, when some releases failed; holds each failure."""
 
 
+class BackendChoiceError(PepperpyError, ImportError):
+    """Raised on first use of the package when ``PEPPERPY_CORE_BACKEND``
+    names no backend (``auto``, ``native`` and ``python`` do)."""
+
+
+class PhaseTimeout(PepperpyError, TimeoutError):
+    """A module's ``initialize()`` or ``cleanup()`` ran past the
+    application's ``start_timeout`` or ``stop_timeout`` and was cancelled
+    (the cause of a StartupError, or one of a ShutdownError's exceptions)."""
+
+
+class PhaseCancelled(PepperpyError, RuntimeError):
+    """A module's ``initialize()`` or ``cleanup()`` was cancelled by
+    something other than the application (by itself, say): a failure like
+    any other."""
+
+
+class CorruptValueError(PepperpyError, ValueError):
+    """Stored bytes a serializer cannot decode; remote caches treat them as
+    a miss (and log it)."""
+
+
 class CacheUnavailableError(PepperpyError, ConnectionError):
     """Raised by a remote cache (RedisCache) when its server cannot be
     reached or does not answer within the cache's timeout; the cause is the

@@ -35,10 +35,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 from pepperpy_core.cache import LocalCache, Peek, check_ttl
-from pepperpy_core.errors import CacheUnavailableError, LifecycleError
+from pepperpy_core.errors import CacheUnavailableError, CorruptValueError, LifecycleError
 from pepperpy_core.module.resource import ResourceModule
 from pepperpy_core.protocols import CacheProtocol
-from pepperpy_core.serializers import JSON, CorruptValueError, Serializer
+from pepperpy_core.serializers import JSON, Serializer
 
 try:
     import redis.asyncio as aioredis

@@ -22,15 +22,13 @@ import json
 import pickle
 from typing import Any, Final, Protocol
 
+from pepperpy_core.errors import CorruptValueError
+
 __all__ = ["JSON", "PICKLE", "CorruptValueError", "Serializer"]
 
 _JSON_TAG: Final = b"j"
 _BYTES_TAG: Final = b"b"
 _PICKLE_TAG: Final = b"p"
-
-
-class CorruptValueError(ValueError):
-    """Stored bytes that this serializer cannot decode."""
 
 
 class Serializer(Protocol):

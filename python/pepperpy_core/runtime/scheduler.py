@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pepperpy_core.errors import PhaseCancelled, PhaseTimeout
 from pepperpy_core.runtime.graph import Node
 
 #: Called with a node when its call is launched.
@@ -26,15 +27,6 @@ Begin = Callable[[Node], None]
 End = Callable[[Node, BaseException | None, float], None]
 
 _clock = time.perf_counter
-
-
-class PhaseTimeout(TimeoutError):
-    """A node's call ran past the phase's timeout and was cancelled."""
-
-
-class PhaseCancelled(RuntimeError):
-    """A node's call was cancelled by something other than the runtime (by
-    itself, say): a failure like any other."""
 
 
 def _done(completed: Callable[[Node], None], node: Node, _task: object) -> None:
