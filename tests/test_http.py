@@ -5,11 +5,9 @@ registries, hostile clients, and nothing left behind after stop()."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 import json
 import resource
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +27,7 @@ from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.runtime import StartupError
 from pepperpy_core.runtime import http as http_module
 from tests.asyncutil import run
+from tests.hiding import hide
 
 LOCAL = "127.0.0.1:0"
 PROMETHEUS_ACCEPT = (
@@ -471,16 +470,7 @@ def test_nothing_listens_unless_asked() -> None:
 
 
 def test_without_aiohttp_asking_for_http_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_aiohttp(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "aiohttp" or name.startswith("aiohttp."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_aiohttp)
-    for name in [n for n in sys.modules if n == "aiohttp" or n.startswith("aiohttp.")]:
-        monkeypatch.delitem(sys.modules, name)
+    hide(monkeypatch, "aiohttp")
     with pytest.raises(ImportError, match=r"pepperpy-core\[http\]"):
         Application(Service("db"), http=LOCAL)
     Application(Service("db"))  # without http= nothing needs it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import importlib
 import math
 import sys
@@ -21,6 +20,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.otel import bridge
+from tests.hiding import hide
 
 pytestmark = pytest.mark.backend
 
@@ -200,14 +200,7 @@ def test_bad_arguments_are_refused(
 
 
 def test_without_the_sdk_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_sdk(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name.startswith("opentelemetry"):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_sdk)
+    hide(monkeypatch, "opentelemetry")
     monkeypatch.delitem(sys.modules, "pepperpy_core.otel")
     with pytest.raises(ImportError, match=r"pepperpy-core\[otel\]"):
         importlib.import_module("pepperpy_core.otel")

@@ -4,7 +4,6 @@ free loopback port (started here, without persistence, and stopped)."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 import importlib
 import logging
 import math
@@ -22,6 +21,7 @@ from pepperpy_core.errors import CacheUnavailableError, LifecycleError
 from pepperpy_core.redis import RedisCache, RedisModule, TieredCache
 from pepperpy_core.serializers import JSON, PICKLE
 from tests.asyncutil import run, until
+from tests.hiding import hide
 from tests.servers import RedisServer
 
 # The local tier is a FIFOCache: run again on the fallback backend.
@@ -557,14 +557,7 @@ def test_redis_module_refuses_bad_settings(kwargs: dict[str, Any], error: type[E
 
 
 def test_without_redis_py_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_redis(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "redis" or name.startswith("redis."):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_redis)
+    hide(monkeypatch, "redis")
     monkeypatch.delitem(sys.modules, "pepperpy_core.redis")
     with pytest.raises(ImportError, match=r"pepperpy-core\[redis\]"):
         importlib.import_module("pepperpy_core.redis")

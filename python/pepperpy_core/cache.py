@@ -9,12 +9,12 @@ the documented contract of each method.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, overload
 
 from pepperpy_core._backend import ACTIVE
+from pepperpy_core._seconds import seconds_or_none
 from pepperpy_core.protocols import CacheProtocol
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ else:
     CacheStats = ACTIVE.CacheStats
     FIFOCache = ACTIVE.FIFOCache
 
-__all__ = ["CacheStats", "FIFOCache", "LocalCache", "check_ttl"]
+__all__ = ["CacheStats", "FIFOCache", "LocalCache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,17 +32,6 @@ K_contra = TypeVar("K_contra", contravariant=True)
 V_co = TypeVar("V_co", covariant=True)
 
 _MISSING: Final = object()
-
-
-def check_ttl(ttl: object, what: str = "ttl") -> float | None:
-    """``ttl`` as seconds (None: no expiry); TypeError or ValueError otherwise."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise TypeError(f"{what} must be a number of seconds or None, not {type(ttl).__name__}")
-    if not math.isfinite(ttl) or ttl <= 0:
-        raise ValueError(f"{what} must be a finite number of seconds > 0, got {ttl!r}")
-    return float(ttl)
 
 
 class Peek(Protocol[K_contra, V_co]):
@@ -79,7 +68,7 @@ class LocalCache(Generic[K, V]):
                 f"(a FIFOCache), not {type(cache).__name__}"
             )
         self.cache = made
-        self.ttl = check_ttl(ttl)
+        self.ttl = seconds_or_none(ttl, "ttl")
         self._deadlines: dict[K, float] = {}  # keys stored with a time to live
         self._expiring = False
         self._reads_plainly()
@@ -106,7 +95,7 @@ class LocalCache(Generic[K, V]):
 
     def put(self, key: K, value: V, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key`` (``ttl``, else the default, bounds its life)."""
-        seconds = check_ttl(ttl) if ttl is not None else self.ttl
+        seconds = seconds_or_none(ttl, "ttl") if ttl is not None else self.ttl
         self.cache[key] = value
         if seconds is not None:
             if len(self._deadlines) > 2 * len(self.cache) + 64:

@@ -34,7 +34,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
-from pepperpy_core.cache import LocalCache, Peek, check_ttl
+from pepperpy_core._seconds import seconds, seconds_or_none
+from pepperpy_core.cache import LocalCache, Peek
 from pepperpy_core.errors import CacheUnavailableError, CorruptValueError, LifecycleError
 from pepperpy_core.module.resource import ResourceModule
 from pepperpy_core.protocols import CacheProtocol
@@ -74,13 +75,6 @@ _RENEW: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-
-
-def _check_timeout(timeout: object) -> float:
-    seconds = check_ttl(timeout, "timeout")
-    if seconds is None:
-        raise TypeError("timeout must be a number of seconds; every Redis call is bounded")
-    return seconds
 
 
 def make_client(url: str, timeout: float) -> aioredis.Redis:
@@ -135,9 +129,9 @@ class RedisCache(Generic[V]):
         ):
             raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
         self.prefix = prefix
-        self.ttl = check_ttl(ttl)
+        self.ttl = seconds_or_none(ttl, "ttl")
         self.serializer = serializer
-        self.timeout = _check_timeout(timeout)
+        self.timeout = seconds(timeout, "timeout")
         self._source = client
         self._own: aioredis.Redis | None = None
         if client is None:
@@ -262,8 +256,8 @@ class RedisCache(Generic[V]):
         await self._call("SET (pipelined)", pipelined)
 
     def _millis(self, ttl: float | None) -> int | None:
-        seconds = check_ttl(ttl) if ttl is not None else self.ttl
-        return None if seconds is None else max(1, round(seconds * 1000))
+        limit = seconds_or_none(ttl, "ttl") if ttl is not None else self.ttl
+        return None if limit is None else max(1, round(limit * 1000))
 
     # --- what a TieredCache needs --------------------------------------------------------
 
@@ -342,8 +336,8 @@ class TieredCache(Generic[V]):
             local if isinstance(local, LocalCache) else LocalCache(local)
         )
         self.remote = remote
-        self.lock_ttl = _check_timeout(lock_ttl)
-        self.wait_poll = _check_timeout(wait_poll)
+        self.lock_ttl = seconds(lock_ttl, "lock_ttl")
+        self.wait_poll = seconds(wait_poll, "wait_poll")
         # Moves on at every change to any key (ours or announced): a read
         # from Redis fills the local cache only if it did not move meanwhile.
         self._version = 0
@@ -699,7 +693,7 @@ class RedisModule(ResourceModule):
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
         self.url = url
-        self.timeout = _check_timeout(timeout)
+        self.timeout = seconds(timeout, "timeout")
         self._client: aioredis.Redis | None = None
 
     @property

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pepperpy_core._callbacks import register
+from pepperpy_core._seconds import seconds_or_none
 from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
 from pepperpy_core.exposition import Exposition, Format
 from pepperpy_core.metrics import MetricsRegistry
@@ -71,16 +71,6 @@ Phase = Literal["idle", "starting", "running", "stopping"]
 _INTERRUPTED: Final = "start() was interrupted: the application was stopped while it was starting"
 
 
-def _check_timeout(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
-    return float(value)
-
-
 class Application:
     """A graph of modules started, stopped and checked together (see this
     module's doc)."""
@@ -99,9 +89,9 @@ class Application:
 
             self._address = parse_address(http)
             require_aiohttp()
-        self.start_timeout = _check_timeout("start_timeout", start_timeout)
-        self.stop_timeout = _check_timeout("stop_timeout", stop_timeout)
-        self.health_timeout = _check_timeout("health_timeout", health_timeout)
+        self.start_timeout = seconds_or_none(start_timeout, "start_timeout")
+        self.stop_timeout = seconds_or_none(stop_timeout, "stop_timeout")
+        self.health_timeout = seconds_or_none(health_timeout, "health_timeout")
         self._roots: list[Lifecycle] = []
         self._nodes: list[Node] | None = None
         self._listeners: list[AppListener] = []
