@@ -145,15 +145,15 @@ class FIFOCache(Generic[K, V]):
         "__weakref__",
         "_busy",
         "_data",
+        "_dropped",
         "_evicted",
-        "_evictions",
         "_hits",
-        "_inserts",
         "_lock",
         "_maxsize",
         "_misses",
         "_mixed",
         "_order",
+        "_other",
         "_stale",
         "_version",
         "_wrapped",
@@ -175,11 +175,15 @@ class FIFOCache(Generic[K, V]):
         self._lock = threading.RLock()
         self._busy = False
         self._evicted: object = None  # the value _evict_oldest took, until released
+        # Moves on at every change (readers comparing keys with the lock
+        # released check it). An insert only moves the version, so that a
+        # write counts once: inserts = version - other, and evictions are the
+        # inserts that are neither still here nor dropped by pop/del/clear.
         self._version = 0
+        self._other = 0  # version moves that were not inserts
+        self._dropped = 0  # entries removed by pop, del or clear
         self._hits = 0
         self._misses = 0
-        self._inserts = 0
-        self._evictions = 0
 
     @property
     def maxsize(self) -> int:
@@ -283,20 +287,24 @@ class FIFOCache(Generic[K, V]):
             if not group:
                 del self._wrapped[wrapper[1]]
 
-    def _evict_oldest(self) -> object:
-        """Remove the oldest entry and return its dict key; its value stays
-        referenced by ``_evicted`` until the caller takes it after the lock."""
+    def _skip_stale(self, oldest: object) -> object:
+        """The first dict key from ``oldest`` on in ``_order`` that is still
+        stored (the ones popped by ``pop``/``del`` are skipped)."""
         order = self._order
         stale = self._stale
-        oldest = order.popleft()
         while stale and oldest in stale:
             left = stale.pop(oldest) - 1
             if left:
                 stale[oldest] = left
             oldest = order.popleft()
+        return oldest
+
+    def _evict_oldest(self) -> object:
+        """Remove the oldest entry and return its dict key; its value stays
+        referenced by ``_evicted`` until the caller takes it after the lock."""
+        oldest = self._skip_stale(self._order.popleft())
         self._evicted = self._data.pop(oldest)
         self._unlink(oldest)
-        self._evictions += 1
         return oldest
 
     # --- reads ---------------------------------------------------------------------
@@ -379,10 +387,13 @@ class FIFOCache(Generic[K, V]):
         """Hits, misses, inserts and evictions so far."""
         self._acquire()
         try:
-            counts = (self._hits, self._misses, self._inserts, self._evictions)
+            counts = (self._hits, self._misses, self._version, self._other, self._dropped)
+            size = len(self._data)
         finally:
             self._release()
-        hits, misses, inserts, evictions = counts
+        hits, misses, version, other, dropped = counts
+        inserts = version - other
+        evictions = inserts - size - dropped
         return CacheStats(hits=hits, misses=misses, inserts=inserts, evictions=evictions)
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
@@ -418,43 +429,36 @@ class FIFOCache(Generic[K, V]):
         # Python while the lock is held.
         lock = self._lock
         lock.acquire()
-        if self._busy:
+        wrapped = self._wrapped
+        if self._busy or (wrapped and hash(key) in wrapped):
+            # Busy: refused there. A stored key that is not plain shares its
+            # hash: compared there, with the lock released.
             lock.release()
-            raise RuntimeError(_BUSY)
-        if self._wrapped and hash(key) in self._wrapped:
-            lock.release()  # keys that are not plain share its hash
             self._set(key, value, hash(key))
             return
         self._busy = True
-        gone: object = None
         try:
             data = self._data
             old: object = data.get(key, _MISSING)
             if old is _MISSING:
-                order = self._order
                 if len(data) >= self._maxsize:
                     # Evict first: a reader never sees more than maxsize entries.
-                    gone = order.popleft()
-                    stale = self._stale
-                    while stale and gone in stale:
-                        left = stale.pop(gone) - 1
-                        if left:
-                            stale[gone] = left
-                        gone = order.popleft()
+                    gone: object = self._order.popleft()
+                    if self._stale:
+                        gone = self._skip_stale(gone)
                     old = data.pop(gone)
-                    if gone.__class__ is tuple:
+                    if wrapped and gone.__class__ is tuple:
                         self._unlink(gone)
-                    self._evictions += 1
                 data[key] = value
-                order.append(key)
-                self._inserts += 1
-                self._version += 1
+                self._order.append(key)
+                self._version += 1  # an insert (see __init__)
             else:
                 data[key] = value
         finally:
             self._busy = False
             lock.release()
-        del old, gone  # what left the cache goes after the lock
+        # What left the cache (``old``, the evicted key) is released after the
+        # lock, with this frame.
 
     __setitem__ = set
 
@@ -483,7 +487,6 @@ class FIFOCache(Generic[K, V]):
                 self._order.append(fresh)
                 if not plain:
                     self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
-                self._inserts += 1
                 self._version += 1
         finally:
             self._release()
@@ -501,6 +504,8 @@ class FIFOCache(Generic[K, V]):
                 stale = self._stale
                 stale[dkey] = stale.get(dkey, 0) + 1
                 self._version += 1
+                self._other += 1
+                self._dropped += 1
         finally:
             self._release()
         if len(self._order) > 2 * len(self._data) + 32:
@@ -548,6 +553,8 @@ class FIFOCache(Generic[K, V]):
             old = (self._data, self._order, self._stale, self._wrapped, self._mixed)
             self._data, self._order, self._stale, self._wrapped, self._mixed = fresh
             self._version += 1
+            self._other += 1
+            self._dropped += len(old[0])
         finally:
             self._release()
         del old
