@@ -20,15 +20,24 @@ MAX_ROUNDS changed attempts raise RuntimeError). Values and keys that leave
 the cache are released after the lock. A finalizer or signal handler that
 runs on the same thread in the middle of a write and writes to the cache gets
 a RuntimeError instead of a deadlock or a corrupt cache.
+
+"The lock" is a token (see ``FIFOCache.__init__``): ``set`` with an exact str
+or int key takes it with one atomic ``list.pop`` and gives it back with
+``list.append``, a third of a lock round trip; every other write takes a
+re-entrant lock first and then the token, waiting on a condition while a
+``set`` on another thread holds it. On free-threaded builds the list's own
+per-object lock makes the take and the give-back atomic.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import FrameType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 K = TypeVar("K")
@@ -147,6 +156,7 @@ class FIFOCache(Generic[K, V]):
         "_data",
         "_dropped",
         "_evicted",
+        "_gate",
         "_hits",
         "_lock",
         "_maxsize",
@@ -155,7 +165,9 @@ class FIFOCache(Generic[K, V]):
         "_order",
         "_other",
         "_stale",
+        "_token",
         "_version",
+        "_waiting",
         "_wrapped",
     )
 
@@ -169,10 +181,18 @@ class FIFOCache(Generic[K, V]):
         # equal to (an IntEnum member over a stored int), so that it is found
         # again without a scan; checked before each use.
         self._mixed: dict[int, object] = {}
-        # Re-entrant so that a nested use on this thread (a finalizer or a
-        # signal handler run by the interpreter mid-operation) meets the busy
-        # flag and is refused, instead of deadlocking; other threads wait.
+        # Who may change the table: the holder of the one token in ``_token``
+        # (taking it is list.pop, giving it back list.append: atomic, and a
+        # third of a lock's cost). The str/int path of ``set`` takes it
+        # directly; every other change first takes ``_lock``, re-entrant so
+        # that a nested use on this thread (a finalizer or a signal handler
+        # run mid-operation) meets the busy flag and is refused instead of
+        # deadlocking, then the token, waiting on ``_gate`` while a ``set``
+        # on another thread has it.
+        self._token = [True]
         self._lock = threading.RLock()
+        self._gate = threading.Condition(threading.Lock())
+        self._waiting = False
         self._busy = False
         self._evicted: object = None  # the value _evict_oldest took, until released
         # Moves on at every change (readers comparing keys with the lock
@@ -193,13 +213,73 @@ class FIFOCache(Generic[K, V]):
     # --- the lock ------------------------------------------------------------------
 
     def _acquire(self) -> None:
-        self._lock.acquire()
+        """Take the lock and the token, or raise RuntimeError when this thread
+        already holds either (a nested use)."""
+        lock = self._lock
+        # A set on this thread that holds the token, interrupted by this
+        # nested use, might be waited for by the lock's holder: check first.
+        if not lock.acquire(blocking=False):
+            if self._set_holds_here():
+                raise RuntimeError(_BUSY)
+            lock.acquire()
         if self._busy:
-            self._lock.release()
+            lock.release()
             raise RuntimeError(_BUSY)
         self._busy = True
+        try:
+            self._take_token()
+        except BaseException:
+            self._busy = False
+            lock.release()
+            raise
+
+    def _take_token(self) -> None:
+        """Take the token, waiting while a ``set`` on another thread has it."""
+        token = self._token
+        try:
+            token.pop()
+        except IndexError:
+            pass
+        else:
+            return
+        if self._set_holds_here():
+            raise RuntimeError(_BUSY)
+        gate = self._gate
+        with gate:
+            # Set before each try: a set that gives the token back after the
+            # try sees the flag and wakes this thread (see _wake).
+            self._waiting = True
+            try:
+                while True:
+                    try:
+                        token.pop()
+                    except IndexError:
+                        gate.wait()
+                    else:
+                        return
+            finally:
+                self._waiting = False
+
+    def _wake(self) -> None:
+        """Wake the thread waiting in _take_token (the token is back)."""
+        with self._gate:
+            self._gate.notify()
+
+    def _set_holds_here(self) -> bool:
+        """Whether this thread runs nested inside this cache's ``set`` while
+        that call holds the token (its frame says so in ``held``)."""
+        frame: FrameType | None = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code is _SET_CODE:
+                names = frame.f_locals
+                if names.get("self") is self and names.get("held") is True:
+                    return True
+            frame = frame.f_back
+        return False
 
     def _release(self) -> None:
+        # The token first: a use nested before the busy flag drops is refused.
+        self._token.append(True)
         self._busy = False
         self._lock.release()
 
@@ -426,24 +506,33 @@ class FIFOCache(Generic[K, V]):
             return
         # The common case written out (each method call costs a fifth of a
         # set): an exact str or int key. Nothing is allocated or called into
-        # Python while the lock is held.
-        lock = self._lock
-        lock.acquire()
-        wrapped = self._wrapped
-        if self._busy or (wrapped and hash(key) in wrapped):
-            # Busy: refused there. A stored key that is not plain shares its
-            # hash: compared there, with the lock released.
-            lock.release()
-            self._set(key, value, hash(key))
-            return
-        self._busy = True
+        # Python while the token is held. ``held`` marks this frame as the
+        # token's holder for a nested use on this thread (_set_holds_here):
+        # true from before the take until after the give-back, so that a use
+        # nested anywhere in between is refused rather than left waiting for
+        # its own thread.
+        held = True
+        token = self._token
         try:
+            token.pop()
+        except IndexError:
+            held = False
+            self._set(key, value, hash(key))  # waits there, or refuses a nested use
+            return
+        shared = False
+        old: object = None
+        gone: object = None
+        try:
+            wrapped = self._wrapped
             data = self._data
-            old: object = data.get(key, _MISSING)
-            if old is _MISSING:
+            if wrapped and hash(key) in wrapped:
+                shared = True  # a stored key that is not plain has its hash
+            elif (old := data.get(key, _MISSING)) is not _MISSING:
+                data[key] = value
+            else:
                 if len(data) >= self._maxsize:
                     # Evict first: a reader never sees more than maxsize entries.
-                    gone: object = self._order.popleft()
+                    gone = self._order.popleft()
                     if self._stale:
                         gone = self._skip_stale(gone)
                     old = data.pop(gone)
@@ -452,13 +541,15 @@ class FIFOCache(Generic[K, V]):
                 data[key] = value
                 self._order.append(key)
                 self._version += 1  # an insert (see __init__)
-            else:
-                data[key] = value
         finally:
-            self._busy = False
-            lock.release()
-        # What left the cache (``old``, the evicted key) is released after the
-        # lock, with this frame.
+            token.append(True)
+            held = False  # noqa: F841 - read by _set_holds_here through the frame
+            if self._waiting:
+                self._wake()
+        if shared:
+            # Compared there, with the token given back.
+            self._set(key, value, hash(key))
+        del old, gone  # what left the cache goes after the token
 
     __setitem__ = set
 
@@ -576,3 +667,7 @@ class FIFOCache(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(maxsize={self._maxsize}, len={len(self._data)})"
+
+
+#: The code of the one method that holds the token without the lock.
+_SET_CODE: Final = FIFOCache.set.__code__

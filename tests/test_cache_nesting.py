@@ -1,0 +1,184 @@
+"""The pure-Python FIFOCache's write token: a use nested in a write on the same
+thread (what a signal handler or a finalizer does) is either done or refused
+with RuntimeError, never a deadlock or a half-made change; a write that finds
+the token taken by another thread waits for it and then happens.
+
+A profile hook stands in for the signal handler: it runs at every call a
+cache method makes, on the same thread, nested in that method's frame.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from pepperpy_core._fallback.cache import _BUSY, _CHANGED, FIFOCache
+
+_METHODS = {f.__code__ for f in vars(FIFOCache).values() if hasattr(f, "__code__")}
+
+
+class _Key:
+    """A key that is not plain (stored under a wrapper) with a fixed hash."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return self.n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.n == self.n
+
+
+_NESTED: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
+    "set str": lambda c, n: c.set(f"nested-{n}", n),
+    "set int": lambda c, n: c.set(10_000 + n, n),
+    "set wrapped": lambda c, n: c.set(_Key(n), n),
+    "pop": lambda c, n: c.pop(f"nested-{n - 1}", None),
+    "stats": lambda c, n: c.stats(),
+    "clear": lambda c, n: c.clear(),
+}
+
+
+def _check(cache: FIFOCache[Any, Any], maxsize: int) -> None:
+    keys = cache.keys()
+    assert len(keys) <= maxsize
+    assert len(keys) == len(set(keys))
+    assert len(keys) == len(cache) == len(cache.values())
+    for key in keys:
+        assert key in cache
+    stats = cache.stats()
+    assert stats.inserts - stats.evictions >= len(cache)
+
+
+@pytest.mark.parametrize("nested", sorted(_NESTED))
+@pytest.mark.parametrize("outer_key", ["str", "int", "wrapped"])
+def test_a_use_nested_in_a_write_is_done_or_refused(nested: str, outer_key: str) -> None:
+    maxsize = 64
+    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    for n in range(maxsize):
+        cache[f"seed-{n}"] = n
+    if outer_key == "wrapped":
+        cache[_Key(3)] = "seed"
+    run = _NESTED[nested]
+    outcomes: list[str] = []
+    changed: list[str] = []
+    counter = [0]
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and frame.f_code in _METHODS:
+            counter[0] += 1
+            try:
+                run(cache, counter[0])
+            except RuntimeError as error:
+                outcomes.append(str(error))
+            else:
+                outcomes.append("done")
+
+    def work() -> None:
+        sys.setprofile(hook)
+        try:
+            for n in range(40):
+                key: object = {"str": f"outer-{n}", "int": n, "wrapped": _Key(n % 5)}[outer_key]
+                try:
+                    cache[key] = n
+                except RuntimeError as error:
+                    # Only a key that is compared with the token given back
+                    # may find the cache changed at every try.
+                    changed.append(str(error))
+                    continue
+                finally:
+                    sys.setprofile(None)
+                # The outer write happened, whatever ran inside it (a nested
+                # clear may have run after it).
+                assert cache.get(key, n) == n if nested == "clear" else cache[key] == n
+                sys.setprofile(hook)
+        finally:
+            sys.setprofile(None)
+
+    # On a thread, so that a deadlock fails the test instead of hanging it.
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _catching(work, errors))
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "a nested use deadlocked"
+    assert errors == []
+    # Nested uses ran at points where the token was held (refused) and where
+    # it was free (done): both paths were taken.
+    assert set(outcomes) == {"done", _BUSY}
+    assert set(changed) <= ({_CHANGED} if outer_key == "wrapped" else set())
+    _check(cache, maxsize)
+
+
+def _catching(work: Callable[[], None], errors: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as error:  # reported by the test's thread
+        errors.append(error)
+
+
+def _hold_the_token_in_set(
+    cache: FIFOCache[Any, Any], inside: threading.Event, go: threading.Event
+) -> None:
+    """Run ``cache.set`` on this thread and stop it while it holds the token."""
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        # A call in set made with the token taken.
+        if event == "c_call" and frame.f_code is FIFOCache.set.__code__ and not cache._token:
+            sys.setprofile(None)
+            inside.set()
+            assert go.wait(timeout=60)
+
+    sys.setprofile(hook)
+    try:
+        cache.set("held-by-set", 1)
+    finally:
+        sys.setprofile(None)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda c: c.set("from-other", 2),
+        lambda c: c.set(_Key(1), 2),
+        lambda c: c.pop("seed-3"),
+        lambda c: c.clear(),
+        lambda c: c.stats(),
+    ],
+    ids=["set str", "set wrapped", "pop", "clear", "stats"],
+)
+def test_a_write_waits_for_a_set_on_another_thread(
+    other: Callable[[FIFOCache[Any, Any]], object],
+) -> None:
+    cache: FIFOCache[Any, Any] = FIFOCache(4)
+    for n in range(4):
+        cache[f"seed-{n}"] = n
+    before = cache.stats()
+    inside, go, finished = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+    holder = threading.Thread(
+        target=lambda: _catching(lambda: _hold_the_token_in_set(cache, inside, go), errors)
+    )
+    holder.start()
+    assert inside.wait(timeout=60)
+    waiter = threading.Thread(
+        target=lambda: _catching(lambda: (other(cache), finished.set())[0], errors)
+    )
+    waiter.start()
+    # While the set holds the token the other write cannot have happened.
+    assert not finished.wait(timeout=0.3)
+    assert cache.get("seed-3") == 3  # reads never take the token
+    go.set()
+    holder.join(timeout=60)
+    waiter.join(timeout=60)
+    assert not holder.is_alive()
+    assert not waiter.is_alive(), "the waiting write never woke"
+    assert errors == []
+    assert finished.is_set()
+    _check(cache, 4)
+    assert cache.stats().inserts >= before.inserts + 1
