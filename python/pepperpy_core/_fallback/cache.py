@@ -520,24 +520,25 @@ class FIFOCache(Generic[K, V]):
             self._set(key, value, hash(key))  # waits there, or refuses a nested use
             return
         shared = False
-        old: object = None
-        gone: object = None
         try:
             wrapped = self._wrapped
             data = self._data
             if wrapped and hash(key) in wrapped:
                 shared = True  # a stored key that is not plain has its hash
-            elif (old := data.get(key, _MISSING)) is not _MISSING:
+            elif key in data:
+                # Locals whose names start with _ hold what leaves the cache
+                # until this frame ends, after the token is given back.
+                _replaced = data[key]
                 data[key] = value
             else:
                 if len(data) >= self._maxsize:
                     # Evict first: a reader never sees more than maxsize entries.
-                    gone = self._order.popleft()
+                    _gone = self._order.popleft()
                     if self._stale:
-                        gone = self._skip_stale(gone)
-                    old = data.pop(gone)
-                    if wrapped and gone.__class__ is tuple:
-                        self._unlink(gone)
+                        _gone = self._skip_stale(_gone)
+                    _evicted = data.pop(_gone)
+                    if wrapped and _gone.__class__ is tuple:
+                        self._unlink(_gone)
                 data[key] = value
                 self._order.append(key)
                 self._version += 1  # an insert (see __init__)
@@ -549,7 +550,6 @@ class FIFOCache(Generic[K, V]):
         if shared:
             # Compared there, with the token given back.
             self._set(key, value, hash(key))
-        del old, gone  # what left the cache goes after the token
 
     __setitem__ = set
 
