@@ -27,10 +27,47 @@ def test_hundred_callers_one_load() -> None:
 
     assert run(main()) == ["value"] * 100
     assert loads == 1
-    assert m.cache["k"] == "value"
+    assert m.cache.items() == [("k", "value")]  # a snapshot reads without counting
     assert m.cache_stats() == LoadStats(hits=0, misses=100, loads=1, failures=0)
     assert run(m.get_or_load("k", loader)) == "value"
     assert m.cache_stats().hits == 1
+
+
+async def _load_42() -> int:
+    return 42
+
+
+def test_the_modules_own_cache_counts_every_read_of_it_once() -> None:
+    m = CachedModule(maxsize=4)
+    assert run(m.get_or_load("a", _load_42)) == 42  # a miss, a load
+    assert run(m.get_or_load("a", _load_42)) == 42  # a hit
+    assert m.cache_stats() == LoadStats(hits=1, misses=1, loads=1, failures=0)
+    # The cache's own counts are the module's: a direct read counts there too.
+    assert m.cache.get("a") == 42
+    assert m.cache.get("b") is None
+    assert m.cache_stats() == LoadStats(hits=2, misses=2, loads=1, failures=0)
+    stats = m.cache.stats()
+    assert (stats.hits, stats.misses) == (2, 2)
+    run(m.cleanup())  # the cache is cleared; counts are kept
+    assert m.cache_stats() == LoadStats(hits=2, misses=2, loads=1, failures=0)
+
+
+@pytest.mark.parametrize("kind", ["passed in", "replaced by a dict"])
+def test_any_other_cache_has_get_or_load_counted_by_the_module(kind: str) -> None:
+    from pepperpy_core.cache import FIFOCache
+
+    shared: FIFOCache[str, int] = FIFOCache(4)
+    shared["elsewhere"] = 1
+    shared.get("elsewhere")  # a read by someone else: not the module's
+    if kind == "passed in":
+        m = CachedModule(cache=shared)
+    else:
+        m = CachedModule()
+        m.cache = {}  # as the spec's DataModule does
+    assert run(m.get_or_load("a", _load_42)) == 42
+    assert run(m.get_or_load("a", _load_42)) == 42
+    assert run(m.get_or_load("a", _load_42)) == 42
+    assert m.cache_stats() == LoadStats(hits=2, misses=1, loads=1, failures=0)
 
 
 def test_failing_loader_reaches_every_waiter_and_caches_nothing() -> None:

@@ -4,7 +4,11 @@ Concurrent callers for one missing key share one load: the loader runs once,
 in its own task, and every caller gets its value. A loader that fails raises
 its error in every waiting caller and caches nothing. A cancelled caller does
 not cancel the load for the others. ``cache_stats()`` counts hits, misses,
-loads and failed loads. ``cleanup()`` cancels the loads still running (their
+loads and failed loads. The FIFOCache the module makes counts its own reads:
+its hits and misses are the module's (a direct read of ``module.cache``
+counts too), so a hit is counted once, in the cache. Any other cache (passed
+in, or put in place of ``self.cache``) has its ``get_or_load`` reads counted
+by the module. ``cleanup()`` cancels the loads still running (their
 callers get a LifecycleError), waits for them, and clears the cache; a load
 never writes into the cache after the cleanup that outlived it.
 
@@ -70,6 +74,10 @@ class CachedModule(BaseModule):
             self.cache: Any = cache
         elif not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
             self.cache = FIFOCache(maxsize)
+        # The cache whose own stats count get_or_load's hits and misses.
+        self._counted: object = self.cache if cache is None else None
+        if not isinstance(self._counted, FIFOCache):
+            self._counted = None
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
@@ -77,19 +85,22 @@ class CachedModule(BaseModule):
     async def get_or_load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
         """The cached value of ``key``, or the value ``loader()`` produces, which
         is then cached; concurrent calls for one key share one load."""
+        cache = self.cache
         try:
-            value = self.cache[key]
+            value = cache[key]
         except KeyError:
             return await self._load(key, loader)
         except TypeError:
-            if hasattr(type(self.cache), "__getitem__"):
+            if hasattr(type(cache), "__getitem__"):
                 raise  # an unhashable key, say
             return await self._load(key, loader)  # a cache read only with await
-        self._hits += 1
+        if cache is not self._counted:
+            self._hits += 1
         return value
 
     async def _load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
-        self._misses += 1
+        if self.cache is not self._counted:
+            self._misses += 1
         task = self._loading.get(key)
         if task is None:
             self._loads += 1
@@ -144,8 +155,14 @@ class CachedModule(BaseModule):
         return value
 
     def cache_stats(self) -> LoadStats:
-        """Hits, misses, loads and failed loads of get_or_load so far."""
-        return LoadStats(self._hits, self._misses, self._loads, self._failures)
+        """Hits, misses, loads and failed loads of get_or_load so far (hits and
+        misses: with the module's own FIFOCache, every read of it)."""
+        hits, misses = self._hits, self._misses
+        if isinstance(self._counted, FIFOCache):
+            counted = self._counted.stats()
+            hits += counted.hits
+            misses += counted.misses
+        return LoadStats(hits, misses, self._loads, self._failures)
 
     async def cleanup(self) -> None:
         """Cancel the loads still running and wait for them, then clear the cache."""
