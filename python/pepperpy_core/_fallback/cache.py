@@ -654,8 +654,13 @@ class FIFOCache(Generic[K, V]):
         """Set every pair of a mapping (through its ``items()``, in its order) or
         of an iterable of pairs. Every pair is read and every key hashed first,
         so a bad pair or an unhashable key changes nothing."""
+        fast = FIFOCache.set  # this class's, whatever a subclass overrides
         for key, value, hashed in _pairs(items):
-            self._set(key, value, hashed)
+            kind = type(key)
+            if kind is str or kind is int:
+                fast(self, key, value)
+            else:
+                self._set(key, value, hashed)
 
     # --- the rest ------------------------------------------------------------------
 
