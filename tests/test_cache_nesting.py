@@ -182,3 +182,76 @@ def test_a_write_waits_for_a_set_on_another_thread(
     assert finished.is_set()
     _check(cache, 4)
     assert cache.stats().inserts >= before.inserts + 1
+
+
+class _Interrupt(BaseException):
+    """What a signal handler raises (KeyboardInterrupt, say)."""
+
+
+_OPERATIONS: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
+    "set str": lambda c, n: c.set(f"k-{n}", n),
+    "set int": lambda c, n: c.set(n, n),
+    "set wrapped": lambda c, n: c.set(_Key(n % 5), n),
+    "set_many": lambda c, n: c.set_many([(f"m-{n}", n), (_Key(n % 3), n)]),
+    "pop": lambda c, n: c.pop(f"k-{n - 1}", None),
+    "clear": lambda c, n: c.clear(),
+    "stats": lambda c, n: c.stats(),
+}
+
+
+def _interrupted_at(point: int, run: Callable[[], object]) -> bool:
+    """Run ``run`` and raise _Interrupt as the ``point``-th call made by a
+    FIFOCache method returns; whether it had that many calls."""
+    calls = 0
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "c_return" and frame.f_code in _METHODS:
+            if calls == point:
+                sys.setprofile(None)
+                raise _Interrupt
+            calls += 1
+
+    sys.setprofile(hook)
+    try:
+        run()
+    except _Interrupt:
+        return True
+    finally:
+        sys.setprofile(None)
+    return False
+
+
+def _used_from_another_thread(cache: FIFOCache[Any, Any]) -> None:
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        cache.set("other", 1)
+        cache.pop("other")
+
+    other = threading.Thread(target=lambda: _catching(use, errors))
+    other.start()
+    other.join(timeout=60)
+    assert not other.is_alive(), "the cache stayed locked"
+    assert errors == []
+
+
+@pytest.mark.parametrize("operation", sorted(_OPERATIONS))
+def test_an_exception_as_any_call_returns_leaves_the_cache_usable(operation: str) -> None:
+    """A signal handler may raise as any call inside a write returns. The
+    write is then cut short, but the cache is never left locked or busy: this
+    thread and others go on using it, within its bound."""
+    maxsize = 8
+    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    for n in range(maxsize):
+        cache[f"k-{n}"] = n
+    cache[_Key(1)] = "wrapped"
+    run = _OPERATIONS[operation]
+    point = 0
+    while _interrupted_at(point, lambda: run(cache, point)):  # noqa: B023 - called at once
+        _used_from_another_thread(cache)  # a lock or a token left taken hangs it
+        cache.set(f"here-{point}", point)  # a busy flag left set refuses it
+        assert cache.get(f"here-{point}") == point
+        _check(cache, maxsize)
+        point += 1
+    assert point > 3  # each of the operation's calls was interrupted in turn

@@ -34,7 +34,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
@@ -53,6 +53,8 @@ _CHANGED: Final = (
     "FIFOCache changed during the operation: a key's __eq__ modified the cache "
     f"each time it was compared (gave up after {MAX_ROUNDS} tries)"
 )
+#: Seconds between checks of the token by a writer waiting for it.
+_RECHECK: Final = 0.01
 _BUSY: Final = (
     "FIFOCache was used by a finalizer or signal handler in the middle of "
     "another operation on the same thread; retry after that operation returns"
@@ -95,6 +97,13 @@ def _is_plain(key: object) -> bool:
                 return False
         return True
     return False
+
+
+def _owned(lock: object) -> bool:
+    """Whether this thread holds ``lock``, an RLock (its ``_is_owned`` is
+    private but what threading.Condition itself relies on)."""
+    is_owned: Callable[[], bool] = getattr(lock, "_is_owned")  # noqa: B009 - not in the stubs
+    return is_owned()
 
 
 def _is_wrapper(dkey: object) -> bool:
@@ -216,12 +225,20 @@ class FIFOCache(Generic[K, V]):
         """Take the lock and the token, or raise RuntimeError when this thread
         already holds either (a nested use)."""
         lock = self._lock
-        # A set on this thread that holds the token, interrupted by this
-        # nested use, might be waited for by the lock's holder: check first.
-        if not lock.acquire(blocking=False):
-            if self._set_holds_here():
-                raise RuntimeError(_BUSY)
-            lock.acquire()
+        try:
+            # A set on this thread that holds the token, interrupted by this
+            # nested use, might be waited for by the lock's holder: check first.
+            if not lock.acquire(blocking=False):
+                if self._set_holds_here():
+                    raise RuntimeError(_BUSY)
+                lock.acquire()
+        except BaseException:
+            # Raised by a signal handler as an acquire returned. This call
+            # took the lock if this thread holds it now: a thread that held
+            # it already gets it again from the first acquire.
+            if _owned(lock):
+                lock.release()
+            raise
         if self._busy:
             lock.release()
             raise RuntimeError(_BUSY)
@@ -235,30 +252,44 @@ class FIFOCache(Generic[K, V]):
 
     def _take_token(self) -> None:
         """Take the token, waiting while a ``set`` on another thread has it."""
-        token = self._token
-        try:
-            token.pop()
-        except IndexError:
-            pass
-        else:
+        if self._try_take():
             return
         if self._set_holds_here():
             raise RuntimeError(_BUSY)
         gate = self._gate
         with gate:
             # Set before each try: a set that gives the token back after the
-            # try sees the flag and wakes this thread (see _wake).
+            # try sees the flag and wakes this thread (see _wake). The wait
+            # also times out, so that a wake-up lost to an exception raised
+            # by a signal handler in the waker costs a moment, not a hang.
             self._waiting = True
             try:
-                while True:
-                    try:
-                        token.pop()
-                    except IndexError:
-                        gate.wait()
-                    else:
-                        return
+                while not self._try_take():
+                    gate.wait(_RECHECK)
             finally:
                 self._waiting = False
+
+    def _try_take(self) -> bool:
+        """Take the token if it is free."""
+        token = self._token
+        try:
+            token.pop()
+        except IndexError:
+            return False
+        except BaseException:
+            # Taken, then a signal handler raised as pop returned (pop
+            # itself raises nothing else): give it back.
+            token.append(True)
+            raise
+        return True
+
+    def _give_back(self) -> None:
+        """Give the token back from ``set`` (wakes a waiting writer)."""
+        try:
+            self._token.append(True)
+        finally:
+            if self._waiting:
+                self._wake()
 
     def _wake(self) -> None:
         """Wake the thread waiting in _take_token (the token is back)."""
@@ -279,9 +310,12 @@ class FIFOCache(Generic[K, V]):
 
     def _release(self) -> None:
         # The token first: a use nested before the busy flag drops is refused.
-        self._token.append(True)
-        self._busy = False
-        self._lock.release()
+        # The rest even if a signal handler raises as append returns.
+        try:
+            self._token.append(True)
+        finally:
+            self._busy = False
+            self._lock.release()
 
     # --- finding a key (never under the lock) ----------------------------------------
 
@@ -362,10 +396,19 @@ class FIFOCache(Generic[K, V]):
         """Forget a wrapper that left ``_data``."""
         if _is_wrapper(dkey):
             wrapper = cast("_Wrapper", dkey)
-            group = self._wrapped[wrapper[1]]
-            group.remove(wrapper)  # tuples compare by identity of their holder
+            group = self._wrapped.get(wrapper[1])
+            if group is not None and wrapper in group:  # (absent: a write cut short)
+                group.remove(wrapper)  # tuples compare by identity of their holder
             if not group:
-                del self._wrapped[wrapper[1]]
+                self._wrapped.pop(wrapper[1], None)
+
+    def _stored(self, dkey: object) -> object:
+        """``dkey`` if its entry is stored, else _MISSING; a wrapper left
+        without an entry by a write cut short is forgotten."""
+        if dkey is _MISSING or dkey in self._data:
+            return dkey
+        self._unlink(dkey)
+        return _MISSING
 
     def _skip_stale(self, oldest: object) -> object:
         """The first dict key from ``oldest`` on in ``_order`` that is still
@@ -383,9 +426,26 @@ class FIFOCache(Generic[K, V]):
         """Remove the oldest entry and return its dict key; its value stays
         referenced by ``_evicted`` until the caller takes it after the lock."""
         oldest = self._skip_stale(self._order.popleft())
-        self._evicted = self._data.pop(oldest)
+        evicted = self._data.pop(oldest, _MISSING)
+        while evicted is _MISSING:
+            if not self._order:
+                # Entries left out of the order by writes cut short: the
+                # dict's own order is the FIFO order.
+                self._order.extend(self._data)
+                self._stale.clear()
+            oldest = self._skip_stale(self._order.popleft())
+            evicted = self._data.pop(oldest, _MISSING)
+        self._evicted = evicted
         self._unlink(oldest)
         return oldest
+
+    def _evict_past_orphans(self) -> tuple[object, object]:
+        """(dict key, value) of the oldest entry still stored, removed, after
+        the fast path met an order entry whose key had left the dict (a write
+        cut short by an exception that a signal handler raised)."""
+        oldest = self._evict_oldest()
+        evicted, self._evicted = self._evicted, None
+        return oldest, evicted
 
     # --- reads ---------------------------------------------------------------------
 
@@ -519,6 +579,10 @@ class FIFOCache(Generic[K, V]):
             held = False
             self._set(key, value, hash(key))  # waits there, or refuses a nested use
             return
+        except BaseException:
+            # Taken, then a signal handler raised as pop returned: give it back.
+            self._give_back()
+            raise
         shared = False
         try:
             wrapped = self._wrapped
@@ -536,17 +600,21 @@ class FIFOCache(Generic[K, V]):
                     _gone = self._order.popleft()
                     if self._stale:
                         _gone = self._skip_stale(_gone)
-                    _evicted = data.pop(_gone)
-                    if wrapped and _gone.__class__ is tuple:
+                    _evicted: object = data.pop(_gone, _MISSING)
+                    if _evicted is _MISSING:
+                        _gone, _evicted = self._evict_past_orphans()
+                    elif wrapped and _gone.__class__ is tuple:
                         self._unlink(_gone)
                 data[key] = value
                 self._order.append(key)
                 self._version += 1  # an insert (see __init__)
         finally:
-            token.append(True)
-            held = False  # noqa: F841 - read by _set_holds_here through the frame
-            if self._waiting:
-                self._wake()
+            try:
+                token.append(True)
+            finally:  # even if a signal handler raises as append returns
+                held = False  # noqa: F841 - read by _set_holds_here through the frame
+                if self._waiting:
+                    self._wake()
         if shared:
             # Compared there, with the token given back.
             self._set(key, value, hash(key))
@@ -566,6 +634,7 @@ class FIFOCache(Generic[K, V]):
         dkey = self._locate(key, hashed, plain)
         try:
             data = self._data
+            dkey = self._stored(dkey)
             if dkey is not _MISSING:
                 released: object = data[dkey]
                 data[dkey] = value
@@ -574,10 +643,12 @@ class FIFOCache(Generic[K, V]):
                 if len(data) >= self._maxsize:
                     gone = self._evict_oldest()
                     released, self._evicted = self._evicted, None
-                data[fresh] = value
-                self._order.append(fresh)
+                # Findable first, then stored: a write cut short in between
+                # leaves a wrapper with no entry, which _stored drops.
                 if not plain:
                     self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
+                data[fresh] = value
+                self._order.append(fresh)
                 self._version += 1
         finally:
             self._release()
@@ -589,6 +660,7 @@ class FIFOCache(Generic[K, V]):
         dkey = self._locate(key, hashed, _is_plain(key))
         try:
             value: object = _MISSING
+            dkey = self._stored(dkey)
             if dkey is not _MISSING:
                 value = self._data.pop(dkey)
                 self._unlink(dkey)
