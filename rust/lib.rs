@@ -17,7 +17,8 @@ use pyo3::prelude::*;
 /// (Counter), behind `Exclusive` (a mutex on free-threaded builds; see
 /// exclusive.rs), or a Python dict used through its own thread-safe API
 /// (RegistryCore). No free-threaded interpreter could be installed where this
-/// was built and tested; the GIL build is what the test suite exercises.
+/// was built and tested; the GIL build is what the test suite exercises, and
+/// CI compiles and lints the free-threaded one (`.ci/free-threaded.cfg`).
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::FIFOCache>()?;
