@@ -605,9 +605,12 @@ class FIFOCache(Generic[K, V]):
                         _gone, _evicted = self._evict_past_orphans()
                     elif wrapped and _gone.__class__ is tuple:
                         self._unlink(_gone)
+                # These three are never separated by a signal handler (it
+                # runs only as a call returns); the version first, so that a
+                # reader never trusts a search that missed this insert.
+                self._version += 1  # an insert (see __init__)
                 data[key] = value
                 self._order.append(key)
-                self._version += 1  # an insert (see __init__)
         finally:
             try:
                 token.append(True)
@@ -647,9 +650,9 @@ class FIFOCache(Generic[K, V]):
                 # leaves a wrapper with no entry, which _stored drops.
                 if not plain:
                     self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
+                self._version += 1  # as in set: never apart from the next two
                 data[fresh] = value
                 self._order.append(fresh)
-                self._version += 1
         finally:
             self._release()
         del released, gone
