@@ -439,14 +439,6 @@ class FIFOCache(Generic[K, V]):
         self._unlink(oldest)
         return oldest
 
-    def _evict_past_orphans(self) -> tuple[object, object]:
-        """(dict key, value) of the oldest entry still stored, removed, after
-        the fast path met an order entry whose key had left the dict (a write
-        cut short by an exception that a signal handler raised)."""
-        oldest = self._evict_oldest()
-        evicted, self._evicted = self._evicted, None
-        return oldest, evicted
-
     # --- reads ---------------------------------------------------------------------
 
     @overload
@@ -602,7 +594,10 @@ class FIFOCache(Generic[K, V]):
                         _gone = self._skip_stale(_gone)
                     _evicted: object = data.pop(_gone, _MISSING)
                     if _evicted is _MISSING:
-                        _gone, _evicted = self._evict_past_orphans()
+                        # An order entry whose key left (a write cut short by
+                        # a signal handler's exception): the general path.
+                        _gone = self._evict_oldest()
+                        _evicted, self._evicted = self._evicted, None
                     elif wrapped and _gone.__class__ is tuple:
                         self._unlink(_gone)
                 # These three are never separated by a signal handler (it

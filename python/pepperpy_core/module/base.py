@@ -146,10 +146,16 @@ def _live(frame: _Frame | None) -> _Frame | None:
 
 
 def _record(module: BaseModule) -> _Lifecycle:
+    """A module's lifecycle record, made on first use, so that a subclass that
+    skips super().__init__() still has one. Plain attribute access, never
+    ``module.__dict__``: touching __dict__ turns CPython's compact attribute
+    storage into a dict, and every attribute read of the module (self.cache,
+    self._hits...) gets slower for good."""
     try:
         return module._pepperpy_lifecycle
-    except AttributeError:  # a subclass that skipped super().__init__()
-        return module._lifecycle()
+    except AttributeError:
+        record = module._pepperpy_lifecycle = _Lifecycle()
+        return record
 
 
 def _takes_only_self(raw: Callable[..., Any]) -> bool:
@@ -180,7 +186,7 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
             try:
                 record = self._pepperpy_lifecycle
             except AttributeError:  # a subclass that skipped super().__init__()
-                record = self._lifecycle()
+                record = _record(self)
             active = _ACTIVE.get()
             if active is not None or record.running is not None:
                 await self._enter(record, raw, phase, _live(active), (), {})
@@ -230,7 +236,7 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
             try:
                 record = self._pepperpy_lifecycle
             except AttributeError:  # a subclass that skipped super().__init__()
-                record = self._lifecycle()
+                record = _record(self)
             active = _ACTIVE.get()
             if active is not None or record.running is not None:
                 await self._enter(record, raw, phase, _live(active), args, kwargs)
@@ -279,7 +285,7 @@ class BaseModule:
         # Made with the module (not at its first start, when a large graph
         # would make thousands at once for the collector to walk); it also
         # tells _checked_init that this __init__ ran.
-        self._lifecycle().constructed = True
+        _record(self).constructed = True
 
     _pepperpy_lifecycle: _Lifecycle
     #: The capability a class adds (set by each capability class itself).
@@ -356,18 +362,6 @@ class BaseModule:
         return register(record.listeners, listener)
 
     # --- the guard ---------------------------------------------------------------
-
-    def _lifecycle(self) -> _Lifecycle:
-        # Made on first use, so a subclass that skips super().__init__() still
-        # has a lifecycle.
-        # Plain attribute access, never self.__dict__: touching __dict__ turns
-        # CPython's compact attribute storage into a dict, and every attribute
-        # read of the module (self.cache, self._hits...) gets slower for good.
-        try:
-            return self._pepperpy_lifecycle
-        except AttributeError:
-            record = self._pepperpy_lifecycle = _Lifecycle()
-            return record
 
     async def _enter(
         self,

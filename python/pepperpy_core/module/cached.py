@@ -72,12 +72,12 @@ class CachedModule(BaseModule):
                     f"not {type(cache).__name__}"
                 )
             self.cache: Any = cache
-        elif not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
+        elif not hasattr(self, "cache"):  # (not self.__dict__: see base._record)
             self.cache = FIFOCache(maxsize)
-        # The cache whose own stats count get_or_load's hits and misses.
-        self._counted: object = self.cache if cache is None else None
-        if not isinstance(self._counted, FIFOCache):
-            self._counted = None
+        # The cache whose own stats count get_or_load's hits and misses: the
+        # FIFOCache this module made (None: the module counts them itself).
+        own = self.cache if cache is None else None
+        self._counted: FIFOCache[Any, Any] | None = own if isinstance(own, FIFOCache) else None
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
@@ -158,7 +158,7 @@ class CachedModule(BaseModule):
         """Hits, misses, loads and failed loads of get_or_load so far (hits and
         misses: with the module's own FIFOCache, every read of it)."""
         hits, misses = self._hits, self._misses
-        if isinstance(self._counted, FIFOCache):
+        if self._counted is not None:
             counted = self._counted.stats()
             hits += counted.hits
             misses += counted.misses

@@ -62,7 +62,7 @@ class ResourceModule(BaseModule):
 
     def __init__(self, config: Any = None, *, cache_size: int = 1000, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        if not hasattr(self, "cache"):  # (not self.__dict__: see BaseModule._lifecycle)
+        if not hasattr(self, "cache"):  # (not self.__dict__: see base._record)
             self.cache: Any = FIFOCache(cache_size)
         self._resources: list[_Entry] = []
         self._usage: dict[int, Usage] = {}
