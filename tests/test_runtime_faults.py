@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from typing import Any
 
 import pytest
@@ -265,9 +264,7 @@ def _spawn(where: str) -> subprocess.Popen[str]:
 
 def _read_until(proc: subprocess.Popen[str], wanted: str, seen: list[str]) -> None:
     assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while wanted not in seen:
-        assert time.monotonic() < deadline, seen
+    while wanted not in seen:  # (pytest's timeout ends a child that hangs)
         line = proc.stdout.readline().strip()
         assert line, (seen, proc.stderr.read() if proc.stderr else "")
         seen.append(line)

@@ -11,21 +11,24 @@ a clean stop), and 0, quietly, when the reader of the output goes away.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import signal
+# Only what the interpreter has loaded already: every other import happens in
+# main(), where a Ctrl-C that interrupts it is a quiet exit 130.
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
-from pepperpy_core import __version__
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 PROG = "pepperpy-core"
+_SIGINT = 2  # signal.SIGINT, on every platform Python runs on
 
 
 def _info(args: argparse.Namespace) -> int:
-    from pepperpy_core import _backend  # noqa: PLC0415 (after the backend check)
+    import platform  # noqa: PLC0415
+
+    from pepperpy_core import __version__, _backend  # noqa: PLC0415 (after the backend check)
 
     active = _backend.ACTIVE
     rows = [
@@ -68,6 +71,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _positive(text: str) -> int:
+    import argparse  # noqa: PLC0415
+
     try:
         value = int(text)
     except ValueError:
@@ -78,6 +83,8 @@ def _positive(text: str) -> int:
 
 
 def _port(text: str) -> int:
+    import argparse  # noqa: PLC0415
+
     try:
         value = int(text)
     except ValueError:
@@ -88,6 +95,10 @@ def _port(text: str) -> int:
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    import argparse  # noqa: PLC0415
+
+    from pepperpy_core import __version__  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="pepperpy-core: typed asyncio modules with a Rust core."
     )
@@ -161,11 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as Unix tools do.
+        import os  # noqa: PLC0415 (loaded by the interpreter at start)
+
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:  # Ctrl-C before the command could handle it
-        return 128 + signal.SIGINT
+        return 128 + _SIGINT
     return status
 
 
