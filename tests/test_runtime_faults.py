@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pepperpy_core import Application
-from pepperpy_core.errors import LifecycleError, StartupError
+from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
 from pepperpy_core.module import BaseModule, DependentModule, ModuleConfig, ModuleState
 from tests.asyncutil import run
 
@@ -151,6 +151,42 @@ def test_the_rollback_cleans_up_only_modules_whose_initialize_began() -> None:
     assert c.inits == 0
     assert c.cleanups == 0
     assert (a.cleanups, b.cleanups) == (1, 1)
+
+
+def test_a_rollback_undoes_only_what_its_start_began() -> None:
+    # m1's task is made when m0 ends, in the same turn of the loop as m2
+    # fails: it is cancelled before its body ran. m1, FAILED since its
+    # cleanup failed in the last stop, must not be cleaned up again.
+    class Flaky(Step):
+        fail_stop = False
+
+        async def cleanup(self) -> None:
+            await super().cleanup()
+            if self.fail_stop:
+                raise OSError(f"{self.name} cannot stop")
+
+    m0 = Flaky("m0")
+    m1 = Flaky("m1", m0)
+    m2 = Flaky("m2")
+    transitions: list[tuple[str, S, S]] = []
+
+    async def main() -> None:
+        app = Application(m0, m2, m1)
+        await app.start()
+        m1.fail_stop = True
+        with pytest.raises(ShutdownError):
+            await app.stop()
+        assert m1.state is S.FAILED
+        m2.fail_start = True
+        app.add_listener(lambda m, old, new: transitions.append((m.name, old, new)))
+        with pytest.raises(StartupError, match="'m2'"):
+            await app.start()
+
+    run(main())
+    assert (m1.inits, m1.cleanups) == (1, 1)
+    assert m1.state is S.FAILED  # as the last stop left it
+    assert ("m1", S.INITIALIZING, S.FAILED) in transitions  # the app's view: back where it was
+    assert (m0.inits, m0.cleanups, m2.inits, m2.cleanups) == (2, 2, 2, 2)
 
 
 @pytest.mark.parametrize("how", ["raises CancelledError", "cancels its own task"])

@@ -6,6 +6,7 @@ caller as they were raised."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from signal import Signals
 
 
 class PepperpyError(Exception):
@@ -26,6 +27,12 @@ class LifecycleError(PepperpyError, RuntimeError):
     """Raised when a module is used against its lifecycle: initialized while
     it is being cleaned up, or waited on by a caller whose own initialization
     was cancelled."""
+
+
+class StartInterrupted(LifecycleError):
+    """Raised by ``Application.start()`` when a stop, a signal or
+    ``request_stop()`` cancelled the start; the modules it began were
+    cleaned up before it is raised."""
 
 
 class ModuleSetupError(PepperpyError, TypeError):
@@ -144,4 +151,8 @@ class StartupError(PepperpyError, RuntimeError):
 class ShutdownError(PepperpyError, ExceptionGroup[Exception]):
     """Raised by ``Application.stop()`` after every cleanup ran, when some
     failed, timed out or were cut short; each exception carries a note naming
-    its module."""
+    its module. Raised by ``Application.run()`` too, whose ``signal`` then
+    names the signal that began the stop (None if none did)."""
+
+    #: The signal that made ``run()`` stop, when it was one.
+    signal: Signals | None = None

@@ -20,12 +20,22 @@ anything starts.
   cancels the start and waits for its rollback; ``stop()`` returns only when
   nothing is running. Cancelling the task that awaits ``stop()`` does not
   interrupt the cleanups; it is re-raised when they end.
+- The application's own work never waits for itself: code that runs for a
+  start or a stop (a module's ``initialize()`` or ``cleanup()``, and every
+  task such code started, a watchdog say) may call ``stop()``, which then
+  schedules the stop (cancelling a start in flight) and returns at once,
+  since the stop may be waiting for that very code; ``start()`` from there
+  during a start or a stop is a LifecycleError. A call that ignores its
+  cancellation after a timeout is given as long again, then left behind
+  and reported, so that with timeouts set every phase ends.
 - ``async with app:`` starts and stops. ``await app.run()`` starts, waits for
-  SIGINT or SIGTERM (or ``request_stop()``), then stops, and returns the
-  signal received (None for ``request_stop()``). A first signal during
-  start cancels the starts in flight and rolls back; a second signal cancels
-  the cleanups still running (of the stop or of the rollback) and skips the
-  rest, which are reported.
+  SIGINT or SIGTERM (or ``request_stop()``, or a ``stop()`` from anywhere),
+  then stops, and returns the signal received (None if none was). If a
+  cleanup failed it raises the ShutdownError instead, whose ``signal``
+  names that signal. A first signal during start cancels the starts in
+  flight and rolls back; a second signal cancels the cleanups still running
+  (of the stop or of the rollback) and skips the rest, which are
+  reported.
 - The runtime reports the same transitions for every module, whatever its
   class, to listeners added with ``add_listener(fn)``: ``fn(module, old,
   new)``. ``start_durations`` and ``stop_durations`` hold seconds per module.
@@ -46,11 +56,17 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pepperpy_core._callbacks import register
 from pepperpy_core._seconds import seconds_or_none
-from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
+from pepperpy_core.errors import (
+    LifecycleError,
+    ShutdownError,
+    StartInterrupted,
+    StartupError,
+)
 from pepperpy_core.exposition import Exposition, Format
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module.base import ModuleState
@@ -58,7 +74,7 @@ from pepperpy_core.protocols import Lifecycle, is_lifecycle
 from pepperpy_core.runtime.graph import Node, plan
 from pepperpy_core.runtime.health import HealthReport, check_all
 from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
-from pepperpy_core.runtime.scheduler import run_phase
+from pepperpy_core.runtime.scheduler import NotStarted, run_phase
 
 if TYPE_CHECKING:
     from pepperpy_core.runtime.http import HttpServer
@@ -69,6 +85,12 @@ _log: Final = logging.getLogger("pepperpy_core.runtime")
 AppListener = Callable[[Any, ModuleState, ModuleState], None]
 Phase = Literal["idle", "starting", "running", "stopping"]
 _INTERRUPTED: Final = "start() was interrupted: the application was stopped while it was starting"
+#: The applications whose start or stop the running code works for: their
+#: phase tasks set it, and every task started from them (each module's
+#: initialize() or cleanup(), and the tasks those start) inherits it.
+_WORKING_FOR: ContextVar[tuple[Application, ...]] = ContextVar(
+    "pepperpy_core_working_for", default=()
+)
 
 
 class Application:
@@ -100,6 +122,9 @@ class Application:
         self._start_callers = 0
         self._rolling_back = False  # the start failed and is undoing itself
         self._stop_task: asyncio.Task[None] | None = None
+        # A stop scheduled from inside that no stop() has awaited yet: the
+        # next stop() raises its error, so that it is never lost.
+        self._unawaited_stop: asyncio.Task[None] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._interrupt: BaseException | None = None
         self.start_durations: dict[str, float] = {}
@@ -184,6 +209,12 @@ class Application:
 
     async def start(self) -> None:
         """Start every module in dependency order (see this module's doc)."""
+        if self._phase in ("starting", "stopping") and self in _WORKING_FOR.get():
+            doing = "start" if self._phase == "starting" else "stop"
+            raise LifecycleError(
+                f"start() called by the application's own {doing}, which it would wait "
+                "for (from a module's initialize() or cleanup(), or a task one started)"
+            )
         while self._phase != "starting":
             if self._phase == "running":
                 return
@@ -191,6 +222,7 @@ class Application:
                 await asyncio.wait([self._stop_task])  # then start afresh
                 continue
             self._plan()  # refuse a bad graph here, before anything starts
+            self._unawaited_stop = None  # (logged when it failed)
             self._phase = "starting"
             self._start_task = asyncio.ensure_future(self._starting())
             self._start_task.add_done_callback(self._settle_phase)
@@ -201,7 +233,7 @@ class Application:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             if task.done():  # the start itself was cancelled: stop() or a signal
-                raise LifecycleError(_INTERRUPTED) from None
+                raise StartInterrupted(_INTERRUPTED) from None
             self._start_callers -= 1
             if self._start_callers == 0:  # the last caller gave up: roll back
                 task.cancel()
@@ -211,6 +243,7 @@ class Application:
             self._start_callers -= 1
 
     async def _starting(self) -> None:
+        _WORKING_FOR.set((*_WORKING_FOR.get(), self))  # this task's own context
         nodes = self._plan()
         await self._open_outside(nodes)
         for node in nodes:
@@ -218,10 +251,12 @@ class Application:
         failure: list[tuple[Node, BaseException]] = []
 
         def begin(node: Node) -> None:
-            node.began = True
             self._move(node, ModuleState.INITIALIZING)
 
         def end(node: Node, error: BaseException | None, seconds: float) -> None:
+            if isinstance(error, NotStarted):  # nothing of it to undo
+                self._move(node, node.prior)
+                return
             self.start_durations[node.name] = seconds
             if error is None:
                 self._move(node, ModuleState.READY)
@@ -289,6 +324,8 @@ class Application:
                 return
             if isinstance(error, Exception):
                 outcome: Exception = error
+            elif isinstance(error, NotStarted):  # forced before it began: as a skipped one
+                outcome = LifecycleError(f"{node.name} was not stopped: shutdown forced")
             elif isinstance(error, asyncio.CancelledError):
                 outcome = LifecycleError(f"stopping {node.name} was cancelled: shutdown forced")
             else:  # KeyboardInterrupt and the like: reported too
@@ -320,7 +357,20 @@ class Application:
 
     async def stop(self) -> None:
         """Clean up every started module (see this module's doc)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()  # run() goes on to the stop
+        if self in _WORKING_FOR.get():
+            # The stop may wait for the very code that asks for it: schedule it.
+            if self._phase == "starting":
+                self._cancel_start()
+            elif self._phase == "running":
+                self._begin_stop()
+                self._unawaited_stop = self._stop_task
+            return
+        unawaited, self._unawaited_stop = self._unawaited_stop, None
         if self._phase == "idle":
+            if unawaited is not None and not unawaited.cancelled():
+                unawaited.result()  # its ShutdownError, if it had one
             return
         if self._phase == "starting" and self._start_task is not None:
             task = self._start_task
@@ -332,9 +382,7 @@ class Application:
                 raise
             return
         if self._phase == "running":
-            self._phase = "stopping"
-            self._stop_task = asyncio.ensure_future(self._stopping())
-            self._stop_task.add_done_callback(self._settle_phase)
+            self._begin_stop()
         stopping = self._stop_task
         assert stopping is not None
         try:
@@ -344,7 +392,13 @@ class Application:
                 await asyncio.wait([stopping])
             raise
 
+    def _begin_stop(self) -> None:
+        self._phase = "stopping"
+        self._stop_task = asyncio.ensure_future(self._stopping())
+        self._stop_task.add_done_callback(self._settle_phase)
+
     async def _stopping(self) -> None:
+        _WORKING_FOR.set((*_WORKING_FOR.get(), self))  # this task's own context
         running = [n for n in self._plan() if n.state is ModuleState.READY]
         try:
             errors = await self._clean_up(running)
@@ -368,7 +422,12 @@ class Application:
     def _settle_phase(self, task: asyncio.Task[None]) -> None:
         """When a start or stop task ends, however it ends (cancelled even
         before its first step, which skips its own code), the phase says
-        what is left running."""
+        what is left running. Its error is marked seen: whoever awaits
+        ``start()`` or ``stop()`` gets it, and a stop scheduled from inside
+        the application may have nobody awaiting it (the runtime has logged
+        each failure already)."""
+        if not task.cancelled():
+            task.exception()
         if task is self._start_task and self._phase == "starting":
             self._phase = "idle"
         elif task is self._stop_task and self._phase == "stopping":
@@ -430,14 +489,15 @@ class Application:
         try:
             try:
                 await self.start()
-            except LifecycleError as error:
-                if str(error) != _INTERRUPTED:
-                    raise
+            except StartInterrupted:
                 return first  # a signal during start: rolled back
             await requested.wait()
         finally:
             try:
                 await self.stop()
+            except ShutdownError as error:
+                error.signal = first
+                raise
             finally:
                 for sig in installed:
                     loop.remove_signal_handler(sig)

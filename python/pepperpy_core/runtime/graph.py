@@ -41,6 +41,7 @@ class Node:
         "module",
         "name",
         "pending",
+        "prior",
         "run",
         "started",
         "state",
@@ -57,7 +58,8 @@ class Node:
         self.deps: list[Node] = []
         self.dependents: list[Node] = []
         self.state = ModuleState.CREATED  # as the runtime last set it
-        self.began = False  # initialize() began in the current start
+        self.began = False  # its call in the current phase began to run
+        self.prior = ModuleState.CREATED  # its state before the current phase's call
         # The scheduler's bookkeeping for the phase running now (kept here
         # rather than in dicts keyed by id(): a large graph pays per lookup).
         self.run: object = None  # the phase run this node takes part in

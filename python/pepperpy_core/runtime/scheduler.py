@@ -4,7 +4,10 @@
 ``cleanup``) in dependency order: forward, a node once every dependency in
 the set succeeded; backward, once every dependent in the set has ended (well
 or not). Independent nodes run concurrently, each as its own Task, and a
-per-node timeout cancels a call that runs too long. Completions arrive
+per-node timeout cancels a call that runs too long; a call that has not
+ended a whole timeout after its cancellation (it ignores it, or waits for
+something that waits for this phase) is left behind and reported, so that
+with a timeout every phase ends. Completions arrive
 through one queue, so the cost of waiting does not grow with the number of
 calls in flight; the per-node bookkeeping lives on the nodes themselves.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,15 +32,33 @@ Begin = Callable[[Node], None]
 End = Callable[[Node, BaseException | None, float], None]
 
 _clock = time.perf_counter
+_log = logging.getLogger("pepperpy_core.runtime")
 
 
-def _done(completed: Callable[[Node], None], node: Node, _task: object) -> None:
-    completed(node)
+class NotStarted(asyncio.CancelledError):
+    """A call cancelled before its coroutine ran at all: the node's
+    ``began`` is False again, and nothing of it needs undoing."""
 
 
-def _expire(node: Node) -> None:
-    node.why = "timeout"
-    node.task.cancel()
+def _unstarted(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task``'s coroutine has not begun to run (cancelled now, it never will)."""
+    coro = task.get_coro()
+    return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED"
+
+
+def _done(completed: Callable[[Node], None], node: Node, task: asyncio.Task[Any]) -> None:
+    if node.task is task:  # (not a call the phase has stopped waiting for)
+        completed(node)
+
+
+def _late_end(name: str, task: asyncio.Task[Any]) -> None:
+    """How a call left behind ended, at last: logged, never lost."""
+    if task.cancelled():
+        _log.warning("%s, left behind, ended cancelled", name)
+    elif task.exception() is not None:
+        _log.error("%s, left behind, ended with %r", name, task.exception())
+    else:
+        _log.warning("%s, left behind, ended", name)
 
 
 async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
@@ -54,8 +77,10 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
 
     A call that fails reports its exception; one cancelled after ``seconds_each`` a
     PhaseTimeout; one cancelled because another failed (``stop_on_failure``)
-    or because the task running this was cancelled, a CancelledError; one
-    cancelled by anything else (itself), a PhaseCancelled. When that task is
+    or because the task running this was cancelled, a CancelledError (a
+    NotStarted if it never began to run, and then its ``began`` is False);
+    one cancelled by anything else (itself), a PhaseCancelled. ``began``
+    and ``prior`` (the state before the call) are set on each node launched. When that task is
     cancelled, every call in flight is cancelled and waited for (a second
     cancellation stops the waiting), then CancelledError is raised.
     """
@@ -77,13 +102,27 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         finished.append(node)
         wakeup.set()
 
+    def expire(node: Node) -> None:
+        node.why = node.why or ("unstarted" if _unstarted(node.task) else "timeout")
+        node.task.cancel()
+        node.timer = loop.call_later(seconds_each, abandon, node)  # type: ignore[arg-type]
+
+    def abandon(node: Node) -> None:
+        # Cancelled a whole timeout ago and still running: stop waiting.
+        task, node.task, node.timer = node.task, None, None
+        task.add_done_callback(functools.partial(_late_end, node.name))
+        node.why = "abandoned"
+        completed(node)
+
     def launch(node: Node) -> None:
         nonlocal in_flight
         launched.append(node)
+        node.prior = node.state
+        node.began = True
         begin(node)
         task = node.task = loop.create_task(call(node))  # type: ignore[arg-type]
         if seconds_each is not None:
-            node.timer = loop.call_later(seconds_each, _expire, node)
+            node.timer = loop.call_later(seconds_each, expire, node)
         node.started = _clock()
         task.add_done_callback(functools.partial(_done, completed, node))
         in_flight += 1
@@ -96,11 +135,17 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         if node.timer is not None:
             node.timer.cancel()
             node.timer = None
-        if task.cancelled():
-            if node.why == "timeout":
-                error: BaseException | None = PhaseTimeout(
-                    f"{node.name} did not {verb} within {seconds_each} s"
-                )
+        if node.why == "abandoned":
+            error: BaseException | None = PhaseTimeout(
+                f"{node.name} did not {verb} within {seconds_each} s, nor end within "
+                f"{seconds_each} s of being cancelled: left behind"
+            )
+        elif task.cancelled():
+            if node.why == "unstarted":
+                node.began = False
+                error = NotStarted()
+            elif node.why == "timeout":
+                error = PhaseTimeout(f"{node.name} did not {verb} within {seconds_each} s")
             elif node.why == "ours":
                 error = asyncio.CancelledError()
             else:
@@ -113,8 +158,10 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
     def cancel_in_flight() -> None:
         for node in launched:
             if node.task is not None and not node.task.done():
-                node.why = node.why or "ours"
+                node.why = node.why or ("unstarted" if _unstarted(node.task) else "ours")
                 node.task.cancel()
+                if seconds_each is not None and node.timer is None:
+                    node.timer = loop.call_later(seconds_each, abandon, node)
 
     for node in nodes:
         if node.pending == 0:
