@@ -5,10 +5,14 @@ subclass skipped super().__init__()."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+from typing import Any
 
 import pytest
 
+from pepperpy_core import FIFOCache
 from pepperpy_core.errors import LifecycleError, ModuleSetupError
+from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import (
     BaseModule,
     CachedModule,
@@ -61,6 +65,69 @@ def test_cached_and_resource_compose_and_share_one_cache() -> None:
         assert len(both.cache) == 0
 
     run(main())
+
+
+_CAPABILITIES: tuple[type[BaseModule], ...] = (
+    CachedModule,
+    ResourceModule,
+    StateModule,
+    RetryModule,
+    MetricsModule,
+    DependentModule,
+)
+
+
+def _orders() -> list[tuple[type[BaseModule], ...]]:
+    """Every order of every pair and triple of capabilities, and every order of all six."""
+    small = [o for k in (1, 2, 3) for o in itertools.permutations(_CAPABILITIES, k)]
+    return small + list(itertools.permutations(_CAPABILITIES))
+
+
+def test_every_capabilitys_argument_is_honoured_in_every_order() -> None:
+    registry = MetricsRegistry()
+    for bases in _orders():
+        kind = type("Composed", bases, {})
+        kwargs: dict[str, object] = {}
+        if CachedModule in bases:
+            kwargs["maxsize"] = 5
+        if ResourceModule in bases and CachedModule not in bases:
+            kwargs["cache_size"] = 6
+        if StateModule in bases:
+            kwargs["initial"] = 3
+        if RetryModule in bases:
+            kwargs.update(max_retries=7, delay=0.5)
+        if MetricsModule in bases:
+            kwargs["registry"] = registry
+        module: Any = kind(**kwargs)
+        order = [b.__name__ for b in bases]
+        if CachedModule in bases:
+            assert module.cache.maxsize == 5, order
+        elif ResourceModule in bases:
+            assert module.cache.maxsize == 6, order
+        if StateModule in bases:
+            assert run(module.get_state()) == 3, order
+        if RetryModule in bases:
+            assert (module.max_retries, module.delay) == (7, 0.5), order
+            assert module.retry_policy().max_retries == 7, order
+        if MetricsModule in bases:
+            assert module.metrics is registry, order
+
+
+@pytest.mark.parametrize("order", [(CachedModule, ResourceModule), (ResourceModule, CachedModule)])
+def test_the_one_cache_in_either_order(order: tuple[type[BaseModule], ...]) -> None:
+    kind: Any = type("Both", order, {})
+    assert kind().cache.maxsize == 1000
+    assert kind(maxsize=5).cache.maxsize == 5
+    assert kind(cache_size=5).cache.maxsize == 5
+    assert kind(maxsize=5, cache_size=5).cache.maxsize == 5
+    ready = FIFOCache[str, int](3)
+    assert kind(cache=ready).cache is ready
+    with pytest.raises(TypeError, match="maxsize=5 and cache_size=6|cache_size=6 and maxsize=5"):
+        kind(maxsize=5, cache_size=6)
+    with pytest.raises(TypeError, match="a ready cache was passed too"):
+        kind(cache=ready, cache_size=6)
+    with pytest.raises(TypeError, match="cache must be a cache"):
+        kind(cache=42)
 
 
 def test_every_capability_at_once() -> None:

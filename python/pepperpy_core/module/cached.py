@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import CacheUnavailableError, LifecycleError
+from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
 
 _MISSING: Final = object()
@@ -55,29 +56,22 @@ class LoadStats:
 class CachedModule(BaseModule):
     """A module with a bounded cache and single-flight loading.
 
-    ``maxsize`` sizes the cache; a module that is also a ResourceModule has
-    one ``cache``, made by whichever capability comes last in its MRO.
+    ``maxsize`` sizes the cache (1000 by default), or ``cache=`` passes a
+    ready one; a module that is also a ResourceModule has one ``cache``,
+    sized by ``maxsize`` or ``cache_size`` (giving both, unequal, is a TypeError).
     """
 
     _pepperpy_capability = "CachedModule"
 
     def __init__(
-        self, config: Any = None, *, maxsize: int = 1000, cache: Any = None, **kwargs: Any
+        self, config: Any = None, *, maxsize: int | None = None, cache: Any = None, **kwargs: Any
     ) -> None:
+        want_cache(self, "maxsize", maxsize, cache)  # before: see _shared_cache
         super().__init__(config, **kwargs)
-        if cache is not None:
-            if not callable(getattr(cache, "get", None)):
-                raise TypeError(
-                    f"cache must be a cache (a FIFOCache, a TieredCache...), "
-                    f"not {type(cache).__name__}"
-                )
-            self.cache: Any = cache
-        elif not hasattr(self, "cache"):  # (not self.__dict__: see base._record)
-            self.cache = FIFOCache(maxsize)
         # The cache whose own stats count get_or_load's hits and misses: the
-        # FIFOCache this module made (None: the module counts them itself).
-        own = self.cache if cache is None else None
-        self._counted: FIFOCache[Any, Any] | None = own if isinstance(own, FIFOCache) else None
+        # FIFOCache made for this module (None: the module counts them itself).
+        self._counted: FIFOCache[Any, Any] | None = make_cache(self)
+        self.cache: Any
         self._loading: dict[Hashable, asyncio.Task[Any]] = {}
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0

@@ -14,9 +14,10 @@ order on cleanup.
   releasing included, so a later cleanup releases it.
 - ``use(resource)`` (a context manager) counts how often and how many times
   at once each resource is used; ``usage()`` reports it.
-- ``cache`` is a FIFOCache of ``cache_size`` entries, cleared on cleanup;
-  subclasses may replace it (the spec's CacheModule puts a dict there). A
-  module that is also a CachedModule has one ``cache``.
+- ``cache`` is a FIFOCache of ``cache_size`` entries (1000 by default),
+  cleared on cleanup; subclasses may replace it (the spec's CacheModule puts
+  a dict there). A module that is also a CachedModule has one ``cache``,
+  whatever the order of the bases.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import ResourceReleaseError
+from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
 
 R = TypeVar("R")
@@ -60,10 +61,11 @@ class ResourceModule(BaseModule):
 
     _pepperpy_capability = "ResourceModule"
 
-    def __init__(self, config: Any = None, *, cache_size: int = 1000, **kwargs: Any) -> None:
+    def __init__(self, config: Any = None, *, cache_size: int | None = None, **kwargs: Any) -> None:
+        want_cache(self, "cache_size", cache_size)  # before: see _shared_cache
         super().__init__(config, **kwargs)
-        if not hasattr(self, "cache"):  # (not self.__dict__: see base._record)
-            self.cache: Any = FIFOCache(cache_size)
+        make_cache(self)
+        self.cache: Any
         self._resources: list[_Entry] = []
         self._usage: dict[int, Usage] = {}
 
