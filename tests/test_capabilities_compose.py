@@ -122,7 +122,7 @@ def test_the_one_cache_in_either_order(order: tuple[type[BaseModule], ...]) -> N
     assert kind(maxsize=5, cache_size=5).cache.maxsize == 5
     ready = FIFOCache[str, int](3)
     assert kind(cache=ready).cache is ready
-    with pytest.raises(TypeError, match="maxsize=5 and cache_size=6|cache_size=6 and maxsize=5"):
+    with pytest.raises(TypeError, match=r"maxsize=5 and cache_size=6|cache_size=6 and maxsize=5"):
         kind(maxsize=5, cache_size=6)
     with pytest.raises(TypeError, match="a ready cache was passed too"):
         kind(cache=ready, cache_size=6)

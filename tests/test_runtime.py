@@ -681,3 +681,69 @@ def test_run_returns_the_signal_that_stopped_it() -> None:
         return by_request, by_signal
 
     assert run(main()) == (None, signal.SIGUSR1)
+
+
+# --- modules held but not part of the application ---------------------------------------------
+
+
+class Plain(BaseModule):
+    """Not a DependentModule: what it holds is not a dependency."""
+
+    def __init__(self, name: str, requires: tuple[str, ...] = (), **held: object) -> None:
+        super().__init__(ModuleConfig(name=name, dependencies=list(requires)))
+        for attribute, value in held.items():
+            setattr(self, attribute, value)
+
+
+class Slotted(BaseModule):
+    __slots__ = ("db",)
+
+    def __init__(self, db: BaseModule) -> None:
+        super().__init__(ModuleConfig(name="slotted"))
+        self.db = db
+
+
+@pytest.mark.parametrize(
+    "holder",
+    [
+        lambda db: Plain("api", db=db),
+        lambda db: Plain("api", replicas=[db]),
+        Slotted,
+        lambda db: Plain("api", requires=("db>=1",), db=db),
+    ],
+    ids=["attribute", "in a list", "slot", "required by name"],
+)
+def test_a_held_module_outside_the_application_is_refused(holder: Any) -> None:
+    db = Probe("db", [])
+    api = holder(db)
+    started: list[str] = []
+    api.add_listener(lambda m, old, new: started.append(m.name))
+    app = Application(api)
+    with pytest.raises(MissingDependencyError) as caught:
+        app.plan()
+    message = str(caught.value)
+    assert "holds module 'db'" in message
+    assert "would never start" in message
+    assert "DependentModule" in message
+    with pytest.raises(MissingDependencyError):
+        run(app.start())
+    assert started == []  # refused before anything starts
+    assert Application(api, db).plan()  # passed too: fine
+
+
+def test_a_module_held_privately_is_its_holders_business() -> None:
+    db = Probe("db", [])
+    api = Plain("api", _db=db)
+    assert Application(api).plan() == ["api"]
+
+
+def test_a_dependent_module_starts_what_it_holds() -> None:
+    log: list[str] = []
+    db = Probe("db", log)
+
+    class Api(DependentModule):
+        def __init__(self) -> None:
+            super().__init__(ModuleConfig(name="api"))
+            self.db = db
+
+    assert Application(Api()).plan() == ["db", "api"]

@@ -5,14 +5,17 @@ roots through ``dependencies()`` (any object may offer it; a DependentModule
 returns the modules it holds and those declared with ``depends_on``) and
 through the requirement strings of a ModuleConfig. Refused, naming what is
 wrong: an object that is not a lifecycle, an ``initialize``/``cleanup`` that
-is not ``async def``, two modules with one (normalized) name, a requirement
-naming no module, a version that does not satisfy a requirement, a cycle.
+is not ``async def``, a module held in a public attribute of another module
+that does not make it a dependency (it would never start), two modules with
+one (normalized) name, a requirement naming no module, a version that does
+not satisfy a requirement, a cycle.
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pepperpy_core.config import ModuleConfig, _version, canonical
@@ -23,6 +26,7 @@ from pepperpy_core.errors import (
     VersionConflictError,
 )
 from pepperpy_core.module.base import ModuleState
+from pepperpy_core.module.dependent import DependentModule
 from pepperpy_core.protocols import is_lifecycle
 
 #: type -> problem with its initialize/cleanup ("" when none); checked once per type.
@@ -131,7 +135,64 @@ def discover(roots: Iterable[Any]) -> list[Node]:
     for node, deps in found:
         for dep in deps:
             _link(node, nodes[id(dep)])
+    _check_held(order, nodes)
     return order
+
+
+_CONTAINERS = (list, tuple, set, frozenset)
+#: The dependencies() that makes every module held publicly a dependency.
+_DISCOVERING = DependentModule.dependencies
+
+
+def _held_modules(module: Any) -> Iterator[object]:
+    """The lifecycles ``module`` refers to: its attributes' values, and the
+    items of those that are lists, tuples or sets. Read through the
+    collector's traversal, which (unlike ``vars()``) leaves CPython's compact
+    attribute storage as it is, so the module's attribute reads stay fast."""
+    for value in gc.get_referents(module):
+        values = value.values() if type(value) is dict else (value,)  # a dict: made already
+        for item in values:
+            if isinstance(item, _CONTAINERS):
+                yield from (i for i in item if is_lifecycle(i))
+            elif is_lifecycle(item):
+                yield item
+
+
+def _public_names(module: Any, held: object) -> list[str]:
+    """The public attributes of ``module`` that hold ``held`` (directly or in a container)."""
+    attributes = dict(vars(module)) if hasattr(module, "__dict__") else {}
+    for kind in type(module).__mro__:
+        for slot in kind.__dict__.get("__slots__", ()):
+            if slot not in attributes and hasattr(module, slot):
+                attributes[slot] = getattr(module, slot)
+    return [
+        name
+        for name, value in attributes.items()
+        if name[:1] != "_"
+        and (value is held or (isinstance(value, _CONTAINERS) and any(v is held for v in value)))
+    ]
+
+
+def _check_held(nodes: list[Node], by_id: dict[int, Node]) -> None:
+    """Refuse a module that another holds in a public attribute without it
+    being part of the graph: it would never start while its holder runs."""
+    for node in nodes:
+        if getattr(type(node.module), "dependencies", None) is _DISCOVERING:
+            continue  # what it holds publicly is a dependency already
+        for value in _held_modules(node.module):
+            if id(value) in by_id:
+                continue
+            names = _public_names(node.module, value)
+            if not names:  # private: the holder's own business (it may run it itself)
+                continue
+            held = name_of(value)
+            raise MissingDependencyError(
+                f"module {node.name!r} holds module {held!r} in its attribute "
+                f"{names[0]!r}, but {held!r} is not part of the application, so it would "
+                f"never start: make {type(node.module).__name__} a DependentModule (or "
+                f"call depends_on) so that {held!r} starts first, or pass {held!r} to "
+                "Application() too"
+            )
 
 
 def _check_names_and_requirements(nodes: list[Node]) -> None:
