@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from pepperpy_core.module import CachedModule, LoadStats
+from pepperpy_core.errors import CircularLoadError
+from pepperpy_core.module import CachedModule, LoadStats, ModuleConfig
 from tests.asyncutil import run
+from tests.virtualtime import run_virtual
 
 pytestmark = pytest.mark.backend
 
@@ -148,3 +151,96 @@ def test_works_with_a_dict_in_place_of_the_cache() -> None:
 
     assert run(m.get_or_load("k", loader)) == 7
     assert m.cache == {"k": 7}
+
+
+# --- loads that would wait for themselves ----------------------------------------------------
+
+
+def test_a_loader_that_asks_for_its_own_key_is_an_error_at_once() -> None:
+    module = CachedModule()
+
+    async def main() -> None:
+        async def loader() -> str:
+            return str(await module.get_or_load("k", loader))
+
+        with pytest.raises(CircularLoadError, match=r"CachedModule\['k'\] -> CachedModule\['k'\]"):
+            await module.get_or_load("k", loader)
+        assert "k" not in module.cache  # nothing cached; the module goes on
+        assert await module.get_or_load("k", _value("v")) == "v"
+        assert module.cache_stats().failures == 1
+
+    run_virtual(main())
+
+
+def test_two_loads_that_wait_for_each_other_from_two_callers() -> None:
+    module = CachedModule()
+    both_started = asyncio.Event()
+    started: list[str] = []
+
+    def loader_of(key: str, other: str) -> Callable[[], Awaitable[str]]:
+        async def load() -> str:
+            started.append(key)
+            if len(started) == 2:
+                both_started.set()
+            await both_started.wait()  # each waits for the other only then
+            return f"{key}+{await module.get_or_load(other, loader_of(other, key))}"
+
+        return load
+
+    async def main() -> None:
+        outcomes = await asyncio.gather(
+            module.get_or_load("a", loader_of("a", "b")),
+            module.get_or_load("b", loader_of("b", "a")),
+            return_exceptions=True,
+        )
+        errors = [o for o in outcomes if isinstance(o, CircularLoadError)]
+        assert len(errors) == 2  # the circle is refused; both callers learn it
+        assert "'a'" in str(errors[0])
+        assert "'b'" in str(errors[0])
+
+    run_virtual(main())
+
+
+def test_a_circle_through_two_modules_and_a_task() -> None:
+    first, second = (
+        CachedModule(ModuleConfig(name="first")),
+        CachedModule(ModuleConfig(name="second")),
+    )
+
+    async def main() -> None:
+        async def load_first() -> str:
+            # In a task of its own: it inherits which load it works for.
+            return await asyncio.ensure_future(second.get_or_load("x", load_second))
+
+        async def load_second() -> str:
+            return await first.get_or_load("x", load_first)
+
+        with pytest.raises(
+            CircularLoadError, match=r"second\['x'\] -> first\['x'\] -> second\['x'\]"
+        ):
+            await first.get_or_load("x", load_first)
+
+    run_virtual(main())
+
+
+def test_independent_loads_inside_a_loader_are_fine() -> None:
+    module = CachedModule()
+
+    async def main() -> None:
+        async def outer() -> str:
+            parts = await asyncio.gather(
+                module.get_or_load("b", _value("B")), module.get_or_load("c", _value("C"))
+            )
+            return "".join(parts)
+
+        assert await module.get_or_load("a", outer) == "BC"
+        assert await module.get_or_load("a", outer) == "BC"
+
+    run_virtual(main())
+
+
+def _value(value: str) -> Callable[[], Awaitable[str]]:
+    async def load() -> str:
+        return value
+
+    return load

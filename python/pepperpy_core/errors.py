@@ -112,6 +112,16 @@ class CircularDependencyError(DependencyError):
         super().__init__("circular dependency: " + " -> ".join(self.cycle))
 
 
+class CircularLoadError(PepperpyError, RuntimeError):
+    """Raised by a single-flight load (``get_or_load``, a TieredCache's
+    ``load``) whose loader would wait for its own load, directly (it asks
+    for its own key) or through other loads; ``chain`` names the loads."""
+
+    def __init__(self, message: str, chain: Sequence[object] = ()) -> None:
+        self.chain: tuple[str, ...] = tuple(repr(c) for c in chain)
+        super().__init__(message)
+
+
 class VersionConflictError(DependencyError):
     """Raised when a module's version does not satisfy what a dependent
     module requires; names both modules, the requirement and the version."""

@@ -3,7 +3,9 @@
 Concurrent callers for one missing key share one load: the loader runs once,
 in its own task, and every caller gets its value. A loader that fails raises
 its error in every waiting caller and caches nothing. A cancelled caller does
-not cancel the load for the others. ``cache_stats()`` counts hits, misses,
+not cancel the load for the others. A loader that would wait for its own
+load (directly, or through other loads) gets CircularLoadError at once (see
+``_singleflight``). ``cache_stats()`` counts hits, misses,
 loads and failed loads. The FIFOCache the module makes counts its own reads:
 its hits and misses are the module's (a direct read of ``module.cache``
 counts too), so a hit is counted once, in the cache. Any other cache (passed
@@ -34,8 +36,9 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pepperpy_core._singleflight import SingleFlight
 from pepperpy_core.cache import FIFOCache
-from pepperpy_core.errors import CacheUnavailableError, LifecycleError
+from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
 
@@ -72,7 +75,7 @@ class CachedModule(BaseModule):
         # FIFOCache made for this module (None: the module counts them itself).
         self._counted: FIFOCache[Any, Any] | None = make_cache(self)
         self.cache: Any
-        self._loading: dict[Hashable, asyncio.Task[Any]] = {}
+        self._loading: SingleFlight[Any] = SingleFlight(self)
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
 
@@ -95,18 +98,10 @@ class CachedModule(BaseModule):
     async def _load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
         if self.cache is not self._counted:
             self._misses += 1
-        task = self._loading.get(key)
-        if task is None:
+        if key not in self._loading:
             self._loads += 1
-            task = asyncio.ensure_future(self._run(key, loader, self._generation))
-            self._loading[key] = task
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if (current is not None and current.cancelling()) or not task.cancelled():
-                raise  # this caller was cancelled: the load goes on for the others
-            raise LifecycleError(f"{self.name}: the load of {key!r} was cancelled") from None
+        generation = self._generation
+        return await self._loading.run(key, lambda: self._run(key, loader, generation))
 
     async def _run(
         self, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
@@ -119,13 +114,9 @@ class CachedModule(BaseModule):
         except BaseException:
             self._failures += 1
             raise
-        else:
-            if generation == self._generation:  # no cleanup since the load began
-                cache[key] = value
-            return value
-        finally:
-            if self._loading.get(key) is asyncio.current_task():
-                del self._loading[key]
+        if generation == self._generation:  # no cleanup since the load began
+            cache[key] = value
+        return value
 
     async def _run_async(
         self, cache: Any, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
@@ -161,11 +152,9 @@ class CachedModule(BaseModule):
     async def cleanup(self) -> None:
         """Cancel the loads still running and wait for them, then clear the cache."""
         self._generation += 1
-        loading, self._loading = self._loading, {}
-        for task in loading.values():
-            task.cancel()
+        loading = self._loading.cancel_all()
         if loading:
-            await asyncio.wait(loading.values())
+            await asyncio.wait(loading)
         clear: Callable[[], object] | None = getattr(self.cache, "clear", None)
         if callable(clear) and not inspect.iscoroutinefunction(clear):
             clear()
