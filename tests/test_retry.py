@@ -18,6 +18,7 @@ from pepperpy_core.module import (
     retrying,
 )
 from tests.asyncutil import run
+from tests.virtualtime import run_virtual
 
 
 class Flaky:
@@ -236,3 +237,36 @@ def test_module_settings_are_validated_when_used() -> None:
     m.max_retries = 0
     with pytest.raises(ValueError, match="max_retries"):
         run(m.retry(m.connect))
+
+
+@pytest.mark.parametrize("attempt", [2, 3, 1025, 1026, 10**6, 10**18])
+@pytest.mark.parametrize(
+    ("delay", "backoff", "max_delay"),
+    [(1.0, 2.0, 30.0), (5e-324, 2, 1e308), (1e-300, 1e300, 1e300), (0.5, 1.0, 30.0), (0, 2, 1)],
+)
+def test_the_wait_never_overflows(
+    attempt: int, delay: float, backoff: float, max_delay: float
+) -> None:
+    policy = RetryPolicy(
+        max_retries=10**18, delay=delay, backoff=backoff, max_delay=max_delay, jitter=0.1
+    )
+    wait = policy.wait_before(attempt)
+    assert 0.0 <= wait <= max_delay * 1.1
+    if attempt < 1000:  # small enough to compute directly
+        expected = min(delay * float(backoff) ** (attempt - 2), max_delay)
+        assert wait == pytest.approx(expected, rel=0.11, abs=1e-300)
+
+
+def test_retrying_for_ever_goes_past_a_thousand_attempts() -> None:
+    policy = RetryPolicy(max_retries=10**6, delay=0.001, max_delay=0.001, jitter=0)
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 1500:
+            raise ConnectionError("not yet")
+        return "up"
+
+    assert run_virtual(retry_call(policy, flaky)) == "up"
+    assert calls == 1500

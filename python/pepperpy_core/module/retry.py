@@ -62,6 +62,18 @@ def _check_number(name: str, value: object, *, minimum: float, allow_none: bool 
         raise ValueError(f"{name} must be a finite number >= {minimum}, got {value}")
 
 
+def _capped_growth(start: float, factor: float, times: int, cap: float) -> float:
+    """``min(start * factor ** times, cap)`` without ever overflowing."""
+    if start <= 0 or cap <= 0:
+        return 0.0
+    growth = max(times, 0) * math.log(factor)  # the log of factor ** times
+    if math.log(start) + growth >= math.log(cap):
+        return float(cap)
+    if growth < 700:  # factor ** times is a finite float: exact arithmetic
+        return float(start * float(factor) ** max(times, 0))
+    return math.exp(math.log(start) + growth)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How to retry: attempts, waits, time limits and what to retry."""
@@ -96,8 +108,10 @@ class RetryPolicy:
             raise TypeError("retry_on must be a tuple of exception types")
 
     def wait_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt number ``attempt`` (2, 3, ...)."""
-        base = min(self.delay * self.backoff ** (attempt - 2), self.max_delay)
+        """Seconds to wait before attempt number ``attempt`` (2, 3, ...);
+        finite for any attempt, however many (computed in logarithms, which
+        ``backoff ** n`` would overflow past a thousand attempts)."""
+        base = _capped_growth(self.delay, self.backoff, attempt - 2, self.max_delay)
         if self.jitter:
             base *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(base, 0.0)
