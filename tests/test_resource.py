@@ -206,3 +206,34 @@ def test_capability_modules_compose_their_cleanups() -> None:
     assert log == ["r"]
     assert len(m.cache) == 0
     assert m.state is ModuleState.CLOSED
+
+
+def test_usage_follows_the_object_not_its_address() -> None:
+    module = ResourceModule()
+
+    class Conn:
+        pass
+
+    seen: set[int] = set()
+    for _ in range(200):  # addresses get reused as objects come and go
+        conn = Conn()
+        reused = id(conn) in seen
+        assert module.usage(conn).uses == 0, "a new object reports another's uses"
+        with module.use(conn):
+            pass
+        assert module.usage(conn).uses == 1
+        seen.add(id(conn))
+        del conn
+        if reused:
+            break
+    else:
+        pytest.fail("no address was reused: the test proved nothing")
+
+
+def test_usage_of_objects_without_weak_references() -> None:
+    module = ResourceModule()
+    key = ("pool", 1)  # a tuple: no weak reference
+    with module.use(key), module.use(key):
+        assert module.usage(key).active == 2
+    assert module.usage(key).uses == 2
+    assert module.usage(("pool", 2)).uses == 0

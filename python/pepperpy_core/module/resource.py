@@ -13,7 +13,9 @@ order on cleanup.
   cancelled keeps what it has not released yet, the resource it was
   releasing included, so a later cleanup releases it.
 - ``use(resource)`` (a context manager) counts how often and how many times
-  at once each resource is used; ``usage()`` reports it.
+  at once each resource is used; ``usage()`` reports it. Counts follow the
+  object, not its address: a new object that reuses a dead one's address
+  starts from zero.
 - ``cache`` is a FIFOCache of ``cache_size`` entries (1000 by default),
   cleared on cleanup; subclasses may replace it (the spec's CacheModule puts
   a dict there). A module that is also a CachedModule has one ``cache``,
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
@@ -56,6 +60,42 @@ def _label(resource: object) -> str:
     return f"{type(resource).__name__}@{id(resource):x}"
 
 
+def _forget(entries: dict[int, tuple[object, Usage]], key: int, _ref: object) -> None:
+    entries.pop(key, None)
+
+
+class _UsageTable:
+    """Usage per object, by identity. An entry keeps its object's address
+    from being reused while it exists: a weak reference whose callback drops
+    the entry as the object dies (before its memory can be reused), or, for
+    objects that cannot be weakly referenced, a strong one until cleanup."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[object, Usage]] = {}
+
+    def of(self, resource: object) -> Usage:
+        key = id(resource)
+        found = self._entries.get(key)
+        if found is not None:
+            return found[1]
+        usage = Usage()
+        try:
+            holder: object = weakref.ref(resource, functools.partial(_forget, self._entries, key))
+        except TypeError:  # (an int, a str, a tuple...)
+            holder = resource
+        self._entries[key] = (holder, usage)
+        return usage
+
+    def get(self, resource: object) -> Usage | None:
+        found = self._entries.get(id(resource))
+        return None if found is None else found[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class ResourceModule(BaseModule):
     """A module that owns resources and releases them on cleanup."""
 
@@ -67,7 +107,7 @@ class ResourceModule(BaseModule):
         make_cache(self)
         self.cache: Any
         self._resources: list[_Entry] = []
-        self._usage: dict[int, Usage] = {}
+        self._usage = _UsageTable()
 
     def add_resource(self, resource: R, close: Callable[[], object] | None = None) -> R:
         """Release ``resource`` on cleanup with ``close``, else its
@@ -127,7 +167,7 @@ class ResourceModule(BaseModule):
     @contextlib.contextmanager
     def use(self, resource: R) -> Iterator[R]:
         """Count a use of ``resource`` for the length of the block."""
-        usage = self._usage.setdefault(id(resource), Usage())
+        usage = self._usage.of(resource)
         usage.uses += 1
         usage.active += 1
         try:
@@ -143,7 +183,7 @@ class ResourceModule(BaseModule):
 
     def usage(self, resource: object) -> Usage:
         """How ``resource`` has been used (zeros if never)."""
-        usage = self._usage.get(id(resource), Usage())
+        usage = self._usage.get(resource) or Usage()
         return Usage(usage.uses, usage.active)
 
     async def cleanup(self) -> None:
