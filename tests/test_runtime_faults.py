@@ -6,6 +6,7 @@ stop."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -16,7 +17,12 @@ from typing import Any
 import pytest
 
 from pepperpy_core import Application
-from pepperpy_core.errors import LifecycleError, ShutdownError, StartupError
+from pepperpy_core.errors import (
+    CircularDependencyError,
+    LifecycleError,
+    ShutdownError,
+    StartupError,
+)
 from pepperpy_core.module import BaseModule, DependentModule, ModuleConfig, ModuleState
 from tests.asyncutil import run
 
@@ -404,3 +410,110 @@ def test_stop_or_request_stop_during_a_rollback_lets_it_finish() -> None:
             assert app.phase == "idle"
 
         run(main())
+
+
+# --- what the runtime reports while it stops, and when modules are shared --------------------
+
+
+def test_run_raises_the_failed_stop_and_names_the_signal() -> None:
+    class Broken(Step):
+        async def cleanup(self) -> None:
+            await super().cleanup()
+            raise OSError("cannot stop")
+
+    async def main() -> None:
+        app = Application(Broken("b"))
+        started = asyncio.Event()
+        app.add_listener(lambda m, old, new: new is S.READY and started.set())
+        running = asyncio.ensure_future(app.run(signals=(signal.SIGUSR1,)))
+        await started.wait()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with pytest.raises(ShutdownError) as caught:
+            await running
+        assert caught.value.signal is signal.SIGUSR1
+
+    run(main())
+
+
+def test_health_during_a_stop_is_unhealthy() -> None:
+    gate = asyncio.Event()
+
+    class Slow(Step):
+        async def cleanup(self) -> None:
+            await super().cleanup()
+            await gate.wait()
+
+    async def main() -> None:
+        app = Application(Slow("slow"), Step("fast"))
+        await app.start()
+        assert (await app.health()).status == "healthy"
+        stopping = asyncio.ensure_future(app.stop())
+        await asyncio.sleep(0)
+        report = await app.health()
+        assert (report.phase, report.status) == ("stopping", "unhealthy")
+        assert report.to_dict()["phase"] == "stopping"
+        gate.set()
+        await stopping
+
+    run(main())
+
+
+def test_a_module_shared_by_two_applications_reports_its_own_state() -> None:
+    shared = Step("shared")
+
+    async def main() -> None:
+        first, second = Application(shared), Application(shared, Step("other"))
+        await first.start()
+        await second.start()
+        await first.stop()  # closes the shared module
+        report = await second.health()
+        assert report.modules["shared"].detail == "not running"
+        assert 'pepperpy_module_up{module="shared"} 0.0' in second.render_metrics()
+        await second.stop()
+
+    run(main())
+
+
+def test_a_chain_of_thousands_of_modules_that_initialize_their_dependency() -> None:
+    # The spec's pattern, `await self.dep.initialize()`, down a long chain.
+    class Link(BaseModule):
+        def __init__(self, index: int, dep: Link | None) -> None:
+            super().__init__(ModuleConfig(name=f"link{index}"))
+            self.dep = dep
+
+        async def initialize(self) -> None:
+            if self.dep is not None:
+                await self.dep.initialize()
+
+        async def cleanup(self) -> None:
+            if self.dep is not None:
+                await self.dep.cleanup()
+
+    chain: list[Link] = []
+    for index in range(2000):
+        chain.append(Link(index, chain[-1] if chain else None))
+
+    async def main() -> None:
+        await chain[-1].initialize()
+        assert {m.state for m in chain} == {S.READY}
+        await chain[-1].cleanup()
+        assert {m.state for m in chain} == {S.CLOSED}
+
+    run(main())
+
+
+def test_a_cycle_deep_down_a_long_chain_is_still_found() -> None:
+    class Link(BaseModule):
+        dep: BaseModule | None = None
+
+        async def initialize(self) -> None:
+            if self.dep is not None:
+                await self.dep.initialize()
+
+    chain = [Link(ModuleConfig(name=f"link{i}")) for i in range(180)]
+    for low, high in itertools.pairwise(chain):
+        high.dep = low
+    chain[0].dep = chain[-1]  # the circle closes 180 bodies down
+
+    with pytest.raises(CircularDependencyError):
+        run(chain[-1].initialize())

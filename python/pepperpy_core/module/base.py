@@ -80,13 +80,18 @@ _clock: Final = time.perf_counter
 _GUARDED: Final = "__pepperpy_guarded__"
 
 #: The bodies running in this context, innermost first, as a linked list of
-#: (outer, record, phase, raw body, run id, module): a tuple per nested call. A
-#: frame is live while its record still runs that body (``running`` set and
-#: ``run_id`` equal), so a task that inherited the context from a body that
-#: has since finished sees no live frame.
+#: (outer, record, phase, raw body, run id, module, depth): a tuple per nested
+#: call. A frame is live while its record still runs that body (``running``
+#: set and ``run_id`` equal), so a task that inherited the context from a body
+#: that has since finished sees no live frame.
 _Frame = tuple[
-    "_Frame | None", "_Lifecycle", Phase, Callable[..., Awaitable[None]], int, "BaseModule"
+    "_Frame | None", "_Lifecycle", Phase, Callable[..., Awaitable[None]], int, "BaseModule", int
 ]
+#: Every this many nested bodies (the spec's ``await self.dep.initialize()``
+#: down a chain of modules), the next runs in a task of its own, on a fresh
+#: stack: a chain of any length never reaches the interpreter's recursion
+#: limit (each level costs four Python frames).
+_HOP: Final = 50
 _ACTIVE: ContextVar[_Frame | None] = ContextVar("pepperpy_core_active_lifecycle", default=None)
 
 
@@ -202,7 +207,7 @@ def _guard(raw: F, phase: Phase) -> F:  # noqa: PLR0915 - the common path inline
             outcome = self._transition(record, running) if record.listeners else None
             if outcome is None:
                 record.state = running
-                token = _ACTIVE.set((None, record, phase, raw, record.run_id, self))
+                token = _ACTIVE.set((None, record, phase, raw, record.run_id, self, 1))
                 try:
                     await raw(self)
                 except BaseException as exc:
@@ -391,7 +396,12 @@ class BaseModule:
                     return
                 if phase == "cleanup" and state in (ModuleState.CREATED, ModuleState.CLOSED):
                     return
-                await self._run_body(record, raw, phase, caller, args, kwargs)
+                outer = _ACTIVE.get()
+                body = self._run_body(record, raw, phase, caller, args, kwargs)
+                if outer is not None and outer[6] % _HOP == 0:
+                    await asyncio.ensure_future(body)  # a fresh stack (see _HOP)
+                else:
+                    await body
                 return
             if phase == "initialize":
                 if running == "cleanup":
@@ -464,7 +474,9 @@ class BaseModule:
         else:
             record.state = ModuleState.INITIALIZING if is_init else ModuleState.CLEANING_UP
         if outcome is None:
-            token = _ACTIVE.set((_ACTIVE.get(), record, phase, raw, record.run_id, self))
+            outer = _ACTIVE.get()
+            depth = 1 if outer is None else outer[6] + 1
+            token = _ACTIVE.set((outer, record, phase, raw, record.run_id, self, depth))
             try:
                 await raw(self, *args, **kwargs)
             except BaseException as exc:

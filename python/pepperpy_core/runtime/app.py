@@ -508,7 +508,7 @@ class Application:
 
     async def health(self) -> HealthReport:
         """Every module's health, checked concurrently (see health.py)."""
-        report = await check_all(self._plan(), self.health_timeout)
+        report = await check_all(self._plan(), self.health_timeout, self._phase)
         self._runtime_metrics.observe_health(report)
         return report
 

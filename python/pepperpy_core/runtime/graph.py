@@ -73,6 +73,12 @@ class Node:
         self.timer: Any = None
         self.why = ""  # "timeout" or "ours" when the scheduler cancelled its call
 
+    def current_state(self) -> ModuleState:
+        """The module's own state when it keeps one (a BaseModule: it may be
+        shared with another application that stopped it), else the runtime's."""
+        state = getattr(self.module, "state", None)
+        return state if isinstance(state, ModuleState) else self.state
+
     def __repr__(self) -> str:
         return f"<Node {self.name} {self.state.value}>"
 

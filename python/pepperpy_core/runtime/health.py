@@ -1,10 +1,13 @@
 """Health: every module's check, run concurrently, and dependencies judged once.
 
-A module is unhealthy when it is not running, or its ``health_check()``
-returns anything but True, raises (CancelledError included, unless the
-``health()`` call itself is being cancelled) or passes the timeout. A module
-that is healthy itself but has a dependency that is not is degraded. A
-module without ``health_check()`` is healthy while it runs.
+A module is unhealthy when it is not running (by its own state, when it has
+one: a module another application stopped is not running here either), or
+its ``health_check()`` returns anything but True, raises (CancelledError
+included, unless the ``health()`` call itself is being cancelled) or passes
+the timeout. A module that is healthy itself but has a dependency that is
+not is degraded. A module without ``health_check()`` is healthy while it
+runs. The application as a whole is unhealthy unless it is running: while it
+starts or stops, its modules may be healthy, and it is not.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.runtime.graph import Node
@@ -34,10 +37,12 @@ class ModuleHealth:
 
 @dataclass(frozen=True)
 class HealthReport:
-    """Every module's health and the worst status among them."""
+    """Every module's health, the application's phase, and the overall
+    status: the worst module's, and unhealthy unless the phase is running."""
 
     status: Status
     modules: dict[str, ModuleHealth]
+    phase: str = "running"
 
     @property
     def healthy(self) -> bool:
@@ -47,9 +52,21 @@ class HealthReport:
         """The modules that are not healthy, by name."""
         return [name for name, m in self.modules.items() if m.status != "healthy"]
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-safe data: status, phase, and per module its
+        status, detail and latency in seconds."""
+        return {
+            "status": self.status,
+            "phase": self.phase,
+            "modules": {
+                name: {"status": m.status, "detail": m.detail, "latency": m.latency}
+                for name, m in self.modules.items()
+            },
+        }
+
 
 async def _check(node: Node, seconds_each: float | None) -> ModuleHealth:
-    if node.state is not ModuleState.READY:
+    if node.current_state() is not ModuleState.READY:
         return ModuleHealth(node.name, "unhealthy", "not running", 0.0)
     check = getattr(node.module, "health_check", None)
     if check is None:
@@ -70,9 +87,11 @@ async def _check(node: Node, seconds_each: float | None) -> ModuleHealth:
     return ModuleHealth(node.name, "unhealthy", f"health_check returned {ok!r}", latency)
 
 
-async def check_all(nodes: Sequence[Node], seconds_each: float | None) -> HealthReport:
+async def check_all(
+    nodes: Sequence[Node], seconds_each: float | None, phase: str = "running"
+) -> HealthReport:
     """Every node's health, checked concurrently, each within ``seconds_each``
-    (nodes in dependency order). Each check runs in a task of its own, so a
+    (nodes in dependency order), for an application in ``phase``. Each check runs in a task of its own, so a
     check that cancels itself (or raises a BaseException) makes only its
     module unhealthy; cancelling ``health()`` itself cancels them all."""
     started = time.perf_counter()
@@ -95,8 +114,8 @@ async def check_all(nodes: Sequence[Node], seconds_each: float | None) -> Health
         if sick and mine.status == "healthy":
             detail = f"dependency {', '.join(sick)} is not healthy"
             report[node.name] = ModuleHealth(node.name, "degraded", detail, mine.latency)
-    worst: Status = "healthy"
+    worst: Status = "healthy" if phase == "running" else "unhealthy"
     for result in report.values():
         if _RANK[result.status] > _RANK[worst]:
             worst = result.status
-    return HealthReport(worst, report)
+    return HealthReport(worst, report, phase)

@@ -193,16 +193,8 @@ class HttpServer:
         from aiohttp import web  # noqa: PLC0415
 
         report = await self._shared_health()
-        body = {
-            "status": report.status,
-            "phase": self._app.phase,
-            "modules": {
-                name: {"status": m.status, "detail": m.detail, "latency": m.latency}
-                for name, m in report.modules.items()
-            },
-        }
         status = 503 if report.status == "unhealthy" else 200
-        return web.json_response(body, status=status, dumps=_dumps)
+        return web.json_response(report.to_dict(), status=status, dumps=_dumps)
 
     def _shared_health(self) -> Awaitable[HealthReport]:
         """The health check in flight, or a new one: one run serves every

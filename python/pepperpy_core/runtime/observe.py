@@ -107,7 +107,7 @@ class RuntimeMetrics:
             gauges = self._gauges.get(name)
             if gauges is None:
                 gauges = self._gauges[name] = _ModuleGauges(self, name)
-            state = node.state
+            state = node.current_state()
             gauges.up.set(1.0 if state is ModuleState.READY else 0.0)
             for value, gauge in zip(_STATES, gauges.states, strict=True):
                 gauge.set(1.0 if value is state else 0.0)
