@@ -335,3 +335,44 @@ class Campaign(RuleBasedStateMachine):
 
 Campaign.TestCase.settings = settings(stateful_step_count=12, deadline=None)
 TestCampaign = Campaign.TestCase
+
+
+# --- what the campaign found, kept as explicit examples ------------------------------------------
+
+
+def _replay(*steps: tuple[str, dict[str, Any]]) -> None:
+    """Run the steps on a fresh campaign, checking the invariants after each."""
+    campaign = Campaign()
+    try:
+        for name, arguments in steps:
+            getattr(campaign, name)(**arguments)
+            campaign.never_ready_before_a_dependency()
+            campaign.every_begun_initialize_got_one_cleanup()
+    finally:
+        campaign.teardown()
+
+
+def test_found_a_rollback_undoes_only_what_its_start_began() -> None:
+    # m1 (depends on m0) failed to stop; on the next start m2 fails as m0
+    # ends, so m1's initialize task is cancelled before it ran: its cleanup
+    # must not run again.
+    _replay(
+        ("build", {"size": 3, "edges": [(0, 1)]}),
+        ("start", {}),
+        ("plan", {"index": 1, "phase": "cleanup", "behaviour": "raise"}),
+        ("stop", {}),
+        ("plan", {"index": 2, "phase": "initialize", "behaviour": "raise"}),
+        ("start", {}),
+    )
+
+
+def test_found_a_module_a_forced_stop_skips_twice_owes_one_cleanup() -> None:
+    _replay(
+        ("build", {"size": 2, "edges": [(0, 1)]}),
+        ("run_in_background", {}),
+        ("plan", {"index": 1, "phase": "cleanup", "behaviour": "hang"}),
+        ("signal_the_run", {"gap": T / 2, "signals": 2}),
+        ("run_in_background", {}),
+        ("signal_the_run", {"gap": T / 2, "signals": 2}),
+        ("stop_during_start", {"delay": 0.0}),
+    )
