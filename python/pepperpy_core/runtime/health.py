@@ -91,9 +91,10 @@ async def check_all(
     nodes: Sequence[Node], seconds_each: float | None, phase: str = "running"
 ) -> HealthReport:
     """Every node's health, checked concurrently, each within ``seconds_each``
-    (nodes in dependency order), for an application in ``phase``. Each check runs in a task of its own, so a
-    check that cancels itself (or raises a BaseException) makes only its
-    module unhealthy; cancelling ``health()`` itself cancels them all."""
+    (nodes in dependency order), for an application in ``phase``. Each check
+    runs in a task of its own, so a check that cancels itself (or raises a
+    BaseException) makes only its module unhealthy; cancelling ``health()``
+    itself cancels them all."""
     started = time.perf_counter()
     checks = [asyncio.ensure_future(_check(n, seconds_each)) for n in nodes]
     outcomes = await asyncio.gather(*checks, return_exceptions=True)
