@@ -4,9 +4,12 @@ as one (active backend)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics_families,
 )
@@ -361,3 +364,127 @@ def test_describe_refuses_bad_input(name: Any, text: Any, error: type[Exception]
     with pytest.raises(error):
         reg.describe(name, text)
     assert reg.to_prometheus() == ""
+
+
+# --- text that UTF-8 cannot encode --------------------------------------------------------
+
+#: What os.fsdecode makes of a Latin-1 file name: a lone surrogate.
+UNDECODED = os.fsdecode(b"caf\xe9.txt")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r, g: r.counter("files_total", {"file": UNDECODED}),
+        lambda r, g: r.gauge("fresh", {"file": UNDECODED}),
+        lambda r, g: r.histogram("seconds", {"a": "x", "b": UNDECODED}),
+        lambda r, g: r.timer("op", {"file": UNDECODED}),
+        lambda r, g: r.counter("jobs_total", description=UNDECODED),
+        lambda r, g: r.describe("jobs_total", UNDECODED),
+        lambda r, g: g.add(MetricsRegistry(), "module x", module=UNDECODED),
+    ],
+)
+def test_text_utf8_cannot_encode_is_refused_where_it_enters(call: Any) -> None:
+    reg = MetricsRegistry()
+    reg.counter("files_total", {"file": "a.txt"}).inc()
+    group = Exposition()
+    group.add(reg, "module 'a'", module="a")
+    before = (group.render(), reg.snapshot())
+    with pytest.raises(MetricError, match=r"UTF-8 cannot encode '\\udce9' at index 3"):
+        call(reg, group)
+    assert (group.render(), reg.snapshot()) == before
+    reg.counter("jobs_total").inc()  # a refused description is not kept for later
+    assert [r["description"] for r in reg.snapshot() if r["name"] == "jobs_total"] == [""]
+    group.render("openmetrics").encode()
+    group.close()
+
+
+def test_a_counter_without_a_name_before_total_is_refused() -> None:
+    reg = MetricsRegistry()
+    with pytest.raises(MetricError, match="'_total'"):
+        reg.counter("_total")
+    assert reg.snapshot() == []
+    reg.gauge("_total").set(1)  # a gauge keeps its whole name
+
+
+def test_text_that_slipped_in_costs_only_its_series_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reg = MetricsRegistry()
+    reg.counter("files_total", {"file": "a.txt"}, description="Files.").inc(2)
+    reg.gauge("other").set(1)
+    family = reg._families["files_total"]
+    family.children[(UNDECODED,)] = reg.counter("files_total", {"file": "b.txt"})
+    family.description = UNDECODED  # changed by hand, past every check
+    for _ in range(3):
+        for fmt in ("prometheus", "openmetrics"):
+            text = reg.export(fmt)  # type: ignore[arg-type]
+            text.encode()
+            samples = parse(text, fmt)
+            assert samples["files"][2][("files_total", (("file", "a.txt"),))] == 2.0
+            assert ("files_total", (("file", UNDECODED),)) not in samples["files"][2]
+            assert "other" in samples
+    logged = [r for r in caplog.records if r.name == "pepperpy_core.metrics"]
+    assert len(logged) == 1
+    assert "files_total" in logged[0].getMessage()
+
+
+_ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=6)  # surrogates too
+_METRIC_NAMES = st.one_of(
+    st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,6}", fullmatch=True),
+    st.sampled_from(["_total", "x_total", "x_created", "x_bucket", "x_count", "x_info"]),
+    _ANY_TEXT,
+)
+_LABEL_NAMES = st.one_of(
+    st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,4}", fullmatch=True),
+    st.sampled_from(["module", "le", "__x"]),
+    _ANY_TEXT,
+)
+
+
+@given(
+    kind=st.sampled_from(["counter", "gauge", "histogram"]),
+    name=_METRIC_NAMES,
+    labels=st.dictionaries(_LABEL_NAMES, _ANY_TEXT, max_size=3),
+    text=_ANY_TEXT,
+    module=st.none() | _ANY_TEXT,
+)
+@example(kind="counter", name="_total", labels={}, text="", module=None)
+@example(kind="gauge", name="x", labels={"f": UNDECODED}, text="", module=None)
+@example(kind="gauge", name="x", labels={}, text=UNDECODED, module=None)
+@example(kind="gauge", name="x", labels={}, text="", module=UNDECODED)
+def test_any_text_is_refused_where_it_enters_or_parses_back(
+    kind: str, name: str, labels: dict[str, str], text: str, module: str | None
+) -> None:
+    reg = MetricsRegistry()
+    group = Exposition()
+    try:
+        group.add(reg, "module 'm'", module=module)
+    except MetricError:
+        assert group.render() == ""
+        return
+    try:
+        getattr(reg, kind)(name, labels, description=text)
+    except (MetricError, TypeError):
+        assert (group.render(), reg.snapshot()) == ("", [])
+        return
+    wanted = dict(labels)
+    if module is not None:
+        wanted.setdefault("module", module)
+    wanted = {k: v for k, v in wanted.items() if v}  # an empty value is no label
+    for fmt in ("prometheus", "openmetrics"):
+        rendered = group.render(fmt)  # type: ignore[arg-type]
+        rendered.encode()
+        parser = text_string_to_metric_families
+        if fmt == "openmetrics":
+            parser = parse_openmetrics_families
+        (family,) = parser(rendered)
+        if text.strip():  # the parsers strip the edges of help text
+            assert family.documentation.strip() == text.strip()
+        assert family.samples
+        for sample in family.samples:
+            got = {k: v for k, v in sample.labels.items() if v}
+            if sample.name.endswith("_bucket") and kind == "histogram":
+                del got["le"]
+            assert got == wanted
+    group.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from pepperpy_core import Application
 from pepperpy_core.errors import MetricError
+from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import BaseModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.runtime import StartupError
@@ -414,6 +416,95 @@ def test_a_clash_made_while_running_is_refused_where_it_is_made() -> None:
             assert port is not None
             assert (await get(port, "/metrics"))[0] == 200
         b.metrics.histogram("jobs")  # outside the application, its own business
+
+    run(main())
+
+
+# --- text UTF-8 cannot encode -----------------------------------------------------------
+
+UNDECODED = os.fsdecode(b"caf\xe9.txt")  # a lone surrogate, as file names make
+
+
+def test_a_refused_label_value_leaves_every_scrape_working() -> None:
+    async def main() -> None:
+        db = Service("db")
+        async with running(db) as app:
+            port = app.http_port
+            assert port is not None
+            db.record_failure("timeout")
+            with pytest.raises(MetricError, match="UTF-8"):
+                db.record_failure(UNDECODED)
+            with pytest.raises(MetricError, match="UTF-8"):
+                db.metrics.counter("files_total", {"file": UNDECODED})
+            for fmt in ("prometheus", "openmetrics"):
+                status, _, body = await get(port, f"/metrics?format={fmt}")
+                assert status == 200
+                seen = samples(body, fmt)
+                assert seen[("failures_total", (("module", "db"), ("reason", "timeout")))] == 1
+                assert not any("files" in name for name, _ in seen)
+
+    run(main())
+
+
+class Named:
+    """A lifecycle that is no BaseModule: its name is any str it likes."""
+
+    def __init__(self, name: str, metrics: MetricsRegistry | None) -> None:
+        self.name = name
+        if metrics is not None:
+            self.metrics = metrics
+
+    async def initialize(self) -> None:
+        pass
+
+    async def cleanup(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("registry", [False, True])
+def test_a_module_name_utf8_cannot_encode_fails_the_start_before_any_module(
+    registry: bool,
+) -> None:
+    async def main() -> None:
+        started: list[str] = []
+        good = Service("good")
+
+        async def note() -> None:
+            started.append("good")
+
+        good.on_start = note
+        # Without a registry, only the runtime's own series name the module.
+        bad = Named(UNDECODED, MetricsRegistry() if registry else None)
+        app = Application(good, bad, http=LOCAL)
+        with pytest.raises(MetricError, match=r"module name 'caf\\udce9.txt'"):
+            await app.start()
+        assert (started, app.phase, app.http_port) == ([], "idle", None)
+        with pytest.raises(MetricError, match="module name"):
+            app.render_metrics()
+        report = await app.health()  # answers, though it cannot label the bad one
+        assert report.modules[UNDECODED].status == "unhealthy"
+
+    run(main())
+
+
+def test_a_probe_answer_holding_text_utf8_cannot_encode_is_escaped() -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            return UNDECODED
+
+    async def main() -> None:
+        db = Service("db")
+        async with running(db) as app:
+            port = app.http_port
+            assert port is not None
+
+            async def odd() -> Any:
+                return Odd()
+
+            db.health_check = odd  # type: ignore[method-assign]
+            status, kind, body = await get(port, "/readyz")
+            assert (status, kind) == (503, "text/plain; charset=utf-8")
+            assert "health_check returned caf\\udce9.txt" in body
 
     run(main())
 

@@ -6,6 +6,11 @@ Both formats name a counter's samples ``<name>_total`` (a trailing
 the same series whichever format it negotiates. Each series' label text is
 escaped once, when the series is first exported, and kept.
 
+Every str that reaches the text must be encodable as UTF-8: names, label
+values, help text and module names are checked where they enter (``utf8``,
+MetricError). Should one slip past (a family changed by hand), its series
+or help line is left out and logged once, and the rest is still exported.
+
 ``Exposition`` exports several registries as one scrape (an Application's
 own and its modules'): each module's series gain a ``module`` label, and a
 metric name two registries would both export is refused, when the
@@ -15,6 +20,7 @@ MetricError naming both owners.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Iterator, Sequence
@@ -41,6 +47,7 @@ CONTENT_TYPES: Final[dict[Format, str]] = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
     "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
+_log: Final = logging.getLogger("pepperpy_core.metrics")
 #: Family name, label names and claims are checked under this one lock, so
 #: that two registries of one exposition cannot both win a name.
 _CLAIMS: Final = threading.Lock()
@@ -59,6 +66,8 @@ class Family:
     children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     #: Rendered sample-name-and-labels prefixes per child, per extra label text.
     lines: dict[str, dict[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    #: Whether text that UTF-8 cannot encode was found here (logged once).
+    unencodable: bool = False
 
     @property
     def sample_base(self) -> str:
@@ -82,6 +91,45 @@ def series_names(kind: Kind, name: str) -> tuple[str, ...]:
 # --- text ------------------------------------------------------------------------
 
 
+def encodable(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (it holds no lone surrogate)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utf8(value: str, what: str) -> str:
+    """``value`` if UTF-8 can encode it, else MetricError naming ``what``: a
+    str bound for the exposition is checked where it enters, so that one bad
+    value cannot make every later export fail."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as error:
+            raise MetricError(
+                f"{what} {value!r} cannot be exported: UTF-8 cannot encode "
+                f"{value[error.start]!r} at index {error.start} (a lone surrogate, as "
+                "os.fsdecode() makes of undecodable bytes); decode it with "
+                "errors='replace' or 'backslashreplace' first"
+            ) from None
+    return value
+
+
+def _unencodable(family: Family, what: str) -> None:
+    if not family.unencodable:
+        family.unencodable = True
+        _log.error(
+            "metric %r: UTF-8 cannot encode %s, left out of the exposition "
+            "(logged once per metric)",
+            family.name,
+            what,
+        )
+
+
 def escape_label(value: str) -> str:
     """A label value escaped for both formats."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -101,12 +149,15 @@ def number(value: float) -> str:
     return repr(float(value))
 
 
-def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str, ...]:
-    """The text before each of a child's sample values."""
+def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str, ...] | None:
+    """The text before each of a child's sample values; None when UTF-8
+    cannot encode its labels."""
     pairs = [f'{k}="{escape_label(v)}"' for k, v in zip(family.label_names, values, strict=True)]
     if extra:
         pairs.insert(0, extra)
     inner = ",".join(pairs)
+    if not encodable(inner):
+        return None
     braced = f"{{{inner}}}" if inner else ""
     base = family.sample_base
     if family.kind == "counter":
@@ -123,6 +174,9 @@ def _header(out: list[str], family: Family, description: str, fmt: Format) -> No
     name = family.sample_base
     if family.kind == "counter" and fmt == "prometheus":
         name += "_total"
+    if description and not encodable(description):
+        _unencodable(family, "its help text")
+        description = ""
     if description:
         out.append(f"# HELP {name} {_escape_help(description, fmt)}\n")
     out.append(f"# TYPE {name} {family.kind}\n")
@@ -143,7 +197,11 @@ def _samples(
     for values, metric in children:
         prefixes = cache.get(values)
         if prefixes is None:
-            prefixes = cache[values] = _prefixes(family, values, extra)
+            prefixes = _prefixes(family, values, extra)
+            if prefixes is None:  # never cached: the rest of the scrape goes on
+                _unencodable(family, "a series' labels")
+                continue
+            cache[values] = prefixes
         if family.kind == "counter":
             append(f"{prefixes[0]}{metric.value}\n")
         elif family.kind == "gauge":
@@ -266,6 +324,10 @@ class Exposition:
             raise RuntimeError("this exposition is closed")
         if any(m.registry is registry for m in self._members):
             raise ValueError(f"{owner}'s registry is already exported here")
+        if module is not None:
+            if not isinstance(module, str):
+                raise TypeError(f"module must be a str, not {type(module).__name__}")
+            utf8(module, "the module name")
         extra = f'module="{escape_label(module)}"' if module is not None else ""
         member = _Member(registry, owner, extra, exclusive)
         registry._join(self, member)

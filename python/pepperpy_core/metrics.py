@@ -26,7 +26,16 @@ from pepperpy_core._backend import ACTIVE
 from pepperpy_core._callbacks import register
 from pepperpy_core._fallback.metrics import call_key
 from pepperpy_core.errors import MetricError
-from pepperpy_core.exposition import _CLAIMS, Family, Format, Kind, Snapshot, render, series_names
+from pepperpy_core.exposition import (
+    _CLAIMS,
+    Family,
+    Format,
+    Kind,
+    Snapshot,
+    render,
+    series_names,
+    utf8,
+)
 
 if TYPE_CHECKING:
     from pepperpy_core._fallback.metrics import (
@@ -97,7 +106,14 @@ def _check_labels(
         value = labels[name]
         if not isinstance(value, str):
             raise TypeError(f"label {name!r} must have a str value, not {type(value).__name__}")
+        utf8(value, f"the value of label {name!r}")
     return names, tuple(labels[n] for n in names)
+
+
+def _check_description(description: object) -> str:
+    if not isinstance(description, str):
+        raise TypeError(f"description must be a str, not {type(description).__name__}")
+    return utf8(description, "the description")
 
 
 class RegistryBase:
@@ -141,8 +157,9 @@ class RegistryBase:
         if kind != "histogram" and buckets is not None:
             raise TypeError(f"a {kind} has no buckets")
         name = _check_name(name)
-        if not isinstance(description, str):
-            raise TypeError(f"description must be a str, not {type(description).__name__}")
+        if kind == "counter" and name == "_total":
+            raise MetricError("a counter named '_total' has no name without its _total")
+        description = _check_description(description)
         label_names, values = _check_labels(labels, kind)
         wanted: tuple[float, ...] = ()
         if kind == "histogram":
@@ -232,8 +249,7 @@ class RegistryBase:
         """Give the metric ``name`` its help text, now or when it is made; as
         with its kind and labels, the first description given is kept."""
         name = _check_name(name)
-        if not isinstance(description, str):
-            raise TypeError(f"description must be a str, not {type(description).__name__}")
+        description = _check_description(description)
         if not description:
             return
         with self._lock:

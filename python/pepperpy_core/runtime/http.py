@@ -213,7 +213,14 @@ def _dumps(value: Any) -> str:
 def _text(status: int, body: str) -> web.Response:
     from aiohttp import web  # noqa: PLC0415
 
-    return web.Response(status=status, text=body)
+    # Bodies quote module names and health details, which may hold lone
+    # surrogates (from os.fsdecode, say): escaped, never a failed answer.
+    return web.Response(
+        status=status,
+        body=body.encode("utf-8", "backslashreplace"),
+        content_type="text/plain",
+        charset="utf-8",
+    )
 
 
 def _bound_port(runner: web.AppRunner) -> int:

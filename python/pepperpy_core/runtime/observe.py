@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from pepperpy_core.exposition import Exposition
+from pepperpy_core.exposition import Exposition, encodable, utf8
 from pepperpy_core.metrics import Gauge, Histogram, MetricsRegistry, RegistryBase
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.runtime.graph import Node
@@ -87,6 +87,8 @@ class RuntimeMetrics:
         for module, result in report.modules.items():
             histogram = self._latency.get(module)
             if histogram is None:
+                if not encodable(module):  # start() refuses it; health() still answers
+                    continue
                 histogram = self._latency[module] = self.registry.histogram(
                     "pepperpy_health_check_seconds", {"module": module}, buckets=HEALTH_BUCKETS
                 )
@@ -144,7 +146,12 @@ def module_registries(nodes: Iterable[Node]) -> list[tuple[RegistryBase, list[st
 def open_exposition(own: MetricsRegistry, nodes: Iterable[Node]) -> Exposition:
     """One exposition of ``own`` and every module's registry (a registry held
     by one module gains its ``module`` label); MetricError naming both
-    owners, and nothing left attached, when two of them clash."""
+    owners, and nothing left attached, when two of them clash, or naming the
+    module whose name cannot be a label value (the runtime's series carry
+    every module's name)."""
+    nodes = list(nodes)
+    for node in nodes:
+        utf8(node.name, "the module name")
     group = Exposition()
     try:
         group.add(own, "the application", exclusive=True)
