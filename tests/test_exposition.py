@@ -310,6 +310,176 @@ def test_module_labelled_metrics_may_share_a_name() -> None:
     group.close()
 
 
+#: Pairs of calls on two registries that would export one series twice:
+#: the first registry is module 'a' (or, with None, one shared by modules).
+SAME_SERIES = [
+    # module a labels by hand with b's name what module b exports plainly
+    ("a", lambda r: r.counter("jobs_total", {"module": "b"}), lambda r: r.counter("jobs_total")),
+    ("a", lambda r: r.counter("jobs", {"module": "b"}), lambda r: r.counter("jobs")),
+    (
+        "a",
+        lambda r: r.gauge("depth", {"module": "b", "q": "1"}),
+        lambda r: r.gauge("depth", {"q": "1"}),
+    ),
+    # both label by hand with one module's name
+    (
+        "a",
+        lambda r: r.histogram("op", {"module": "c"}),
+        lambda r: r.histogram("op", {"module": "c"}),
+    ),
+    # a shared registry labels with a module that has a registry of its own
+    (None, lambda r: r.counter("jobs_total", {"module": "b"}), lambda r: r.counter("jobs_total")),
+    (
+        None,
+        lambda r: r.counter("jobs_total", {"module": "b"}),
+        lambda r: r.counter("jobs_total", {"module": "b"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("first_module", "make_first", "make_second"), SAME_SERIES)
+@pytest.mark.parametrize("when", ["joining", "after joining", "second first"])
+def test_two_registries_that_would_export_one_series_are_refused(
+    first_module: str | None, make_first: Any, make_second: Any, when: str
+) -> None:
+    first, second = MetricsRegistry(), MetricsRegistry()
+    owner = "module 'a'" if first_module else "modules 'c', 'd'"
+    group = Exposition()
+    if when == "joining":
+        make_first(first)
+        make_second(second)
+        group.add(first, owner, module=first_module)
+        before = second.snapshot()
+        with pytest.raises(MetricError, match=conflict("module 'b'", owner, "module='")):
+            group.add(second, "module 'b'", module="b")
+        assert second.snapshot() == before
+    elif when == "after joining":
+        group.add(first, owner, module=first_module)
+        group.add(second, "module 'b'", module="b")
+        make_first(first)
+        with pytest.raises(MetricError, match=conflict("module 'b'", owner, "module='")):
+            make_second(second)
+        assert second.snapshot() == []  # nothing half made
+    else:
+        group.add(first, owner, module=first_module)
+        group.add(second, "module 'b'", module="b")
+        make_second(second)
+        before = first.snapshot()
+        with pytest.raises(MetricError, match=conflict(owner, "module 'b'", "module='")):
+            make_first(first)
+        assert first.snapshot() == before
+    text = group.render()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert len(lines) == len({line.rsplit(" ", 1)[0] for line in lines})
+    group.close()
+
+
+def test_a_module_may_label_its_own_series_with_its_own_name() -> None:
+    a, b = MetricsRegistry(), MetricsRegistry()
+    group = Exposition()
+    group.add(a, "module 'a'", module="a")
+    group.add(b, "module 'b'", module="b")
+    a.counter("jobs_total", {"module": "a"}).inc()  # as MetricsModule does
+    a.counter("jobs_total", {"module": "a"}).inc()
+    b.counter("jobs_total").inc(5)
+    families = parse(group.render())
+    assert families["jobs"][2] == {
+        ("jobs_total", (("module", "a"),)): 2.0,
+        ("jobs_total", (("module", "b"),)): 5.0,
+    }
+    group.close()
+
+
+#: Registries of one exposition: (owner, module, exclusive).
+_MEMBERS = [
+    ("the application", None, True),
+    ("module 'a'", "a", False),
+    ("module 'b'", "b", False),
+    ("modules 'c', 'd'", None, False),
+]
+#: A metric made in one registry: (registry, kind, name, labels).
+_MAKE = st.tuples(
+    st.integers(0, len(_MEMBERS) - 1),
+    st.sampled_from(["counter", "gauge", "histogram"]),
+    st.sampled_from(["jobs", "jobs_total", "jobs_count"]),
+    st.sampled_from(
+        [
+            {},
+            {"module": "a"},
+            {"module": "b"},
+            {"module": ""},
+            {"k": "1"},
+            {"module": "b", "k": "1"},
+        ]
+    ),
+)
+
+
+def series_of(text: str, fmt: str) -> list[tuple[str, frozenset[tuple[str, str]]]]:
+    """Every sample's name and labels (an empty value is no label, as in Prometheus)."""
+    parser = text_string_to_metric_families
+    if fmt == "openmetrics":
+        parser = parse_openmetrics_families
+    return [
+        (s.name, frozenset((k, v) for k, v in s.labels.items() if v))
+        for family in parser(text)
+        for s in family.samples
+    ]
+
+
+def assert_no_series_twice(group: Exposition) -> None:
+    for fmt in ("prometheus", "openmetrics"):
+        text = group.render(fmt)  # type: ignore[arg-type]
+        types = [line for line in text.splitlines() if line.startswith("# TYPE")]
+        assert len(types) == len(set(types)), text
+        found = series_of(text, fmt)
+        assert len(found) == len(set(found)), text
+
+
+@given(
+    joined_first=st.sets(st.integers(0, len(_MEMBERS) - 1)),
+    made=st.lists(_MAKE, max_size=10),
+)
+@example(
+    joined_first={1, 2}, made=[(1, "counter", "jobs", {"module": "b"}), (2, "counter", "jobs", {})]
+)
+@example(
+    joined_first=set(), made=[(1, "counter", "jobs", {"module": "b"}), (2, "counter", "jobs", {})]
+)
+@example(
+    joined_first={3, 2}, made=[(2, "gauge", "jobs", {}), (3, "gauge", "jobs", {"module": "b"})]
+)
+def test_no_two_registries_ever_export_one_series(
+    joined_first: set[int], made: list[tuple[int, str, str, dict[str, str]]]
+) -> None:
+    """Whatever the registries make, before or after joining, each call is
+    refused (MetricError) or the exposition holds no series twice."""
+    registries = [MetricsRegistry() for _ in _MEMBERS]
+    group = Exposition()
+
+    def join(index: int) -> None:
+        owner, module, exclusive = _MEMBERS[index]
+        before = group.render()
+        try:
+            group.add(registries[index], owner, module=module, exclusive=exclusive)
+        except MetricError:
+            assert group.render() == before
+
+    for index in sorted(joined_first):
+        join(index)
+    for index, kind, name, labels in made:
+        before = (group.render(), registries[index].snapshot())
+        try:
+            getattr(registries[index], kind)(name, labels)
+        except MetricError:
+            assert (group.render(), registries[index].snapshot()) == before
+        assert_no_series_twice(group)
+    for index in sorted(set(range(len(_MEMBERS))) - joined_first):
+        join(index)
+        assert_no_series_twice(group)
+    group.close()
+
+
 def test_a_registry_joins_an_exposition_once() -> None:
     reg = MetricsRegistry()
     group = Exposition()

@@ -405,6 +405,27 @@ def test_clashing_module_registries_fail_the_start_naming_both() -> None:
     run(main())
 
 
+def test_a_series_labelled_with_another_modules_name_fails_the_start() -> None:
+    async def main() -> None:
+        a, b = Service("a"), Service("b")
+        a.metrics.counter("jobs_total", {"module": "b"}).inc()
+        b.metrics.counter("jobs_total").inc()
+        app = Application(a, b, http=LOCAL)
+        with pytest.raises(MetricError, match=r"module 'b'.*module 'a'.*module='b'"):
+            await app.start()
+        assert (app.phase, app.http_port) == ("idle", None)
+        c = Service("c")
+        async with running(a, c) as other:  # without b, a's series is its own
+            port = other.http_port
+            assert port is not None
+            seen = samples((await get(port, "/metrics"))[2])
+            assert seen[("jobs_total", (("module", "b"),))] == 1.0
+            with pytest.raises(MetricError, match=r"module 'c'.*module 'a'.*module='b'"):
+                c.metrics.counter("jobs_total", {"module": "b"})
+
+    run(main())
+
+
 def test_a_clash_made_while_running_is_refused_where_it_is_made() -> None:
     async def main() -> None:
         a, b = Service("a"), Service("b")

@@ -12,10 +12,12 @@ MetricError). Should one slip past (a family changed by hand), its series
 or help line is left out and logged once, and the rest is still exported.
 
 ``Exposition`` exports several registries as one scrape (an Application's
-own and its modules'): each module's series gain a ``module`` label, and a
-metric name two registries would both export is refused, when the
-registries join and whenever either creates a metric later, with a
-MetricError naming both owners.
+own and its modules'): each module's series gain a ``module`` label, and
+what would make two registries export one series is refused, when the
+registries join and whenever either creates a metric or series later, with
+a MetricError naming both owners: a metric name unless each labels it with
+a module, and within a name a ``module`` label value another registry's
+series carry (a module's series labelled by hand with another's name).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -286,8 +288,16 @@ def negotiate(accept: str | None) -> Format:
 class _Member:
     registry: RegistryBase
     owner: str  # "module 'db'", "the application", ...
-    extra: str  # label text every series gains, or ""
+    module: str | None  # the module label its unlabelled series gain
+    extra: str  # that label as text, or ""
     exclusive: bool  # its metric names may not appear in another registry
+
+    def modules(self, family: Family, children: Iterable[tuple[str, ...]]) -> Iterator[str]:
+        """The ``module`` label values these series of ``family`` carry here."""
+        if "module" in family.label_names:
+            at = family.label_names.index("module")
+            return (values[at] for values in children)
+        return iter(() if self.module is None else (self.module,))
 
 
 @dataclass(frozen=True)
@@ -306,6 +316,8 @@ class Exposition:
         self._members: list[_Member] = []
         self._names: dict[str, list[_Claim]] = {}  # family name -> claims
         self._samples: dict[str, str] = {}  # sample name -> family name
+        #: (family name, module label value) -> the member whose series carry it
+        self._modules: dict[tuple[str, str], _Member] = {}
         self._closed = False
 
     def add(
@@ -319,7 +331,8 @@ class Exposition:
         """Export ``registry`` too, as ``owner``; with ``module``, every
         series without a ``module`` label gains ``module="<module>"``.
         MetricError naming both owners if it would export a metric name that
-        another registry here exports differently; then nothing is added."""
+        another registry here exports differently, or a series another
+        exports too; then nothing is added."""
         if self._closed:
             raise RuntimeError("this exposition is closed")
         if any(m.registry is registry for m in self._members):
@@ -329,7 +342,7 @@ class Exposition:
                 raise TypeError(f"module must be a str, not {type(module).__name__}")
             utf8(module, "the module name")
         extra = f'module="{escape_label(module)}"' if module is not None else ""
-        member = _Member(registry, owner, extra, exclusive)
+        member = _Member(registry, owner, module, extra, exclusive)
         registry._join(self, member)
         self._members.append(member)
 
@@ -342,23 +355,28 @@ class Exposition:
         with _CLAIMS:
             self._names.clear()
             self._samples.clear()
+            self._modules.clear()
 
     def render(self, fmt: Format = "prometheus") -> str:
         """Every registry's metrics in ``fmt``, after running their collectors."""
         sources = [(m.registry._collect(), m.extra) for m in self._members]
         return render(sources, fmt)
 
-    # Called by registries, with _CLAIMS held.
+    # Called by registries, with _CLAIMS held, for a new family (with its
+    # series) or a new series of a family that has a module label.
 
-    def _check(self, member: _Member, kind: Kind, name: str, label_names: Sequence[str]) -> None:
-        claim = self._claim(member, kind, label_names)
+    def _check(
+        self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]
+    ) -> None:
+        kind, name = family.kind, family.name
+        claim = self._claim(member, kind, family.label_names)
         for sample in series_names(kind, name):
-            family = self._samples.get(sample)
-            if family is not None and family != name:
-                other = self._names[family][0]
+            found = self._samples.get(sample)
+            if found is not None and found != name:
+                other = self._names[found][0]
                 raise MetricError(
                     f"{member.owner}'s {kind} {name!r} and {other.member.owner}'s "
-                    f"{other.kind} {family!r} would both expose the series {sample!r}"
+                    f"{other.kind} {found!r} would both expose the series {sample!r}"
                 )
         for other in self._names.get(name, ()):
             if other.member is member:
@@ -375,11 +393,29 @@ class Exposition:
                     f"{other.kind} labelled {sorted(other.label_names)}); two registries "
                     "may share a metric name only when each labels it with its module"
                 )
+        # Sharing a name is safe only while each module label value (and so
+        # each series) comes from one registry: a series labelled by hand with
+        # another module's name would be exported twice.
+        for module in member.modules(family, children):
+            owner = self._modules.get((name, module))
+            if owner is not None and owner is not member:
+                raise MetricError(
+                    f"{member.owner} and {owner.owner} would both export the metric "
+                    f"{name!r} labelled module={module!r} (the same series twice); a "
+                    "module label value belongs to one registry per metric"
+                )
 
-    def _commit(self, member: _Member, kind: Kind, name: str, label_names: Sequence[str]) -> None:
-        self._names.setdefault(name, []).append(self._claim(member, kind, label_names))
-        for sample in series_names(kind, name):
+    def _commit(
+        self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]
+    ) -> None:
+        name = family.name
+        claims = self._names.setdefault(name, [])
+        if not any(c.member is member for c in claims):
+            claims.append(self._claim(member, family.kind, family.label_names))
+        for sample in series_names(family.kind, name):
             self._samples[sample] = name
+        for module in member.modules(family, children):
+            self._modules.setdefault((name, module), member)
 
     @staticmethod
     def _claim(member: _Member, kind: Kind, label_names: Sequence[str]) -> _Claim:

@@ -170,11 +170,9 @@ class RegistryBase:
             )
         with self._lock:
             family = self._families.get(name)
+            made = family is None
             if family is None:
-                self._claim(kind, name, label_names)
-                text = description or self._descriptions.pop(name, "")
-                family = Family(name, kind, text, label_names, wanted)
-                self._families[name] = family
+                family = Family(name, kind, description, label_names, wanted)
             elif family.kind != kind:
                 raise MetricError(f"metric {name!r} is a {family.kind}, not a {kind}")
             elif family.label_names != label_names:
@@ -186,10 +184,13 @@ class RegistryBase:
                 raise MetricError(
                     f"histogram {name!r} has buckets {list(family.buckets)}, not {list(wanted)}"
                 )
-            if description and not family.description:
-                family.description = description
             metric = family.children.get(values)
             if metric is None:
+                # A new series: claimed (with its family, if new) before anything is kept.
+                self._claim(family, values, made)
+                if made:
+                    self._families[name] = family
+                    family.description = description or self._descriptions.pop(name, "")
                 if kind == "counter":
                     metric = self._new_counter()
                 elif kind == "gauge":
@@ -197,6 +198,8 @@ class RegistryBase:
                 else:
                     metric = self._new_histogram(list(family.buckets))
                 family.children[values] = metric
+            if description and not family.description:
+                family.description = description
             key = call_key(name, labels)
             if key is not None:  # the next call of this shape is a dict lookup
                 remembered: dict[object, Any] = (
@@ -209,36 +212,40 @@ class RegistryBase:
                 remembered[key] = metric
             return metric
 
-    def _claim(self, kind: Kind, name: str, label_names: tuple[str, ...]) -> None:
-        """Reserve the sample names a new family exposes, here and in every
-        exposition this registry is part of; MetricError naming both metrics
-        (and nothing reserved) if another family already exposes one."""
-        series = series_names(kind, name)
+    def _claim(self, family: Family, values: tuple[str, ...], made: bool) -> None:
+        """Reserve a new series (and the sample names of its family, when
+        ``made``), here and in every exposition this registry is part of;
+        MetricError naming both owners, and nothing reserved, if another
+        family already exposes one of those names or another registry that
+        series."""
+        series = series_names(family.kind, family.name) if made else ()
         for sample in series:
             owner = self._series_owner.get(sample)
             if owner is not None:
                 other = self._families[owner]
                 raise MetricError(
-                    f"{kind} {name!r} would expose the series {sample!r}, which "
+                    f"{family.kind} {family.name!r} would expose the series {sample!r}, which "
                     f"{other.kind} {owner!r} already exposes"
                 )
-        with _CLAIMS:
-            for group, member in self._groups:
-                group._check(member, kind, name, label_names)
-            for group, member in self._groups:
-                group._commit(member, kind, name, label_names)
+        if made or "module" in family.label_names:  # else the family's claim covers it
+            with _CLAIMS:
+                for group, member in self._groups:
+                    group._check(member, family, (values,))
+                for group, member in self._groups:
+                    group._commit(member, family, (values,))
         for sample in series:
-            self._series_owner[sample] = name
+            self._series_owner[sample] = family.name
 
     def _join(self, group: Exposition, member: _Member) -> None:
-        """Become part of ``group``: its checks see every family made here,
-        now and later (MetricError, and nothing joined, on a conflict)."""
+        """Become part of ``group``: its checks see every family and series
+        made here, now and later (MetricError, and nothing joined, on a
+        conflict)."""
         with self._lock, _CLAIMS:
             families = list(self._families.values())
             for family in families:
-                group._check(member, family.kind, family.name, family.label_names)
+                group._check(member, family, family.children)
             for family in families:
-                group._commit(member, family.kind, family.name, family.label_names)
+                group._commit(member, family, family.children)
             self._groups.append((group, member))
 
     def _leave(self, group: Exposition) -> None:
