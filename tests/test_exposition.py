@@ -525,6 +525,30 @@ def test_describe_gives_help_text_now_or_later_and_the_first_wins() -> None:
     }
 
 
+def test_a_metric_made_without_help_text_gets_one_from_its_kind_and_name() -> None:
+    reg = MetricsRegistry()
+    reg.timer("op")  # the spec's MetricsModule.timer(name) takes no help text
+    reg.histogram("fetch_seconds")
+    reg.counter("jobs_total")
+    reg.counter("http_requests", {"code": "200"})
+    reg.gauge("queue_depth")
+    reg.gauge("described_later")
+    reg.describe("described_later", "Given afterwards.")
+    wanted = {
+        "op": "Durations of op, in seconds.",
+        "fetch_seconds": "Durations of fetch, in seconds.",
+        "jobs": "Count of jobs.",
+        "http_requests": "Count of http requests.",
+        "queue_depth": "Current queue depth.",
+        "described_later": "Given afterwards.",
+    }
+    for fmt in ("prometheus", "openmetrics"):
+        docs = {name: doc for name, (_, doc, _) in parse(reg.export(fmt), fmt).items()}  # type: ignore[arg-type]
+        assert docs == wanted
+    # Plain data says what was given: nothing.
+    assert {r["name"]: r["description"] for r in reg.snapshot()}["op"] == ""
+
+
 @pytest.mark.parametrize(
     ("name", "text", "error"),
     [("bad name", "x", MetricError), (3, "x", TypeError), ("ok", 3, TypeError)],

@@ -212,3 +212,44 @@ def test_promtool_accepts_what_the_application_serves(fmt: Any) -> None:
     findings = [line for line in checked.stderr.splitlines() if line]
     assert findings, "expected promtool to read OpenMetrics as the text format"
     assert all(line.endswith("_total no help text") for line in findings), findings
+
+
+class Undescribed(MetricsModule):
+    """The spec's API, which takes no help text: every kind made without one."""
+
+    def __init__(self) -> None:
+        super().__init__(ModuleConfig(name="plain"))
+
+    async def initialize(self) -> None:
+        await super().initialize()
+        with self.timer("op"):
+            pass
+        self.metrics.counter("jobs_total").inc()
+        self.metrics.counter("http_requests", {"code": "200"}).inc()
+        self.metrics.gauge("queue_depth").set(3)
+        self.metrics.histogram("fetch_seconds").observe(0.2)
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+def test_promtool_accepts_metrics_made_without_help_text(fmt: Any) -> None:
+    binary("promtool", "prometheus")
+
+    async def main() -> str:
+        app = Application(Undescribed(), http="127.0.0.1:0")
+        async with app, aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{app.http_port}/metrics?format={fmt}"
+            async with session.get(url) as response:
+                return await response.text()
+
+    text = run(main())
+    assert "# HELP op Durations of op, in seconds.\n" in text
+    assert "# HELP queue_depth Current queue depth.\n" in text
+    checked = promtool(text)
+    if fmt == "prometheus":
+        assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", "")
+        return
+    # As above: only the counters' _total samples, read as the text format.
+    findings = [line for line in checked.stderr.splitlines() if line]
+    assert "error" not in checked.stderr.lower(), checked.stderr
+    assert {"http_requests_total no help text", "jobs_total no help text"} <= set(findings)
+    assert all(line.endswith("_total no help text") for line in findings), findings

@@ -6,7 +6,9 @@ Both formats name a counter's samples ``<name>_total`` (a trailing
 the same series whichever format it negotiates. Each series' label text is
 escaped once, when the series is first exported, and kept.
 
-Every str that reaches the text must be encodable as UTF-8: names, label
+Every family has help text: its description, else one derived from its
+kind and name (``default_help``). Every str that reaches the text must be
+encodable as UTF-8: names, label
 values, help text and module names are checked where they enter (``utf8``,
 MetricError). Should one slip past (a family changed by hand), its series
 or help line is left out and logged once, and the rest is still exported.
@@ -172,6 +174,24 @@ def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str,
     return (*buckets, f"{base}_sum{braced} ", f"{base}_count{braced} ")
 
 
+def _words(name: str) -> str:
+    return " ".join(w for w in name.replace(":", "_").split("_") if w)
+
+
+def default_help(family: Family) -> str:
+    """The help text of a family made without one, from its kind and name
+    (``timer("checkout")``: "Durations of checkout, in seconds.")."""
+    base = family.sample_base
+    if family.kind == "histogram":
+        base = base.removesuffix("_seconds")
+    words = _words(base) or _words(family.name) or family.name
+    if family.kind == "counter":
+        return f"Count of {words}."
+    if family.kind == "gauge":
+        return f"Current {words}."
+    return f"Durations of {words}, in seconds."
+
+
 def _header(out: list[str], family: Family, description: str, fmt: Format) -> None:
     name = family.sample_base
     if family.kind == "counter" and fmt == "prometheus":
@@ -179,8 +199,9 @@ def _header(out: list[str], family: Family, description: str, fmt: Format) -> No
     if description and not encodable(description):
         _unencodable(family, "its help text")
         description = ""
-    if description:
-        out.append(f"# HELP {name} {_escape_help(description, fmt)}\n")
+    # promtool, and people, want every family described.
+    description = description or default_help(family)
+    out.append(f"# HELP {name} {_escape_help(description, fmt)}\n")
     out.append(f"# TYPE {name} {family.kind}\n")
 
 

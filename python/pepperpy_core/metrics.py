@@ -12,7 +12,9 @@ added with ``add_collector(fn)`` run before each export, to set gauges
 from the state they read.
 
 A name's kind, label names and buckets are fixed by its first use; asking for
-the same name with another is a MetricError (a ValueError).
+the same name with another is a MetricError (a ValueError). A metric made
+without a description is exported with help text made from its kind and name
+("Durations of op, in seconds."); ``snapshot()`` still reports none given.
 """
 
 from __future__ import annotations
