@@ -16,8 +16,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from pepperpy_core.errors import MetricError
-from pepperpy_core.exposition import CONTENT_TYPES, Exposition, negotiate
-from pepperpy_core.metrics import Gauge, MetricsRegistry
+from pepperpy_core.exposition import CONTENT_TYPES, Exposition, negotiate, render, render_chunks
+from pepperpy_core.metrics import DEFAULT_BUCKETS, Gauge, MetricsRegistry
 
 pytestmark = pytest.mark.backend
 
@@ -133,6 +133,24 @@ def test_text_format_names_counters_with_total() -> None:
     assert "# TYPE errors_total counter\nerrors_total 2\n" in text
     assert '# HELP requests_total Requests "served".\n' in text  # 0.0.4 leaves quotes
     assert "# EOF" not in text
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+@pytest.mark.parametrize("lines", [1, 7, 40, 1000])
+def test_rendering_in_pieces_gives_the_same_text_a_few_lines_at_a_time(
+    fmt: str, lines: int
+) -> None:
+    reg = filled()
+    for i in range(60):
+        reg.counter("jobs_total", {"i": str(i)}).inc(i)
+        reg.histogram("db_seconds", {"db": str(i)}).observe(i / 10)
+    sources = [(reg._collect(), 'module="a"')]
+    whole = render(sources, fmt)  # type: ignore[arg-type]
+    pieces = list(render_chunks(sources, fmt, lines))  # type: ignore[arg-type]
+    assert "".join(pieces) == whole
+    histogram_lines = len(DEFAULT_BUCKETS) + 3
+    assert all(p.count("\n") < lines + max(lines, histogram_lines) + 2 for p in pieces)
+    assert len(pieces) >= whole.count("\n") // (2 * max(lines, histogram_lines) + 2)
 
 
 def test_export_refuses_an_unknown_format() -> None:

@@ -9,7 +9,7 @@ import json
 import os
 import resource
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,7 @@ from pepperpy_core.module import BaseModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.runtime import StartupError
 from pepperpy_core.runtime import http as http_module
-from tests.asyncutil import run
+from tests.asyncutil import run, until
 from tests.hiding import hide
 
 LOCAL = "127.0.0.1:0"
@@ -241,6 +241,50 @@ def test_concurrent_probes_share_one_run_of_the_checks() -> None:
             answers = await asyncio.gather(*probes)
             assert {a[0] for a in answers} == {200}
             assert calls == 1
+
+    run(main())
+
+
+def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = False
+    rendered = http_module.render_chunks
+
+    def held(*args: Any) -> Iterator[str]:
+        while not released:  # until every scrape below has arrived
+            yield ""
+        yield from rendered(*args)
+
+    monkeypatch.setattr(http_module, "render_chunks", held)
+    monkeypatch.setattr(http_module, "RENDER_SLICE", 50)
+
+    async def main() -> None:
+        nonlocal released
+        db = Service("db")
+        async with running(db) as app:
+            server = app._http
+            assert server is not None
+            assert app.http_port is not None
+            for i in range(300):  # several slices of text
+                db.metrics.counter("jobs_total", {"i": str(i)}).inc(i)
+            scrapes = [
+                asyncio.ensure_future(get(app.http_port, path))
+                for path in ["/metrics"] * 9 + ["/metrics?format=prometheus"]
+            ]
+            await until(lambda: server.scrapes_in_flight == 10)
+            assert (server.renders, server.bodies_held) == (1, 1)
+            assert (await get(app.http_port, "/livez"))[0] == 200  # answered meanwhile
+            released = True
+            answers = await asyncio.gather(*scrapes)
+            assert {status for status, _, _ in answers} == {200}
+            assert len({body for _, _, body in answers}) == 1
+            assert samples(answers[0][2])[("jobs_total", (("i", "299"), ("module", "db")))] == 299
+            assert (server.renders, server.bodies_held, server.scrapes_in_flight) == (1, 0, 0)
+            db.metrics.counter("jobs_total", {"i": "299"}).inc()
+            seen = samples((await get(app.http_port, "/metrics"))[2])
+            assert seen[("jobs_total", (("i", "299"), ("module", "db")))] == 300  # not cached
+            assert server.renders == 2
 
     run(main())
 

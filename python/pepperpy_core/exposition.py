@@ -24,6 +24,7 @@ series carry (a module's series labelled by hand with another's name).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -208,7 +209,7 @@ def _header(out: list[str], family: Family, description: str, fmt: Format) -> No
 def _samples(
     out: list[str],
     family: Family,
-    children: Sequence[tuple[tuple[str, ...], Any]],
+    children: Iterable[tuple[tuple[str, ...], Any]],
     extra: str,
 ) -> None:
     if extra and "module" in family.label_names:
@@ -237,13 +238,26 @@ def _samples(
             append(f"{prefixes[-1]}{counts[-1][1]}\n")
 
 
-Snapshot = list[tuple[Family, list[tuple[tuple[str, ...], Any]]]]
+#: Each family with a copy of its children: a dict, not a list of pairs, so
+#: that a scrape of many series leaves no garbage for the collector to scan.
+Snapshot = list[tuple[Family, dict[tuple[str, ...], Any]]]
 
 
-def render(sources: Sequence[tuple[Snapshot, str]], fmt: Format) -> str:
+Sources = Sequence[tuple[Snapshot, str]]
+
+
+def render(sources: Sources, fmt: Format) -> str:
     """The text of several registries' snapshots, each with its extra label
     text (``module="db"``, or empty), families of one name merged."""
-    merged: dict[str, list[tuple[Family, list[tuple[tuple[str, ...], Any]], str]]] = {}
+    return "".join(render_chunks(sources, fmt))
+
+
+def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> Iterator[str]:
+    """``render``'s text in pieces of about ``lines`` lines each (a family's
+    series are split between pieces), or in one piece; metric values are
+    read as each piece is made. A server renders a big registry piece by
+    piece, answering other requests in between."""
+    merged: dict[str, list[tuple[Family, dict[tuple[str, ...], Any], str]]] = {}
     for snapshot, extra in sources:
         for family, children in snapshot:
             merged.setdefault(family.name, []).append((family, children, extra))
@@ -259,10 +273,20 @@ def render(sources: Sequence[tuple[Snapshot, str]], fmt: Format) -> str:
         description = next((f.description for f, _, _ in parts if f.description), "")
         _header(out, first, description, fmt)
         for family, children, extra in parts:
-            _samples(out, family, children, extra)
+            if lines is None:
+                _samples(out, family, children.items(), extra)
+                continue
+            per_series = len(family.buckets) + 3 if family.kind == "histogram" else 1
+            step = max(1, lines // per_series)
+            items = iter(children.items())
+            for _ in range(0, len(children), step):
+                _samples(out, family, itertools.islice(items, step), extra)
+                if len(out) >= lines:
+                    yield "".join(out)
+                    out.clear()
     if fmt == "openmetrics":
         out.append("# EOF\n")
-    return "".join(out)
+    yield "".join(out)
 
 
 # --- content negotiation --------------------------------------------------------
@@ -380,15 +404,17 @@ class Exposition:
 
     def render(self, fmt: Format = "prometheus") -> str:
         """Every registry's metrics in ``fmt``, after running their collectors."""
-        sources = [(m.registry._collect(), m.extra) for m in self._members]
-        return render(sources, fmt)
+        return render(self.collect(), fmt)
+
+    def collect(self) -> list[tuple[Snapshot, str]]:
+        """Run every registry's collectors and copy its families, for
+        ``render`` or ``render_chunks``."""
+        return [(m.registry._collect(), m.extra) for m in self._members]
 
     # Called by registries, with _CLAIMS held, for a new family (with its
     # series) or a new series of a family that has a module label.
 
-    def _check(
-        self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]
-    ) -> None:
+    def _check(self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]) -> None:
         kind, name = family.kind, family.name
         claim = self._claim(member, kind, family.label_names)
         for sample in series_names(kind, name):
@@ -426,9 +452,7 @@ class Exposition:
                     "module label value belongs to one registry per metric"
                 )
 
-    def _commit(
-        self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]
-    ) -> None:
+    def _commit(self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]) -> None:
         name = family.name
         claims = self._names.setdefault(name, [])
         if not any(c.member is member for c in claims):

@@ -283,7 +283,7 @@ class RegistryBase:
         for collector in tuple(self._collectors):
             collector()
         with self._lock:
-            return [(f, list(f.children.items())) for f in self._families.values()]
+            return [(f, f.children.copy()) for f in self._families.values()]
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every metric as plain data: name, kind, labels, and the value (a
@@ -291,7 +291,7 @@ class RegistryBase:
         buckets (a histogram)."""
         out: list[dict[str, Any]] = []
         for family, children in self._collect():
-            for values, metric in children:
+            for values, metric in children.items():
                 row: dict[str, Any] = {
                     "name": family.name,
                     "kind": family.kind,

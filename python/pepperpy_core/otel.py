@@ -166,28 +166,26 @@ def _scope_metrics(entry: _Bridged) -> ScopeMetrics:
     return ScopeMetrics(entry.scope, metrics, "")
 
 
-def _metric(
-    family: Family, children: list[tuple[tuple[str, ...], Any]], start: int, now: int
-) -> Metric:
+def _metric(family: Family, children: dict[tuple[str, ...], Any], start: int, now: int) -> Metric:
     names = family.label_names
     cumulative = AggregationTemporality.CUMULATIVE
     data: Sum | Gauge | Histogram
     if family.kind == "counter":
         points = [
             NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children
+            for values, metric in children.items()
         ]
         data = Sum(points, cumulative, is_monotonic=True)
     elif family.kind == "gauge":
         points = [
             NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children
+            for values, metric in children.items()
         ]
         data = Gauge(points)
     else:
         bounds = list(family.buckets)
         histogram_points = []
-        for values, metric in children:
+        for values, metric in children.items():
             counts = [total for _, total in metric.buckets()]
             per_bucket = [counts[0], *(b - a for a, b in itertools.pairwise(counts))]
             count = counts[-1]

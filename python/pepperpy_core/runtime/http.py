@@ -12,10 +12,14 @@
 - HEAD works wherever GET does; another method is 405, another path 404.
 
 Probes answer during start and stop without waiting for either, and
-concurrent readiness and health requests share one run of the checks. The
-server bounds what a client can hold: a request must arrive complete within
-``KEEPALIVE`` seconds of the connection (or of the previous response), and
-header lines are limited to aiohttp's 8190 bytes.
+concurrent readiness and health requests share one run of the checks.
+Probes also answer while big scrapes run: /metrics is rendered on the event
+loop (collectors may touch what the loop owns) but ``RENDER_SLICE`` lines at
+a time, the loop serving other requests between slices, and scrapes that
+arrive while a render is in flight share its body instead of rendering again.
+The server bounds what a client can hold: a request must arrive complete
+within ``KEEPALIVE`` seconds of the connection (or of the previous response),
+and header lines are limited to aiohttp's 8190 bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final
 
-from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate
+from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate, render_chunks
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -43,6 +47,9 @@ LOOPBACK: Final = "127.0.0.1"
 KEEPALIVE: Final = 5.0
 #: Seconds stop() waits for requests in flight before closing their connections.
 SHUTDOWN_GRACE: Final = 1.0
+#: Lines of /metrics rendered between two turns of the event loop (about a
+#: millisecond's work once each series' label text is made).
+RENDER_SLICE: Final = 2048
 _FORMATS: Final[dict[str, Format]] = {
     "prometheus": "prometheus",
     "text": "prometheus",
@@ -94,6 +101,12 @@ class HttpServer:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._checking: asyncio.Future[HealthReport] | None = None
+        #: The render in flight per format, which every scrape arriving meanwhile shares.
+        self._rendering: dict[Format, asyncio.Task[list[bytes]]] = {}
+        #: Every body being rendered or sent, and how many requests hold it.
+        self._holders: dict[asyncio.Task[list[bytes]], int] = {}
+        #: /metrics bodies rendered so far (concurrent scrapes share one).
+        self.renders = 0
         self.port: int | None = None
 
     async def open(self) -> None:
@@ -137,16 +150,23 @@ class HttpServer:
         self.port = None
         if runner is None:
             return
-        closing = asyncio.ensure_future(runner.cleanup())
+        closing = asyncio.ensure_future(self._cleanup(runner))
         try:
             await asyncio.shield(closing)
         except asyncio.CancelledError:
             await asyncio.wait([closing])
             raise
 
+    async def _cleanup(self, runner: web.AppRunner) -> None:
+        await runner.cleanup()
+        renders = list(self._rendering.values())  # left by requests cut off
+        for task in renders:
+            task.cancel()
+        await asyncio.gather(*renders, return_exceptions=True)
+
     # --- handlers ------------------------------------------------------------------
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import web  # noqa: PLC0415
 
         asked = request.query.get("format")
@@ -157,13 +177,31 @@ class HttpServer:
                 return _text(400, f"unknown format {asked!r}; use one of {known}\n")
         else:
             fmt = negotiate(request.headers.get("Accept"))
+        rendering = self._rendering.get(fmt)
+        if rendering is None:
+            rendering = self._rendering[fmt] = asyncio.ensure_future(self._render(fmt))
+            rendering.add_done_callback(self._rendered)
+        self._holders[rendering] = self._holders.get(rendering, 0) + 1
         try:
-            body = self._app.render_metrics(fmt)
-        except Exception:
-            _log.exception("collecting metrics failed")
-            return _text(500, "collecting metrics failed; see the application's log\n")
-        self._app._runtime_metrics.count_scrape(fmt)
-        return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPES[fmt]})
+            try:
+                # Shielded: a client that leaves does not cancel it for the others.
+                chunks = await asyncio.shield(rendering)
+            except Exception:  # logged once by the render
+                return _text(500, "collecting metrics failed; see the application's log\n")
+            self._app._runtime_metrics.count_scrape(fmt)
+            response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[fmt]})
+            response.content_length = sum(len(chunk) for chunk in chunks)
+            await response.prepare(request)
+            if request.method != "HEAD":
+                for chunk in chunks:
+                    await response.write(chunk)
+                    # When the socket takes it all, write() does not yield: without
+                    # this, a scrape would send its whole body in one turn of the loop.
+                    await asyncio.sleep(0)
+            await response.write_eof()
+            return response
+        finally:
+            self._release(rendering)
 
     async def _livez(self, request: web.Request) -> web.Response:
         return _text(200, "ok\n")
@@ -195,6 +233,46 @@ class HttpServer:
         report = await self._shared_health()
         status = 503 if report.status == "unhealthy" else 200
         return web.json_response(report.to_dict(), status=status, dumps=_dumps)
+
+    @property
+    def bodies_held(self) -> int:
+        """Distinct /metrics bodies being rendered or sent now."""
+        return len(self._holders)
+
+    @property
+    def scrapes_in_flight(self) -> int:
+        """/metrics requests waiting for a body or sending one now."""
+        return sum(self._holders.values())
+
+    def _release(self, rendering: asyncio.Task[list[bytes]]) -> None:
+        left = self._holders[rendering] - 1
+        if left:
+            self._holders[rendering] = left
+        else:
+            del self._holders[rendering]  # the body goes with its last reader
+
+    def _rendered(self, task: asyncio.Task[list[bytes]]) -> None:
+        for fmt, rendering in list(self._rendering.items()):
+            if rendering is task:
+                del self._rendering[fmt]
+        if not task.cancelled():
+            task.exception()  # logged by the render, even when no one waits
+
+    async def _render(self, fmt: Format) -> list[bytes]:
+        """The body as encoded pieces, rendered a slice at a time."""
+        self.renders += 1
+        try:
+            exposition = self._app._exposition
+            if exposition is None:  # not served: the exposition outlives the server
+                return [self._app.render_metrics(fmt).encode()]
+            chunks = []
+            for text in render_chunks(exposition.collect(), fmt, RENDER_SLICE):
+                chunks.append(text.encode())
+                await asyncio.sleep(0)  # probes and other requests answer here
+        except Exception:
+            _log.exception("collecting metrics failed")
+            raise
+        return chunks
 
     def _shared_health(self) -> Awaitable[HealthReport]:
         """The health check in flight, or a new one: one run serves every
