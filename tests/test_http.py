@@ -5,6 +5,7 @@ registries, hostile clients, and nothing left behind after stop()."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -727,6 +728,113 @@ def test_a_thousand_concurrent_connections_are_all_served() -> None:
         run(main(), timeout=60)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def fill_big(module: Service, series: int = 2000) -> None:
+    """Series enough for a body (8 MB) that no socket buffers take whole."""
+    for i in range(series):
+        module.metrics.gauge("big", {"k": f"{i:06d}" + "x" * 4000}).set(i)
+
+
+def reader_that_never_reads(port: int, path: str = "/metrics") -> socket.socket:
+    """A connection that sends a GET and then reads nothing (a small receive
+    window, so the answer stays on the server's side)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.setblocking(False)
+    return sock
+
+
+async def received(sock: socket.socket) -> bytes:
+    """What ``sock`` still gets until the server closes it (or resets it)."""
+    loop = asyncio.get_running_loop()
+    got = []
+    try:
+        while chunk := await loop.sock_recv(sock, 1 << 20):
+            got.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(got)
+
+
+def test_a_client_that_never_reads_its_answer_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_module, "SEND_TIMEOUT", 0.5)
+
+    async def main() -> None:
+        db = Service("db")
+        fill_big(db)
+        async with running(db) as app:
+            server = app._http
+            assert server is not None
+            assert app.http_port is not None
+            body = len((await get(app.http_port, "/metrics"))[2])
+            with reader_that_never_reads(app.http_port) as sock:
+                await until(lambda: server.bodies_held == 1)
+                await until(lambda: server.bodies_held == 0, within=30)  # let go
+                assert server.cut_off == 1
+                assert len(await received(sock)) < body  # closed before the end
+            assert (await get(app.http_port, "/livez"))[0] == 200
+
+    run(main())
+
+
+def test_bodies_held_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_module, "MAX_BODIES", 2)
+
+    async def main() -> None:
+        db = Service("db")
+        fill_big(db)
+        async with running(db) as app:
+            server = app._http
+            port = app.http_port
+            assert server is not None
+            assert port is not None
+            stuck = []
+            for held in (1, 2):  # each sent a body of its own, read by no one
+                stuck.append(reader_that_never_reads(port))
+                await until(lambda held=held: server.bodies_held == held)
+                await until(lambda held=held: server.renders == held and not server._rendering)
+            status, _, text = await get(port, "/metrics")
+            assert status == 503
+            assert "too many" in text
+            assert (await get(port, "/livez"))[0] == 200
+            assert server.renders == 2  # the refused scrape rendered nothing
+            for sock in stuck:
+                sock.close()
+            await until(lambda: server.bodies_held == 0, within=30)
+            assert (await get(port, "/metrics"))[0] == 200
+
+    run(main())
+
+
+def test_a_client_that_never_reads_small_answers_is_cut_off_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_module, "SEND_TIMEOUT", 0.5)
+
+    async def main() -> None:
+        async with running(Service("db")) as app:
+            server = app._http
+            assert server is not None
+            assert app.http_port is not None
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", app.http_port))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            # Pipelined probes, never read: the answers pile up on the server.
+            request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            sending = asyncio.ensure_future(loop.sock_sendall(sock, request * 200_000))
+            await until(lambda: server.cut_off == 1, within=30)
+            with contextlib.suppress(ConnectionError):
+                await sending  # the server closed the connection: it ends
+            await received(sock)
+            sock.close()
+            assert (await get(app.http_port, "/livez"))[0] == 200
+
+    run(main())
 
 
 def test_stop_closes_connections_that_are_still_open() -> None:

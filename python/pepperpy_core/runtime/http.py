@@ -19,7 +19,13 @@ a time, the loop serving other requests between slices, and scrapes that
 arrive while a render is in flight share its body instead of rendering again.
 The server bounds what a client can hold: a request must arrive complete
 within ``KEEPALIVE`` seconds of the connection (or of the previous response),
-and header lines are limited to aiohttp's 8190 bytes.
+header lines are limited to aiohttp's 8190 bytes, and every answer must be
+read within ``SEND_TIMEOUT`` seconds, else the connection is closed and what
+it buffered freed. A /metrics body is handed to the connection
+``WRITE_PIECE`` bytes at a time, so a slow reader holds a few hundred KiB
+besides the body it shares; at most ``MAX_BODIES`` distinct bodies are held
+at once (rendered or sent), and a scrape that would need another is answered
+503 at once.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate, render_chunks
 
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
     from pepperpy_core.runtime.health import HealthReport
 
 _log: Final = logging.getLogger("pepperpy_core.http")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 #: Where ``":port"`` listens: this machine only.
 LOOPBACK: Final = "127.0.0.1"
@@ -50,6 +57,12 @@ SHUTDOWN_GRACE: Final = 1.0
 #: Lines of /metrics rendered between two turns of the event loop (about a
 #: millisecond's work once each series' label text is made).
 RENDER_SLICE: Final = 2048
+#: Seconds a client has to read a whole answer before its connection is closed.
+SEND_TIMEOUT: Final = 30.0
+#: Bytes of a /metrics body handed to a connection at a time.
+WRITE_PIECE: Final = 64 * 1024
+#: Distinct /metrics bodies held at once, being rendered or sent.
+MAX_BODIES: Final = 4
 _FORMATS: Final[dict[str, Format]] = {
     "prometheus": "prometheus",
     "text": "prometheus",
@@ -92,6 +105,13 @@ def parse_address(address: object) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _middleware(function: _F) -> _F:
+    """Mark ``function`` as an aiohttp middleware (what ``web.middleware`` does),
+    without importing aiohttp before the ``http`` extra is asked for."""
+    function.__middleware_version__ = 1  # type: ignore[attr-defined]
+    return function
+
+
 class HttpServer:
     """The endpoints above for one Application, between ``open()`` and ``close()``."""
 
@@ -107,13 +127,17 @@ class HttpServer:
         self._holders: dict[asyncio.Task[list[bytes]], int] = {}
         #: /metrics bodies rendered so far (concurrent scrapes share one).
         self.renders = 0
+        #: Connections closed because their client did not read an answer in time.
+        self.cut_off = 0
         self.port: int | None = None
 
     async def open(self) -> None:
         """Listen; OSError (the address in use, say) and nothing listening if not."""
         from aiohttp import web  # noqa: PLC0415
 
-        routes = web.Application(handler_args={"keepalive_timeout": KEEPALIVE})
+        routes = web.Application(
+            handler_args={"keepalive_timeout": KEEPALIVE}, middlewares=[self._send_in_time]
+        )
         for path, handler in (
             ("/metrics", self._metrics),
             ("/livez", self._livez),
@@ -166,6 +190,33 @@ class HttpServer:
 
     # --- handlers ------------------------------------------------------------------
 
+    @_middleware
+    async def _send_in_time(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Send what a handler returns (unless it sent it) within the deadline."""
+        response = await handler(request)
+        if not response.prepared:
+            await self._within_deadline(request, _send(request, response, ()))
+        return response
+
+    async def _within_deadline(self, request: web.Request, sending: Awaitable[None]) -> None:
+        """Await ``sending``; past ``SEND_TIMEOUT`` seconds, or when the client
+        has left, close the connection (dropping what it buffers)."""
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await sending
+        except TimeoutError:
+            self.cut_off += 1
+            _log.debug("a client did not read its answer in %s s: connection closed", SEND_TIMEOUT)
+        except ConnectionError:
+            pass  # the client left
+        else:
+            return
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import web  # noqa: PLC0415
 
@@ -179,6 +230,10 @@ class HttpServer:
             fmt = negotiate(request.headers.get("Accept"))
         rendering = self._rendering.get(fmt)
         if rendering is None:
+            if len(self._holders) >= MAX_BODIES:
+                busy = _text(503, "too many /metrics answers in flight; try again\n")
+                busy.headers["Retry-After"] = "1"
+                return busy
             rendering = self._rendering[fmt] = asyncio.ensure_future(self._render(fmt))
             rendering.add_done_callback(self._rendered)
         self._holders[rendering] = self._holders.get(rendering, 0) + 1
@@ -191,14 +246,7 @@ class HttpServer:
             self._app._runtime_metrics.count_scrape(fmt)
             response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[fmt]})
             response.content_length = sum(len(chunk) for chunk in chunks)
-            await response.prepare(request)
-            if request.method != "HEAD":
-                for chunk in chunks:
-                    await response.write(chunk)
-                    # When the socket takes it all, write() does not yield: without
-                    # this, a scrape would send its whole body in one turn of the loop.
-                    await asyncio.sleep(0)
-            await response.write_eof()
+            await self._within_deadline(request, _send(request, response, chunks))
             return response
         finally:
             self._release(rendering)
@@ -282,6 +330,22 @@ class HttpServer:
         if checking is None or checking.done():
             checking = self._checking = asyncio.ensure_future(self._app.health())
         return asyncio.shield(checking)
+
+
+async def _send(
+    request: web.Request, response: web.StreamResponse, chunks: Iterable[bytes]
+) -> None:
+    """Prepare ``response``, write ``chunks`` a piece at a time, and end it."""
+    await response.prepare(request)
+    if request.method != "HEAD":
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(view), WRITE_PIECE):
+                await response.write(view[start : start + WRITE_PIECE])
+                # When the socket takes it all, write() does not yield: without
+                # this, a scrape would send its whole body in one turn of the loop.
+                await asyncio.sleep(0)
+    await response.write_eof()
 
 
 def _dumps(value: Any) -> str:
