@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import resource
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,7 +30,7 @@ from pepperpy_core.errors import MetricError
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import BaseModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
-from pepperpy_core.runtime import StartupError
+from pepperpy_core.runtime import StartupError, accept_errors
 from pepperpy_core.runtime import http as http_module
 from tests.asyncutil import run, until
 from tests.hiding import hide
@@ -833,6 +837,130 @@ def test_a_client_that_never_reads_small_answers_is_cut_off_too(
             await received(sock)
             sock.close()
             assert (await get(app.http_port, "/livez"))[0] == 200
+
+    run(main())
+
+
+#: A server that runs out of file descriptors and counts the accept() failures
+#: asyncio reports; it prints its port, then the count once it reaches argv[1],
+#: and stops when its stdin closes.
+FD_STARVED = """
+import asyncio, asyncio.constants, logging, os, resource, sys
+from pepperpy_core import Application
+
+asyncio.constants.ACCEPT_RETRY_DELAY = 0.01  # many bursts of failures, quickly
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+
+async def main(wanted):
+    async with Application(http="127.0.0.1:0") as app:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        enough = asyncio.Event()
+        report = loop.call_exception_handler
+
+        def counted(context):
+            nonlocal failures
+            if context.get("message") == "socket.accept() out of system resource":
+                failures += 1
+                if failures == wanted:
+                    enough.set()
+            report(context)
+
+        loop.call_exception_handler = counted
+        stdin = loop.run_in_executor(None, sys.stdin.read)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        spare = len(os.listdir("/proc/self/fd")) + 4
+        resource.setrlimit(resource.RLIMIT_NOFILE, (spare, hard))
+        print(app.http_port, flush=True)
+        await enough.wait()
+        print(failures, flush=True)
+        await stdin
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def test_running_out_of_file_descriptors_is_logged_once_per_burst(tmp_path: Path) -> None:
+    wanted = 3000
+    log = tmp_path / "stderr"
+    with log.open("w") as stderr:  # a file: a pipe nobody reads would block the logging
+        server = subprocess.Popen(
+            [sys.executable, "-c", FD_STARVED, str(wanted)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with contextlib.ExitStack() as clients:
+            for _ in range(40):
+                clients.enter_context(socket.create_connection(("127.0.0.1", port), timeout=60))
+            assert int(server.stdout.readline()) >= wanted  # the storm happened
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as again:
+            again.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert again.recv(100).startswith(b"HTTP/1.1 200")  # served once fds are free
+    finally:
+        server.communicate("", timeout=60)
+    err = log.read_text()
+    assert server.returncode == 0, err[-3000:]
+    about_accept = [line for line in err.splitlines() if "accept" in line]
+    assert len(about_accept) == 2, (len(about_accept), about_accept[:4])
+    assert "Traceback" not in err
+    first, summary = about_accept
+    assert "cannot accept connections on ('127.0.0.1'" in first
+    assert "Too many open files" in first
+    counted = int(summary.split("accept() failed ")[1].split()[0])
+    assert counted + 1 >= wanted
+    assert len(err.splitlines()) < 20
+
+
+def test_accept_failures_are_summed_up_while_they_last(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accept_errors, "SUMMARY_EVERY", 0.01)
+
+    def logged(what: str) -> int:
+        return sum(what in r.getMessage() for r in caplog.records)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        passed_on: list[str] = []
+
+        def previous(loop: Any, context: dict[str, Any]) -> None:
+            passed_on.append(context["message"])
+
+        loop.set_exception_handler(previous)
+        with socket.socket() as listening, socket.socket() as other:
+            listening.bind(("127.0.0.1", 0))
+            other.bind(("127.0.0.1", 0))
+            handler = accept_errors.AcceptErrors(loop, [listening.getsockname()])
+
+            def fail(sock: socket.socket = listening) -> None:
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(errno.EMFILE, "Too many open files"),
+                        "socket": sock,
+                    }
+                )
+
+            for _ in range(100):
+                fail()
+            assert logged("cannot accept") == 1
+            fail(other)  # not this server's socket
+            loop.call_exception_handler({"message": "something else"})
+            assert passed_on == ["socket.accept() out of system resource", "something else"]
+            await until(lambda: logged("failed 99 more times") == 1)
+            await until(lambda: handler._summary is None)  # a quiet interval ends the burst
+            fail()
+            assert logged("cannot accept") == 2
+            fail()
+            handler.close()
+            assert logged("failed 1 more times") == 1
+            assert loop.get_exception_handler() is previous
+            assert handler.failures == 102
 
     run(main())
 

@@ -25,7 +25,8 @@ it buffered freed. A /metrics body is handed to the connection
 ``WRITE_PIECE`` bytes at a time, so a slow reader holds a few hundred KiB
 besides the body it shares; at most ``MAX_BODIES`` distinct bodies are held
 at once (rendered or sent), and a scrape that would need another is answered
-503 at once.
+503 at once. Out of file descriptors, failed accepts are logged once per
+burst, not once each (see ``accept_errors``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate, render_chunks
+from pepperpy_core.runtime.accept_errors import AcceptErrors
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -129,6 +131,7 @@ class HttpServer:
         self.renders = 0
         #: Connections closed because their client did not read an answer in time.
         self.cut_off = 0
+        self._accept_errors: AcceptErrors | None = None  # while listening
         self.port: int | None = None
 
     async def open(self) -> None:
@@ -164,6 +167,7 @@ class HttpServer:
             raise
         self._runner = runner
         self.port = _bound_port(runner)
+        self._accept_errors = AcceptErrors(asyncio.get_running_loop(), runner.addresses)
         _log.info("serving metrics and probes on http://%s:%d", self._host, self.port)
 
     async def close(self) -> None:
@@ -182,7 +186,12 @@ class HttpServer:
             raise
 
     async def _cleanup(self, runner: web.AppRunner) -> None:
-        await runner.cleanup()
+        try:
+            await runner.cleanup()
+        finally:
+            if self._accept_errors is not None:
+                self._accept_errors.close()
+                self._accept_errors = None
         renders = list(self._rendering.values())  # left by requests cut off
         for task in renders:
             task.cancel()
