@@ -7,7 +7,10 @@ Prints /livez latency percentiles alone, then while bursts of ``--scrapers``
 concurrent scrapes run one after another (each reads whole bodies over a
 fresh connection; the next burst starts when the last scrape of the previous
 one ends), or, with ``--loop``, while each scraper scrapes again as soon as
-it has read a body. Timing is measured, never asserted.
+it has read a body; and, for that time, how long one callback or one garbage
+collection held the server's event loop, in the server thread's CPU time (on
+a shared machine, wall-clock latency also counts the time other processes
+took the CPU). Timing is measured, never asserted.
 """
 
 from __future__ import annotations
@@ -20,8 +23,24 @@ import sys
 import time
 
 _SERVER = """
-import asyncio, sys
+import asyncio, asyncio.events, gc, sys, time
 from pepperpy_core import Application
+
+# How long the loop is held by each callback and by each garbage collection,
+# in this thread's CPU time (what other processes on the machine do not skew).
+held = []
+run = asyncio.events.Handle._run
+
+def timed_run(handle):
+    began = time.thread_time()
+    run(handle)
+    held.append(time.thread_time() - began)
+
+def timed_gc(phase, info, began=[0.0]):
+    if phase == "start":
+        began[0] = time.thread_time()
+    else:
+        held.append(time.thread_time() - began[0])
 
 async def main(series):
     app = Application(http="127.0.0.1:0")
@@ -32,7 +51,13 @@ async def main(series):
         ).inc(i)
     async with app:
         print(app.http_port, flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)  # measuring from here
+        asyncio.events.Handle._run = timed_run
+        gc.callbacks.append(timed_gc)
+        await loop.run_in_executor(None, sys.stdin.readline)
+        ms = sorted(t * 1000 for t in held)
+        print(f"{ms[len(ms) // 2]:.2f} {ms[int(len(ms) * 0.99)]:.2f} {ms[-1]:.2f}", flush=True)
 
 asyncio.run(main(int(sys.argv[1])))
 """
@@ -85,9 +110,14 @@ def _report(label: str, taken: list[float]) -> None:
     )
 
 
-async def _measure(port: int, scrapers: int, seconds: float, loop: bool) -> None:
+async def _measure(
+    port: int, scrapers: int, seconds: float, loop: bool, server: subprocess.Popen[str]
+) -> None:
     _report("/livez alone", await _probe(port, time.monotonic() + min(seconds, 3.0)))
     await _get(port, "/metrics")  # the first render builds the label text
+    assert server.stdin is not None
+    server.stdin.write("\n")  # the server times its loop from here
+    server.stdin.flush()
     until = time.monotonic() + seconds
     if loop:
         what = f"{scrapers} scrapers, each in a loop"
@@ -97,6 +127,14 @@ async def _measure(port: int, scrapers: int, seconds: float, loop: bool) -> None
         scrapes = [asyncio.ensure_future(_bursts(port, scrapers, until))]
     _report(f"/livez during {what}", await _probe(port, until))
     print(f"scrapes served: {sum(await asyncio.gather(*scrapes))} in {seconds:.0f} s")
+    server.stdin.write("\n")
+    server.stdin.flush()
+    assert server.stdout is not None
+    median, p99, longest = server.stdout.readline().split()
+    print(
+        f"the server's loop held by one callback or collection meanwhile (its CPU time): "
+        f"median {median} ms, p99 {p99} ms, max {longest} ms"
+    )
 
 
 def main() -> None:
@@ -116,7 +154,7 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         print(f"{args.series} series; body {asyncio.run(_body_size(port))} bytes")
-        asyncio.run(_measure(port, args.scrapers, args.seconds, args.loop))
+        asyncio.run(_measure(port, args.scrapers, args.seconds, args.loop, server))
     finally:
         assert server.stdin is not None
         server.stdin.close()
