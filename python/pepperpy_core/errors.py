@@ -138,8 +138,9 @@ class VersionConflictError(DependencyError):
 
 class MetricError(PepperpyError, ValueError):
     """Raised by a MetricsRegistry when a metric or label name breaks
-    Prometheus' naming rules, or a name is reused with another kind, other
-    label names or other buckets."""
+    Prometheus' naming rules, a name, label value or help text cannot be
+    encoded as UTF-8, a name is reused with another kind, other label names
+    or other buckets, or two metrics or registries would export one series."""
 
 
 class StartupError(PepperpyError, RuntimeError):
