@@ -294,6 +294,27 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
     run(main())
 
 
+def test_stop_ends_a_render_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    def endless(*args: Any) -> Iterator[str]:
+        while True:
+            yield ""
+
+    monkeypatch.setattr(http_module, "render_chunks", endless)
+
+    async def main() -> None:
+        async with running(Service("db")) as app:  # checks that no task is left
+            server = app._http
+            assert server is not None
+            assert app.http_port is not None
+            scrape = asyncio.ensure_future(get(app.http_port, "/metrics"))
+            await until(lambda: server.scrapes_in_flight == 1)
+        with pytest.raises(aiohttp.ClientError):
+            await scrape
+        assert server.bodies_held == 0
+
+    run(main())
+
+
 # --- from before the first start to after the last stop ---------------------------------
 
 

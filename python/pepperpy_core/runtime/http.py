@@ -192,10 +192,10 @@ class HttpServer:
             if self._accept_errors is not None:
                 self._accept_errors.close()
                 self._accept_errors = None
-        renders = list(self._rendering.values())  # left by requests cut off
-        for task in renders:
-            task.cancel()
-        await asyncio.gather(*renders, return_exceptions=True)
+            renders = list(self._rendering.values())  # left by requests cut off
+            for task in renders:
+                task.cancel()
+            await asyncio.gather(*renders, return_exceptions=True)
 
     # --- handlers ------------------------------------------------------------------
 
