@@ -12,8 +12,9 @@ knows what it holds and never guesses:
   whoever can write a key can run code in every process that reads it.
 
 A reader that finds bytes it cannot decode (another encoding, a tag it does
-not know, a truncated value) raises ``CorruptValueError``; caches treat it
-as a miss and log it.
+not know, a truncated value, JSON nested too deep to parse, a NaN JSON would
+not have written) raises ``CorruptValueError``; caches treat it as a miss
+and log it. What a writer refuses, a reader refuses too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class _Json:
             return _BYTES_TAG + value
         try:
             text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except RecursionError:
+            raise TypeError(
+                f"{type(value).__name__} value is nested too deep to store as JSON"
+            ) from None
         except (TypeError, ValueError) as error:
             raise TypeError(
                 f"cannot store {type(value).__name__} as JSON ({error}); store JSON values "
@@ -66,13 +71,20 @@ class _Json:
             return bytes(body)
         if tag == _JSON_TAG:
             try:
-                return json.loads(body)
-            except ValueError as error:
+                return json.loads(body, parse_constant=_refuse_constant)
+            except RecursionError:
+                raise CorruptValueError("stored JSON is nested too deep to read") from None
+            except (ValueError, UnicodeDecodeError) as error:
                 raise CorruptValueError(f"stored JSON does not parse: {error}") from None
         raise CorruptValueError(_unknown(tag))
 
     def __repr__(self) -> str:
         return "JSON"
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and the infinities: JSON as this cache writes it never holds them."""
+    raise ValueError(f"{name} is not a JSON value this cache writes")
 
 
 class _Pickle:
@@ -93,7 +105,7 @@ class _Pickle:
         if tag == _PICKLE_TAG:
             try:
                 return pickle.loads(body)  # the user chose pickle: see the module's doc
-            except Exception as error:
+            except Exception as error:  # RecursionError too
                 raise CorruptValueError(f"stored pickle does not load: {error!r}") from None
         if tag == _JSON_TAG:  # written by a JSON cache: still safe to read
             return _Json().loads(data)
