@@ -2,9 +2,13 @@
 concurrent caller, and never a wait on itself.
 
 ``SingleFlight.run(key, load)`` starts ``load()`` in a task of its own unless
-one runs for ``key`` already, and waits for it. A caller that is cancelled
-stops waiting; the load goes on for the others. A load cancelled as a whole
-(``cancel_all``) gives every waiter a LifecycleError.
+one runs for ``key`` already, and waits for its outcome. Each caller waits on
+a future of its own, which the load settles when it ends: a caller that is
+cancelled stops waiting and the load goes on for the others (when the last
+caller leaves, the load is cancelled: nobody wants it any more), and a
+thousand callers cost a thousand futures woken in one pass, nothing more. A
+load cancelled as a whole (``cancel_all``) gives every waiter a
+LifecycleError.
 
 Loads that wait for each other are tracked: the code a load runs (and every
 task it starts) knows its load through a context variable, and each wait
@@ -27,15 +31,34 @@ V = TypeVar("V")
 
 
 class _Flight:
-    """One load under way: what it is for, its task, and the loads it waits for."""
+    """One load under way: what it is for, its task, who waits for its
+    outcome, and the loads it waits for itself."""
 
-    __slots__ = ("key", "owner", "task", "waiting")
+    __slots__ = ("key", "owner", "task", "waiters", "waiting")
 
     def __init__(self, owner: SingleFlight[Any], key: Hashable) -> None:
         self.owner = owner
         self.key = key
         self.task: asyncio.Task[Any] | None = None
+        self.waiters: list[asyncio.Future[Any]] = []
         self.waiting: list[_Flight] = []
+
+    def settle(self, task: asyncio.Task[Any]) -> None:
+        """Hand the load's outcome to every caller still waiting."""
+        waiters, self.waiters = self.waiters, []
+        if task.cancelled():
+            error: BaseException | None = LifecycleError(
+                f"{self.owner.name}: the load of {self.key!r} was cancelled"
+            )
+        else:
+            error = task.exception()
+        for waiter in waiters:
+            if waiter.done():  # that caller was cancelled
+                continue
+            if error is None:
+                waiter.set_result(task.result())
+            else:
+                waiter.set_exception(error)
 
     def __repr__(self) -> str:
         return f"{self.owner.name}[{self.key!r}]"
@@ -85,11 +108,9 @@ class SingleFlight(Generic[V]):
         started now; CircularLoadError if that load waits for this caller."""
         flight = self._flights.get(key)
         if flight is None:
-            flight = _Flight(self, key)
-            flight.task = asyncio.ensure_future(self._fly(flight, load))
-            self._flights[key] = flight
-        task = flight.task
-        assert task is not None
+            flight = self._flights[key] = _Flight(self, key)
+            task = flight.task = asyncio.ensure_future(self._fly(flight, load))
+            task.add_done_callback(flight.settle)
         current = _CURRENT.get()
         if current is not None:
             path = _path(flight, current)
@@ -97,14 +118,14 @@ class SingleFlight(Generic[V]):
                 names = " -> ".join(repr(f) for f in [current, *path])
                 raise CircularLoadError(f"a load would wait for itself: {names}", path)
             current.waiting.append(flight)
+        waiter: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        flight.waiters.append(waiter)
         try:
-            result: V = await asyncio.shield(task)
-            return result
+            return await waiter
         except asyncio.CancelledError:
-            me = asyncio.current_task()
-            if (me is not None and me.cancelling()) or not task.cancelled():
-                raise  # this caller was cancelled: the load goes on for the others
-            raise LifecycleError(f"{self.name}: the load of {key!r} was cancelled") from None
+            if flight.task is not None and all(w.done() for w in flight.waiters):
+                flight.task.cancel()  # the last caller left
+            raise
         finally:
             if current is not None:
                 current.waiting.remove(flight)
