@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,5 +22,16 @@ async def until(check: Callable[[], bool], within: float = 5.0, poll: float = 0.
     async with asyncio.timeout(within):
         while True:
             if check():
+                return
+            await asyncio.sleep(poll)
+
+
+async def until_true(
+    check: Callable[[], Awaitable[object]], within: float = 30.0, poll: float = 0.001
+) -> None:
+    """``until`` for a check that must await (a server's state)."""
+    async with asyncio.timeout(within):
+        while True:
+            if await check():
                 return
             await asyncio.sleep(poll)

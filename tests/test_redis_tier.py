@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 from pepperpy_core import Application
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.module import CachedModule, DependentModule, ModuleConfig
-from pepperpy_core.redis import RedisCache, RedisModule, TieredCache
-from tests.asyncutil import run, until
+from pepperpy_core.redis import RedisCache, RedisModule, TieredCache, _Names
+from tests.asyncutil import run, until, until_true
 from tests.servers import RedisServer
 
 # The local tier is a FIFOCache: run again on the fallback backend.
@@ -82,6 +82,49 @@ def test_one_load_across_processes_and_callers(server: RedisServer) -> None:
     assert all(v == values[0] for v in values)  # every caller got the owner's value
 
 
+def test_a_thousand_callers_of_one_cold_key_run_one_load(server: RedisServer) -> None:
+    # With the default client (a pool of 100 connections in redis-py 8):
+    # callers beyond the pool never make a load of their own.
+    async def main() -> None:
+        tier: TieredCache[Any] = TieredCache(FIFOCache(10), RedisCache(url=server.url, prefix="m:"))
+        loads = 0
+
+        async def loader() -> str:
+            nonlocal loads
+            loads += 1
+            await asyncio.sleep(0.01)
+            return "report"
+
+        got = await asyncio.gather(*(tier.load("cold", loader) for _ in range(1000)))
+        assert got == ["report"] * 1000
+        assert loads == 1
+        await tier.aclose()
+        await tier.remote.aclose()
+
+    run(main(), timeout=120)
+
+
+def test_many_keys_from_many_processes_one_load_each(server: RedisServer) -> None:
+    processes, keys = 3, 200
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(server.url)
+        started = [worker(server.url, "k", keys, 10.0, "keys") for _ in range(processes)]
+        try:
+            await release(client, processes)
+            outputs = [await asyncio.to_thread(p.communicate, timeout=120) for p in started]
+        finally:
+            for p in started:
+                if p.poll() is None:
+                    p.kill()
+        for p, (_, err) in zip(started, outputs, strict=True):
+            assert p.returncode == 0, err  # no caller got an error
+        assert int(await client.get("loads") or 0) == keys  # one load per key, all processes
+        await client.aclose()
+
+    run(main(), timeout=240)
+
+
 def test_when_the_lock_owner_dies_another_process_loads(server: RedisServer) -> None:
     lock_ttl = 1.0
 
@@ -135,16 +178,20 @@ def test_a_failing_loader_lets_the_next_process_try(server: RedisServer) -> None
             attempts.append(1)
             return "fine"
 
-        first = asyncio.ensure_future(tiers[0].load("k", failing))
-        await asyncio.sleep(0.02)  # the first holds the lock now
-        second = asyncio.ensure_future(tiers[1].load("k", working))
-        with pytest.raises(ConnectionError):
-            await first
-        assert await second == "fine"
-        assert attempts == [0, 1]
-        for t in tiers:
-            await t.aclose()
-            await t.remote.aclose()
+        raw = aioredis.Redis.from_url(server.url)
+        try:
+            first = asyncio.ensure_future(tiers[0].load("k", failing))
+            await until_true(lambda: raw.exists(_Names("w:", cluster=False).lock("k")))
+            second = asyncio.ensure_future(tiers[1].load("k", working))
+            with pytest.raises(ConnectionError):
+                await first
+            assert await second == "fine"
+            assert attempts == [0, 1]
+        finally:
+            await raw.aclose()
+            for t in tiers:
+                await t.aclose()
+                await t.remote.aclose()
 
     run(main())
 
@@ -163,17 +210,23 @@ def test_a_cancelled_owner_releases_its_lock(server: RedisServer) -> None:
 
         loading = asyncio.ensure_future(t.load("k", slow))
         await began.wait()
-        loading.cancel()
+        client = aioredis.Redis.from_url(server.url)
+        lock = _Names("w:", cluster=False).lock("k")
+        assert await client.exists(lock) == 1
+        loading.cancel()  # its only caller: the load ends
         with pytest.raises(asyncio.CancelledError):
             await loading
-        await asyncio.sleep(0.05)  # the unlock runs to its end in its own task
-        client = aioredis.Redis.from_url(server.url)
-        assert await client.exists("w:__lock__:k") == 0  # not left for 30 s
+        # The release runs to its end in a task of its own: not left for 30 s.
+        await until_true(lambda: _absent(client, lock))
         await client.aclose()
         await t.aclose()
         await t.remote.aclose()
 
     run(main())
+
+
+async def _absent(client: aioredis.Redis, name: str) -> bool:
+    return not await client.exists(name)
 
 
 # --- Redis stopped under a running application ----------------------------------------------

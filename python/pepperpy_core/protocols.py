@@ -4,9 +4,13 @@ inherits from the library's classes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, overload, runtime_checkable
+
+if TYPE_CHECKING:
+    from pepperpy_core.stores import Claim, Invalidation, Stored
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -113,6 +117,68 @@ class AsyncCacheProtocol(Protocol[K, V]):
     async def set_many(
         self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
     ) -> None: ...
+
+
+class RemoteStore(Protocol[V]):
+    """A store many processes share, behind a TieredCache (``redis.RedisCache``
+    is one): reads with the time each value has left, writes and deletes that
+    announce the keys they change to every subscriber (``origin`` names the
+    writer, so it can skip its own announcements), a load lock per key, and
+    the announcements as a subscription. Every call raises
+    CacheUnavailableError when the store cannot be reached in time."""
+
+    #: Seconds a written value lives when a write gives no ``ttl`` (None: for ever).
+    ttl: float | None
+
+    async def fetch(self, keys: Sequence[str]) -> dict[str, Stored[V]]:
+        """The keys present (and readable), with their values and time left."""
+        ...
+
+    async def write(
+        self,
+        items: Sequence[tuple[str, V]],
+        *,
+        ttl: float | None = None,
+        tags: Sequence[str] = (),
+        origin: str,
+    ) -> int:
+        """Store every pair (all or nothing: a value it cannot store is a
+        TypeError before anything is written), tag them, announce them; how
+        many subscribers the announcement reached."""
+        ...
+
+    async def remove(self, keys: Sequence[str], *, origin: str) -> int:
+        """Delete the keys and announce them; how many existed."""
+        ...
+
+    async def invalidate_tag(self, tag: str, *, origin: str) -> tuple[str, ...]:
+        """Delete every key written with ``tag`` and announce them; those keys."""
+        ...
+
+    async def claim(self, key: str, lock_ttl: float) -> Claim[V]:
+        """The stored value, or the key's load lock for ``lock_ttl`` seconds,
+        or how long another's lock has left, in one round trip."""
+        ...
+
+    async def commit(self, key: str, token: str, value: V, *, origin: str) -> None:
+        """Store what the lock's owner loaded, release the lock if ``token``
+        still holds it, and announce the key, in one round trip."""
+        ...
+
+    async def release(self, key: str, token: str, *, origin: str) -> None:
+        """Release the lock without a value (the load failed) and announce
+        the key, so that waiters try again at once."""
+        ...
+
+    async def renew(self, key: str, token: str, lock_ttl: float) -> bool:
+        """Extend the lock to ``lock_ttl`` seconds if ``token`` still holds it."""
+        ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Invalidation]]:
+        """The announcements, from the moment the context is entered: the
+        iterator ends or raises CacheUnavailableError when the subscription
+        is lost (every announcement in between may be missed)."""
+        ...
 
 
 class CounterProtocol(Protocol):

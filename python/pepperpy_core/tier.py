@@ -1,0 +1,482 @@
+"""TieredCache: local copies of a store that many processes share, kept
+coherent, and one load per key across all of them.
+
+The store is any ``protocols.RemoteStore`` (``redis.RedisCache`` is the
+first); nothing here knows Redis.
+
+- Reads take the local copy, else the store's value, which is then kept
+  locally for no longer than the store will keep it (its time left to live).
+- Writes and deletes go to the store, which announces the keys to every
+  TieredCache on it; each drops its copies when the announcement arrives. A
+  read that overlapped any announced change is not kept locally, so a
+  process never keeps the value a concurrent write replaced.
+- Local copies are served only while the announcements are being received:
+  when the subscription is lost (the store is down, or the listener fails),
+  they are dropped and reads go to the store, until it is back.
+- ``load(key, loader)``: one ``loader()`` per key across every process. In
+  a process, concurrent callers share one load (single flight); across
+  processes, the store's load lock decides who loads, the others wait for the
+  owner's announcement (or for its lock to expire, if it died), then read
+  what it stored. A store that cannot be reached is a miss: the loader runs
+  here, and nothing reaches the caller that the loader could answer.
+- An unreachable store is noticed once: for a second afterwards the tier
+  does not try it (no request waits its timeout for nothing), and the log
+  says when it went and when it came back, once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Generic, TypeVar, overload
+
+from pepperpy_core._seconds import seconds
+from pepperpy_core._singleflight import SingleFlight
+from pepperpy_core.cache import LocalCache, Peek
+from pepperpy_core.errors import CacheUnavailableError
+from pepperpy_core.protocols import CacheProtocol, RemoteStore
+from pepperpy_core.stores import Invalidation, Stored
+
+__all__ = ["TieredCache"]
+
+V = TypeVar("V")
+D = TypeVar("D")
+
+_log: Final = logging.getLogger("pepperpy_core.tier")
+_MISSING: Final = object()
+#: Seconds the tier leaves an unreachable store alone before trying it again.
+RETRY_AFTER: Final = 1.0
+_STORE_METHODS: Final = ("fetch", "write", "remove", "claim", "commit", "release", "subscribe")
+
+
+def _not_served(key: object, default: object = None, /) -> Any:
+    """``peek`` while local copies are not served: every read is a miss."""
+    return default
+
+
+def _check_key(key: object) -> str:
+    if type(key) is not str:
+        raise TypeError(f"a tier's key must be a str, not {type(key).__name__}")
+    return key
+
+
+class TieredCache(Generic[V]):
+    """A local cache in front of a store shared by many processes, kept
+    coherent across them (see this module's doc)."""
+
+    def __init__(
+        self,
+        local: LocalCache[str, V] | CacheProtocol[str, V] | int,
+        remote: RemoteStore[V],
+        *,
+        lock_ttl: float = 10.0,
+        wait_poll: float = 0.05,
+    ) -> None:
+        missing = [m for m in _STORE_METHODS if not callable(getattr(remote, m, None))]
+        if missing:
+            raise TypeError(
+                f"remote must be a shared store (a RedisCache, or anything with the "
+                f"RemoteStore protocol's methods); {type(remote).__name__} has no "
+                f"{', '.join(missing)}"
+            )
+        self.local: LocalCache[str, V] = (
+            local if isinstance(local, LocalCache) else LocalCache(local)
+        )
+        self.remote = remote
+        self.lock_ttl = seconds(lock_ttl, "lock_ttl")
+        self.wait_poll = seconds(wait_poll, "wait_poll")
+        # Moves on at every change to any key (ours or announced): a read
+        # from the store is kept locally only if it did not move meanwhile.
+        self._version = 0
+        self._origin = secrets.token_hex(8)  # our announcements, skipped on arrival
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._arrivals: dict[str, asyncio.Event] = {}  # keys a load waits to hear of
+        self._flights: SingleFlight[V] = SingleFlight(self)
+        self._down = False  # the store did not answer last time
+        self._retry_at = 0.0  # when to try it again
+        self._listener_failed = False  # logged, until it listens again
+        self.received = 0  # announcements from other writers, so far
+        self.peek = _not_served
+
+    #: The local copy of a key (else ``default``), without waiting for
+    #: anything: the local cache's own read while copies are served.
+    peek: Peek[str, V]
+
+    @property
+    def listening(self) -> bool:
+        """Whether announcements are being received now: local copies are
+        served only then."""
+        return self._subscribed.is_set()
+
+    @property
+    def name(self) -> str:
+        """How logs and errors name this tier."""
+        return f"TieredCache({getattr(self.remote, 'prefix', type(self.remote).__name__)!r})"
+
+    # --- local copies -----------------------------------------------------------------------
+
+    def _keep(self, key: str, stored: Stored[V], since: float | None = None) -> None:
+        """Keep a copy of what the store holds, for no longer than the store
+        will: its time left, counted from ``since`` (when the read was sent,
+        which is before the store measured it)."""
+        if self.peek is _not_served:
+            return
+        ttl = stored.ttl
+        if ttl is not None and since is not None:
+            ttl -= time.monotonic() - since
+            if ttl <= 0:
+                return
+        if self.local.ttl is not None:
+            ttl = self.local.ttl if ttl is None else min(ttl, self.local.ttl)
+        self.local.put(key, stored.value, ttl=ttl)
+        self.peek = self.local.peek  # a first time to live changes how it reads
+
+    def _serve_local(self) -> None:
+        self._clear_local()  # announcements may have been missed until now
+        self.peek = self.local.peek
+        self._subscribed.set()
+
+    def _stop_serving_local(self) -> None:
+        self._subscribed.clear()
+        self.peek = _not_served
+        self._clear_local()
+        for arrived in self._arrivals.values():
+            arrived.set()  # a load waiting to hear from another looks again now
+
+    def _clear_local(self) -> None:
+        self._version += 1
+        self.local.clear()
+
+    # --- the store, and when it is down -----------------------------------------------------
+
+    def _skipping(self) -> bool:
+        """Whether the store was unreachable a moment ago (then it is not tried)."""
+        return self._down and time.monotonic() < self._retry_at
+
+    def _went_down(self, error: CacheUnavailableError) -> None:
+        if not self._down:
+            _log.warning("%s: %s; loaders answer until it is back", self.name, error)
+        self._down = True
+        self._retry_at = time.monotonic() + RETRY_AFTER
+
+    def _came_up(self) -> None:
+        if self._down:
+            self._down = False
+            _log.warning("%s: the store answers again", self.name)
+
+    def _unavailable(self) -> CacheUnavailableError:
+        return CacheUnavailableError(f"{self.name}: the store did not answer a moment ago")
+
+    async def _fetch(self, keys: Sequence[str]) -> dict[str, Stored[V]]:
+        """The store's values of ``keys`` (kept locally, unless a change was
+        announced meanwhile); nothing when it cannot be reached."""
+        if self._skipping():
+            return {}
+        self._listen()
+        before = self._version
+        sent = time.monotonic()
+        try:
+            found = await self.remote.fetch(keys)
+        except CacheUnavailableError as error:
+            self._went_down(error)
+            return {}
+        self._came_up()
+        if self._version == before:
+            for key, stored in found.items():
+                self._keep(key, stored, sent)
+        return found
+
+    # --- reads --------------------------------------------------------------------------------
+
+    @overload
+    async def get(self, key: str, default: None = None, /) -> V | None: ...
+    @overload
+    async def get(self, key: str, default: V | D, /) -> V | D: ...
+    async def get(self, key: str, default: object = None, /) -> object:
+        """The local copy, else the store's value (then kept locally), else
+        ``default``; a store that cannot be reached is a miss."""
+        local: Any = self.peek(key, _MISSING)
+        if local is not _MISSING:
+            return local
+        stored = (await self._fetch([_check_key(key)])).get(key)
+        return default if stored is None else stored.value
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, V]:
+        """Local copies, and the rest from the store in one round trip."""
+        found: dict[str, V] = {}
+        missing: list[str] = []
+        for key in keys:
+            value: Any = self.peek(_check_key(key), _MISSING)
+            if value is _MISSING:
+                missing.append(key)
+            else:
+                found[key] = value
+        if missing:
+            for key, stored in (await self._fetch(missing)).items():
+                found[key] = stored.value
+        return found
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def set(
+        self, key: str, value: V, *, ttl: float | None = None, tags: Sequence[str] = ()
+    ) -> None:
+        """Write the store (which tells the other processes), then the local
+        copy. CacheUnavailableError (the local copy dropped) if the store
+        cannot be written; TypeError, and nothing written, if the value
+        cannot be stored. ``tags`` name groups that ``invalidate_tag`` drops."""
+        await self.set_many([(key, value)], ttl=ttl, tags=tags)
+
+    async def set_many(
+        self,
+        items: Mapping[str, V] | Iterable[tuple[str, V]],
+        *,
+        ttl: float | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
+        """``set`` for every pair, in one round trip and one announcement."""
+        pairs = [
+            (_check_key(k), v) for k, v in (items.items() if isinstance(items, Mapping) else items)
+        ]
+        if not pairs:
+            return
+        self._listen()
+        self._version += 1
+        mine = self._version
+        try:
+            if self._skipping():
+                raise self._unavailable()
+            receivers = await self.remote.write(
+                pairs, ttl=ttl, tags=tuple(tags), origin=self._origin
+            )
+        except BaseException as error:
+            self._version += 1
+            for key, _ in pairs:
+                self.local.drop(key)
+            if isinstance(error, CacheUnavailableError):
+                self._went_down(error)
+            raise
+        self._came_up()
+        raced = self._version != mine  # someone changed something meanwhile
+        self._version += 1
+        for key, value in pairs:
+            if raced:
+                self.local.drop(key)
+            else:
+                self._keep(key, Stored(value, ttl if ttl is not None else self.remote.ttl))
+        if receivers == 0 and self._subscribed.is_set():
+            # Our own listener should have heard it: the subscription is dead.
+            self._restart_listener("an announcement reached no subscriber, not even this one")
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` here, in the store and in every other process's copies."""
+        self._listen()
+        self._version += 1
+        self.local.drop(_check_key(key))
+        try:
+            if self._skipping():
+                raise self._unavailable()
+            existed = await self.remote.remove([key], origin=self._origin)
+        finally:
+            self._version += 1
+            self.local.drop(key)
+        return existed > 0
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Remove every key written with ``tag``, in the store and in every
+        process's copies; how many there were."""
+        if type(tag) is not str:
+            raise TypeError(f"a tag must be a str, not {type(tag).__name__}")
+        self._listen()
+        self._version += 1
+        try:
+            keys = await self.remote.invalidate_tag(tag, origin=self._origin)
+        finally:
+            self._version += 1
+        for key in keys:
+            self.local.drop(key)
+        return len(keys)
+
+    def clear(self) -> None:
+        """Forget the local copies (the store, which others share, keeps its keys)."""
+        self._clear_local()
+
+    # --- one load across processes --------------------------------------------------------------
+
+    async def load(self, key: str, loader: Callable[[], Awaitable[V]]) -> V:
+        """The value of ``key`` from the store, else from ``loader()``, run
+        once across every process sharing the store (see this module's doc);
+        the loaded value is stored. CircularLoadError if the loader waits for
+        this very load."""
+        _check_key(key)
+        return await self._flights.run(key, lambda: self._load(key, loader))
+
+    async def _load(self, key: str, loader: Callable[[], Awaitable[V]]) -> V:
+        self._listen()
+        # Registered before the first claim: the owner's announcement may
+        # arrive while the claim's reply is on its way.
+        arrived = self._arrivals.setdefault(key, asyncio.Event())
+        try:
+            while True:
+                if self._skipping():
+                    return await self._load_here(key, loader)
+                arrived.clear()
+                before = self._version
+                sent = time.monotonic()
+                try:
+                    claim = await self.remote.claim(key, self.lock_ttl)
+                except CacheUnavailableError as error:
+                    self._went_down(error)
+                    return await self._load_here(key, loader)
+                self._came_up()
+                if claim.found is not None:
+                    if self._version == before:
+                        self._keep(key, claim.found, sent)
+                    return claim.found.value
+                if claim.token is not None:
+                    return await self._load_locked(key, loader, claim.token)
+                # Another process loads: its announcement wakes us (or, if
+                # it died, its lock runs out), then we look again.
+                subscribed = self._subscribed.is_set()
+                wait = claim.wait if subscribed else min(claim.wait, self.wait_poll)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await arrived.wait()
+        finally:
+            if self._arrivals.get(key) is arrived and key not in self._flights:
+                del self._arrivals[key]
+
+    async def _load_here(self, key: str, loader: Callable[[], Awaitable[V]]) -> V:
+        """The store cannot be reached: load here, and store it if it is back."""
+        value = await loader()
+        if not self._skipping():
+            with contextlib.suppress(CacheUnavailableError):
+                await self.set(key, value)
+        return value
+
+    async def _load_locked(self, key: str, loader: Callable[[], Awaitable[V]], token: str) -> V:
+        renewing = asyncio.ensure_future(self._renew(key, token))
+        try:
+            value = await loader()
+        except BaseException:
+            renewing.cancel()
+            # Waiters elsewhere try at once; a cancellation here leaves the
+            # release running to its end in a task of its own.
+            await _quietly(asyncio.shield(self.remote.release(key, token, origin=self._origin)))
+            raise
+        renewing.cancel()
+        before = self._version
+        try:
+            await asyncio.shield(self.remote.commit(key, token, value, origin=self._origin))
+        except CacheUnavailableError as error:
+            self._went_down(error)
+            _log.warning("%s: %r is kept only here (%s)", self.name, key, error)
+        if self._version == before:
+            self._keep(key, Stored(value, self.remote.ttl))
+        return value
+
+    async def _renew(self, key: str, token: str) -> None:
+        """Keep the lock while the loader runs (a third of its life at a time)."""
+        while True:
+            await asyncio.sleep(self.lock_ttl / 3)
+            try:
+                if not await self.remote.renew(key, token, self.lock_ttl):
+                    _log.warning("%s: the lock of %r was lost while its loader ran", self.name, key)
+                    return
+            except CacheUnavailableError:
+                continue
+
+    # --- the subscription -------------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Start listening for other processes' changes, if not yet."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.ensure_future(self._listening())
+
+    def _restart_listener(self, why: str) -> None:
+        _log.warning("%s: %s; subscribing again", self.name, why)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+        self._stop_serving_local()
+        self._listen()
+
+    async def subscribed(self) -> None:
+        """Wait until announcements are being received (bound it with
+        ``asyncio.timeout``: while the store is down, that is forever)."""
+        self._listen()
+        await self._subscribed.wait()
+
+    async def _listening(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                async with self.remote.subscribe() as announcements:
+                    self._came_up()  # it answered
+                    self._serve_local()
+                    if self._listener_failed:
+                        self._listener_failed = False
+                        _log.warning("%s: receiving announcements again", self.name)
+                    backoff = 0.05
+                    async for announcement in announcements:
+                        self._apply(announcement)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # whatever it is, the listener goes on
+                if not self._listener_failed:
+                    self._listener_failed = True
+                    _log.warning(
+                        "%s: lost the announcements (%r); local copies are not served "
+                        "until they are back",
+                        self.name,
+                        error,
+                    )
+            finally:
+                self._stop_serving_local()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _apply(self, announcement: Invalidation) -> None:
+        mine = announcement.origin == self._origin
+        if not mine:
+            self.received += 1
+            self._version += 1
+        for key in announcement.keys:
+            if not mine:
+                self.local.drop(key)
+            arrived = self._arrivals.get(key)
+            if arrived is not None:
+                arrived.set()
+
+    async def aclose(self) -> None:
+        """Stop listening (a later use starts again)."""
+        listener, self._listener = self._listener, None
+        while listener is not None and not listener.done():
+            listener.cancel()  # again, if the client swallowed the first one
+            await asyncio.wait([listener], timeout=0.1)
+        self._stop_serving_local()
+
+    def __getitem__(self, key: str) -> V:
+        """The local copy of ``key`` (KeyError if there is none): what
+        ``CachedModule.get_or_load`` reads first, without waiting."""
+        value: Any = self.peek(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    def __repr__(self) -> str:
+        return f"TieredCache({self.local!r}, {self.remote!r})"
+
+
+async def _quietly(release: Awaitable[object]) -> None:
+    """Await a release; a store that cannot be reached lets the lock expire by itself."""
+    with contextlib.suppress(CacheUnavailableError):
+        await release
