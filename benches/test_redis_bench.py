@@ -4,7 +4,12 @@ here on a loopback port. Tables: ``bash benches/run.sh 3 redis_bench``.
 - local hit: 10,000 reads of one present key per call (the async ones in one
   coroutine, so the event loop's own cost is spread over them);
 - Redis hit: 200 sequential reads of a present key per call;
-- get_many: 100 keys per call, against 100 single reads.
+- get_many: 100 keys per call, against 100 single reads;
+- a write (with its announcement) against a redis-py SET, 200 per call;
+- a miss loaded under the shared lock against a GET + SET floor and the
+  peers' stampede protection, 200 fresh keys per call;
+- 1,000 callers of one cold key with a 10 ms loader, against 1,000 tasks
+  awaiting one task (the asyncio floor), per call.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiocache import RedisCache as AiocacheRedis
-from aiocache import SimpleMemoryCache
+from aiocache import SimpleMemoryCache, cached_stampede
 from cashews import Cache as Cashews
 from tests.servers import RedisServer
 
@@ -66,7 +71,7 @@ def _timed(
     return lambda: loop.run_until_complete(body())
 
 
-# --- a local hit ---------------------------------------------------------------------
+# --- a local hit -------------------------------------------------------------------------------
 
 
 def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Callable[[], None]]:
@@ -154,7 +159,7 @@ def test_local_hit(
     benchmark(local_subjects[name])
 
 
-# --- a Redis hit ----------------------------------------------------------------------
+# --- a Redis hit -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +235,164 @@ def test_get_many(
 ) -> None:
     benchmark.group = "100 keys from Redis, per call"
     benchmark(remote_subjects[name])
+
+
+# --- a write, announced ------------------------------------------------------------------------
+
+#: A fresh key per call of every subject, so that misses stay misses.
+_CALLS = iter(range(10**9))
+
+
+@pytest.fixture(scope="module")
+def write_subjects(
+    loop: asyncio.AbstractEventLoop, server: RedisServer
+) -> dict[str, Callable[[], None]]:
+    url = server.url
+    client = aioredis.Redis.from_url(url)
+    ours: RedisCache[Any] = RedisCache(url=url, prefix="w:")
+    tier: TieredCache[Any] = TieredCache(FIFOCache(1000), RedisCache(url=url, prefix="wt:"))
+    loop.run_until_complete(tier.subscribed())
+    aio = AiocacheRedis(endpoint="127.0.0.1", port=server.port, namespace="wa")
+    cash = Cashews()
+    cash.setup(url)
+    _CLOSERS.extend(
+        [client.aclose, ours.aclose, tier.aclose, tier.remote.aclose, aio.close, cash.close]
+    )
+    ops = range(REMOTE_OPS)
+
+    async def redis_py() -> None:
+        for i in ops:
+            await client.set(f"raw{i}", json.dumps(VALUE))
+
+    async def each(set_: Callable[[str, Any], Awaitable[Any]]) -> None:
+        for i in ops:
+            await set_(f"k{i}", VALUE)
+
+    return {
+        "redis-py SET + json.dumps": _timed(loop, redis_py),
+        "RedisCache.set (announced)": _timed(loop, lambda: each(ours.set)),
+        "TieredCache.set": _timed(loop, lambda: each(tier.set)),
+        "aiocache set": _timed(loop, lambda: each(aio.set)),
+        "cashews set": _timed(loop, lambda: each(cash.set)),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "redis-py SET + json.dumps",
+        "RedisCache.set (announced)",
+        "TieredCache.set",
+        "aiocache set",
+        "cashews set",
+    ],
+)
+def test_write(benchmark: Any, write_subjects: dict[str, Callable[[], None]], name: str) -> None:
+    benchmark.group = "a write to Redis over loopback, per op, 200 per call"
+    benchmark(write_subjects[name])
+
+
+# --- a miss, loaded under the shared lock ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def miss_subjects(
+    loop: asyncio.AbstractEventLoop, server: RedisServer
+) -> dict[str, Callable[[], None]]:
+    url = server.url
+    client = aioredis.Redis.from_url(url)
+    tier: TieredCache[Any] = TieredCache(FIFOCache(10), RedisCache(url=url, prefix="mt:", ttl=60))
+    loop.run_until_complete(tier.subscribed())
+    aio_namespace = f"ms{id(loop)}"
+
+    @cached_stampede(
+        lease=10,
+        ttl=60,
+        cache=AiocacheRedis,
+        endpoint="127.0.0.1",
+        port=server.port,
+        namespace=aio_namespace,
+        noself=False,
+    )
+    async def aiocache_load(key: str) -> Any:
+        return VALUE
+
+    cash = Cashews()
+    cash.setup(url)
+
+    @cash(ttl=60, key="mc:{key}", lock=True, protected=True)
+    async def cashews_load(key: str) -> Any:
+        return VALUE
+
+    async def loader() -> Any:
+        return VALUE
+
+    _CLOSERS.extend([client.aclose, tier.aclose, tier.remote.aclose, cash.close])
+    ops = range(REMOTE_OPS)
+
+    async def floor() -> None:  # the least any cache does on a miss: a GET, then a SET
+        run = next(_CALLS)
+        for i in ops:
+            name = f"f:{run}:{i}"
+            if await client.get(name) is None:
+                await client.set(name, json.dumps(VALUE), px=60_000)
+
+    async def each(load: Callable[[str], Awaitable[Any]]) -> None:
+        run = next(_CALLS)
+        for i in ops:
+            await load(f"{run}:{i}")
+
+    return {
+        "GET + SET floor": _timed(loop, floor),
+        "TieredCache.load": _timed(loop, lambda: each(lambda k: tier.load(k, loader))),
+        "aiocache cached_stampede": _timed(loop, lambda: each(aiocache_load)),
+        "cashews lock=True": _timed(loop, lambda: each(cashews_load)),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["GET + SET floor", "TieredCache.load", "aiocache cached_stampede", "cashews lock=True"]
+)
+def test_locked_miss(
+    benchmark: Any, miss_subjects: dict[str, Callable[[], None]], name: str
+) -> None:
+    benchmark.group = "a miss loaded under the shared lock, per op, 200 per call"
+    benchmark(miss_subjects[name])
+
+
+# --- a thousand callers of one cold key --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stampede_subjects(
+    loop: asyncio.AbstractEventLoop, server: RedisServer
+) -> dict[str, Callable[[], None]]:
+    tier: TieredCache[Any] = TieredCache(FIFOCache(10), RedisCache(url=server.url, prefix="st:"))
+    loop.run_until_complete(tier.subscribed())
+    _CLOSERS.extend([tier.aclose, tier.remote.aclose])
+
+    async def loader() -> Any:
+        await asyncio.sleep(0.01)
+        return VALUE
+
+    async def floor() -> None:  # 1,000 tasks awaiting one task that takes 10 ms
+        one = asyncio.ensure_future(loader())
+
+        async def wait() -> Any:
+            return await one
+
+        await asyncio.gather(*(wait() for _ in range(1000)))
+
+    async def thousand() -> None:
+        key = f"cold:{next(_CALLS)}"
+        await asyncio.gather(*(tier.load(key, loader) for _ in range(1000)))
+
+    return {"asyncio floor": _timed(loop, floor), "TieredCache.load": _timed(loop, thousand)}
+
+
+@pytest.mark.parametrize("name", ["asyncio floor", "TieredCache.load"])
+def test_thousand_callers(
+    benchmark: Any, stampede_subjects: dict[str, Callable[[], None]], name: str
+) -> None:
+    benchmark.group = "1,000 callers of one cold key, a 10 ms loader, per call"
+    benchmark(stampede_subjects[name])

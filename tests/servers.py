@@ -126,3 +126,130 @@ class RedisServer:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+def free_cluster_port() -> int:
+    """A loopback port P that is free, and whose cluster bus port P+10000 is too."""
+    for _ in range(1000):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster of its own: ``masters`` redis-servers on free loopback
+    ports (no replicas, no persistence) joined by ``redis-cli --cluster
+    create``; ready when every node says the cluster is ok and sees every
+    slot and every node. A node can be killed and started again (same port,
+    same nodes.conf), as a master that crashes and comes back."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.server = binary("redis-server", "redis-server")
+        self.cli = binary("redis-cli", "redis-tools")
+        self.directory = directory
+        self.ports = [free_cluster_port() for _ in range(masters)]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        created = subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed: {created.stdout}{created.stderr}"
+            )
+        wait_for(self.ready, "the cluster ok on every node", timeout=60)
+
+    def start_node(self, port: int) -> None:
+        """Start (or start again) the node on ``port`` and wait until it answers."""
+        home = self.directory / str(port)
+        home.mkdir(parents=True, exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                self.server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(home),
+                "--logfile",
+                str(home / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self._info(port) is not None, f"cluster node {port} answering", 30)
+
+    def _info(self, port: int) -> dict[str, str] | None:
+        import redis
+
+        process = self.processes.get(port)
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"cluster node {port} exited with {process.returncode}")
+        client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
+        try:
+            text = client.execute_command("CLUSTER", "INFO")
+        finally:
+            client.close()
+        lines = text.splitlines() if isinstance(text, str) else []
+        return dict(line.split(":", 1) for line in lines if ":" in line)
+
+    def ready(self) -> bool:
+        """Whether every node says the cluster is ok, with every slot and node."""
+        for port in self.ports:
+            info = self._info(port) or {}
+            if (
+                info.get("cluster_state") != "ok"
+                or info.get("cluster_slots_ok") != "16384"
+                or info.get("cluster_known_nodes") != str(len(self.ports))
+            ):
+                return False
+        return True
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (a crash) and reap it."""
+        process = self.processes.pop(port)
+        process.kill()
+        process.wait(10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop(process)
+        self.processes.clear()

@@ -67,7 +67,7 @@ class Point:
     __hash__ = None  # type: ignore[assignment]
 
 
-# --- RedisCache -------------------------------------------------------------------------
+# --- RedisCache --------------------------------------------------------------------------------
 
 
 def test_values_round_trip(url: str) -> None:
@@ -251,7 +251,7 @@ def test_many_keys_take_one_round_trip(url: str, server: RedisServer) -> None:
     assert stats(server, "get") == 0  # no per-key reads
 
 
-# --- outages, timeouts, cancellation ------------------------------------------------------
+# --- outages, timeouts, cancellation -----------------------------------------------------------
 
 
 def test_an_unreachable_server_is_cache_unavailable_quickly(url: str) -> None:
@@ -312,7 +312,7 @@ def test_a_caller_cancelled_mid_call_leaves_no_half_read_connection(
     run(main())
 
 
-# --- TieredCache --------------------------------------------------------------------------
+# --- TieredCache -------------------------------------------------------------------------------
 
 
 def tier(url: str, prefix: str = "t:", **kwargs: Any) -> TieredCache[Any]:
@@ -510,7 +510,7 @@ def test_the_tier_survives_an_outage_and_listens_again(url: str, server: RedisSe
     run(main(), timeout=60)
 
 
-# --- RedisModule -----------------------------------------------------------------------
+# --- RedisModule -------------------------------------------------------------------------------
 
 
 def test_redis_module_owns_the_client(url: str, server: RedisServer) -> None:
@@ -687,3 +687,70 @@ def test_closing_a_tier_survives_a_client_that_swallows_cancellation(
         await t.remote.aclose()
 
     run(main())
+
+
+# --- tags --------------------------------------------------------------------------------------
+
+
+def test_invalidating_a_tag_drops_its_keys_everywhere(url: str, server: RedisServer) -> None:
+    async def main() -> None:
+        a, b = tier(url, prefix="g:"), tier(url, prefix="g:")
+        await settled(a, b)
+        await a.set("q1", 1, tags=["reports"])
+        await a.set_many({"q2": 2, "q3": 3}, tags=["reports", "2026"])
+        await a.set("other", 4, tags=["2026"])
+        await settled(a, b)
+        assert await b.get_many(["q1", "q2", "q3", "other"]) == {
+            "q1": 1,
+            "q2": 2,
+            "q3": 3,
+            "other": 4,
+        }
+        assert await a.invalidate_tag("reports") == 3
+        await until(lambda: all(b.peek(k) is None for k in ("q1", "q2", "q3")), within=30)
+        assert a.peek("q2") is None  # its own copies too
+        assert await b.get_many(["q1", "q2", "q3", "other"]) == {"other": 4}
+        assert await a.invalidate_tag("reports") == 0  # forgotten with its keys
+        assert await b.invalidate_tag("2026") == 3  # q2, q3 (gone already) and other
+        assert await a.get("other") is None
+        await close_tiers(a, b)
+
+    run(main())
+
+
+def test_a_tag_lives_as_long_as_its_longest_key(url: str, server: RedisServer) -> None:
+    async def main() -> None:
+        cache: RedisCache[int] = RedisCache(url=url, prefix="g:")
+        await cache.set("short", 1, ttl=10, tags=["t"])
+        first = int(server.command("PTTL", "g:\0t:t")[1:])
+        assert 0 < first <= 10_000
+        await cache.set("long", 2, ttl=100, tags=["t"])
+        assert 10_000 < int(server.command("PTTL", "g:\0t:t")[1:]) <= 100_000
+        await cache.set("again", 3, ttl=1, tags=["t"])  # never shortens it
+        assert int(server.command("PTTL", "g:\0t:t")[1:]) > 10_000
+        await cache.set("forever", 4, tags=["t"])  # no expiry: neither has the tag
+        assert server.command("PTTL", "g:\0t:t") == b":-1"
+        assert set(await cache.invalidate_tag("t")) == {"short", "long", "again", "forever"}
+        await cache.aclose()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("tags", "error"), [([1], TypeError), (["caf\udce9"], ValueError), ([b"x"], TypeError)]
+)
+def test_a_bad_tag_writes_nothing(url: str, server: RedisServer, tags: Any, error: Any) -> None:
+    async def main() -> None:
+        cache: RedisCache[int] = RedisCache(url=url, prefix="g:")
+        with pytest.raises(error):
+            await cache.set("k", 1, tags=tags)
+        assert await cache.get("k") is None
+        await cache.aclose()
+
+    run(main())
+
+
+async def close_tiers(*tiers: TieredCache[Any]) -> None:
+    for t in tiers:
+        await t.aclose()
+        await t.remote.aclose()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -85,6 +86,8 @@ _CLUSTER_TROUBLE: Final = (
 )
 #: A full pool: another connection frees up in a moment.
 _POOL_FULL: Final = getattr(_errors, "MaxConnectionsError", ())
+#: Each script's SHA-1 digest, by which Redis knows it.
+_DIGESTS: dict[str, str] = {}
 
 # --- the scripts: each one round trip, all keys of one (cluster) slot -------------------------
 
@@ -174,7 +177,7 @@ def make_client(url: str, timeout: float, *, cluster: bool = False) -> Client:
     the server restarted fails)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
-    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    options: dict[str, Any] = {"socket_connect_timeout": timeout}
     if cluster:
         return RedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
@@ -304,7 +307,6 @@ class RedisCache(Generic[V]):
         self._own: Client | None = None
         if client is None:
             self._own = make_client(url if url is not None else DEFAULT_URL, self.timeout)
-        self._scripts: dict[str, Any] = {}
         self._slots: asyncio.Semaphore | None = None  # commands in flight, at most the pool's size
         self._slots_for: object = None
         self._reported: set[str] = set()  # unreadable keys already logged
@@ -383,11 +385,18 @@ class RedisCache(Generic[V]):
             raise CacheUnavailableError(f"redis could not run {what}: {error}") from error
 
     async def _script(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script by its digest (loading it when the server does not
+        know it yet), one round trip in the common case."""
+        digest = _DIGESTS.get(source)
+        if digest is None:
+            digest = _DIGESTS[source] = hashlib.sha1(source.encode()).hexdigest()
+
         async def run(client: Client) -> Any:
-            script = self._scripts.get(name)
-            if script is None or script.registered_client is not client:
-                script = self._scripts[name] = client.register_script(source)
-            return await script(keys=keys, args=args)
+            try:
+                return await client.evalsha(digest, len(keys), *keys, *args)
+            except _errors.NoScriptError:
+                await client.script_load(source)
+                return await client.evalsha(digest, len(keys), *keys, *args)
 
         return await self._call(f"the {name} script", run)
 
