@@ -3,8 +3,9 @@ holds: ``python benches/invalidation.py [ROUNDS]`` (starts its own
 redis-server on a loopback port; the two tiers have clients of their own).
 
 Each round: B reads the key (so it holds a copy), then A writes it; the
-clock runs from the start of A's ``set()`` (a SET and a PUBLISH, two round
-trips) until B's copy is gone, both loops being the same one, spinning.
+clock runs from the start of A's ``set()`` (one script: the SET and its
+announcement, one round trip) until B's copy is gone, both loops being the
+same one, spinning.
 Prints the median, 99th percentile and maximum, and how often B's copy was
 already gone when A's ``set()`` returned.
 """
