@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import threading
 import time
@@ -354,7 +355,7 @@ def test_timer_decorates_async_functions(backend: Backend) -> None:
             await fail()
         return list(results)
 
-    assert asyncio.iscoroutinefunction(fetch)
+    assert inspect.iscoroutinefunction(fetch)
     assert fetch.__name__ == "fetch"
     assert asyncio.run(main()) == [i * 2 for i in range(10)]
     assert h.count == 11
