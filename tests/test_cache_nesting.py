@@ -4,14 +4,18 @@ with RuntimeError, never a deadlock or a half-made change; a write that finds
 the token taken by another thread waits for it and then happens.
 
 A profile hook stands in for the signal handler: it runs at every call a
-cache method makes, on the same thread, nested in that method's frame.
+cache method makes, on the same thread, nested in that method's frame. The
+interpreter runs a signal handler as a C call returns and as a Python function
+is entered, so the interrupting hook raises at those points.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -20,6 +24,8 @@ import pytest
 from pepperpy_core._fallback.cache import _BUSY, _CHANGED, FIFOCache
 
 _METHODS = {f.__code__ for f in vars(FIFOCache).values() if hasattr(f, "__code__")}
+#: Where the pure-Python cache's own functions live.
+_SOURCES = str(Path(inspect.getfile(FIFOCache)).parent)
 
 
 class _Key:
@@ -199,14 +205,30 @@ _OPERATIONS: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
 }
 
 
+def _in_the_cache(frame: FrameType, event: str) -> bool:
+    """Whether a signal handler could run here, inside a FIFOCache method: as
+    a C call it made returns, or as a function of the cache's own that it
+    called is entered (not a collector's callback that runs meanwhile)."""
+    if event == "c_return":
+        return frame.f_code in _METHODS
+    caller = frame.f_back
+    return (
+        event == "call"
+        and frame.f_code.co_filename.startswith(_SOURCES)
+        and caller is not None
+        and caller.f_code in _METHODS
+    )
+
+
 def _interrupted_at(point: int, run: Callable[[], object]) -> bool:
-    """Run ``run`` and raise _Interrupt as the ``point``-th call made by a
-    FIFOCache method returns; whether it had that many calls."""
+    """Run ``run`` and raise _Interrupt at the ``point``-th place inside a
+    FIFOCache method where a signal handler could run; whether there were
+    that many."""
     calls = 0
 
     def hook(frame: FrameType, event: str, arg: object) -> None:
         nonlocal calls
-        if event == "c_return" and frame.f_code in _METHODS:
+        if _in_the_cache(frame, event):
             if calls == point:
                 sys.setprofile(None)
                 raise _Interrupt
@@ -229,7 +251,8 @@ def _used_from_another_thread(cache: FIFOCache[Any, Any]) -> None:
         cache.set("other", 1)
         cache.pop("other")
 
-    other = threading.Thread(target=lambda: _catching(use, errors))
+    # A daemon: a cache left locked fails the test instead of hanging the run.
+    other = threading.Thread(target=lambda: _catching(use, errors), daemon=True)
     other.start()
     other.join(timeout=60)
     assert not other.is_alive(), "the cache stayed locked"

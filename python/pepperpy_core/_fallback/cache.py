@@ -99,13 +99,6 @@ def _is_plain(key: object) -> bool:
     return False
 
 
-def _owned(lock: object) -> bool:
-    """Whether this thread holds ``lock``, an RLock (its ``_is_owned`` is
-    private but what threading.Condition itself relies on)."""
-    is_owned: Callable[[], bool] = getattr(lock, "_is_owned")  # noqa: B009 - not in the stubs
-    return is_owned()
-
-
 def _is_wrapper(dkey: object) -> bool:
     return type(dkey) is tuple and len(dkey) == 3 and dkey[0] is _WRAPPED
 
@@ -161,7 +154,6 @@ class FIFOCache(Generic[K, V]):
 
     __slots__ = (
         "__weakref__",
-        "_busy",
         "_data",
         "_dropped",
         "_evicted",
@@ -173,6 +165,7 @@ class FIFOCache(Generic[K, V]):
         "_mixed",
         "_order",
         "_other",
+        "_owns",
         "_stale",
         "_token",
         "_version",
@@ -193,16 +186,17 @@ class FIFOCache(Generic[K, V]):
         # Who may change the table: the holder of the one token in ``_token``
         # (taking it is list.pop, giving it back list.append: atomic, and a
         # third of a lock's cost). The str/int path of ``set`` takes it
-        # directly; every other change first takes ``_lock``, re-entrant so
+        # directly; every other change first takes ``_lock``, an RLock so
         # that a nested use on this thread (a finalizer or a signal handler
-        # run mid-operation) meets the busy flag and is refused instead of
-        # deadlocking, then the token, waiting on ``_gate`` while a ``set``
-        # on another thread has it.
+        # run mid-operation) sees that it holds it already and is refused
+        # instead of deadlocking, then the token, waiting on ``_gate`` while
+        # a ``set`` on another thread has it.
         self._token = [True]
         self._lock = threading.RLock()
+        # Its C method (private, but what threading.Condition relies on).
+        self._owns: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009 - not in the stubs
         self._gate = threading.Condition(threading.Lock())
         self._waiting = False
-        self._busy = False
         self._evicted: object = None  # the value _evict_oldest took, until released
         # Moves on at every change (readers comparing keys with the lock
         # released check it). An insert only moves the version, so that a
@@ -223,8 +217,16 @@ class FIFOCache(Generic[K, V]):
 
     def _acquire(self) -> None:
         """Take the lock and the token, or raise RuntimeError when this thread
-        already holds either (a nested use)."""
+        already holds either (a nested use).
+
+        Every release is written out where it happens, the token then the
+        lock, with C calls only: a signal handler may raise as any Python
+        function is entered, and a release helper cut short there would
+        leave the lock held for good."""
         lock = self._lock
+        owns = self._owns
+        if owns():
+            raise RuntimeError(_BUSY)
         try:
             # A set on this thread that holds the token, interrupted by this
             # nested use, might be waited for by the lock's holder: check first.
@@ -232,22 +234,13 @@ class FIFOCache(Generic[K, V]):
                 if self._set_holds_here():
                     raise RuntimeError(_BUSY)
                 lock.acquire()
-        except BaseException:
-            # Raised by a signal handler as an acquire returned. This call
-            # took the lock if this thread holds it now: a thread that held
-            # it already gets it again from the first acquire.
-            if _owned(lock):
-                lock.release()
-            raise
-        if self._busy:
-            lock.release()
-            raise RuntimeError(_BUSY)
-        self._busy = True
-        try:
             self._take_token()
         except BaseException:
-            self._busy = False
-            lock.release()
+            # Refused, or raised by a signal handler as an acquire returned:
+            # this call took the lock if this thread holds it now (it did
+            # not before).
+            if owns():
+                lock.release()
             raise
 
     def _take_token(self) -> None:
@@ -283,14 +276,6 @@ class FIFOCache(Generic[K, V]):
             raise
         return True
 
-    def _give_back(self) -> None:
-        """Give the token back from ``set`` (wakes a waiting writer)."""
-        try:
-            self._token.append(True)
-        finally:
-            if self._waiting:
-                self._wake()
-
     def _wake(self) -> None:
         """Wake the thread waiting in _take_token (the token is back)."""
         with self._gate:
@@ -307,15 +292,6 @@ class FIFOCache(Generic[K, V]):
                     return True
             frame = frame.f_back
         return False
-
-    def _release(self) -> None:
-        # The token first: a use nested before the busy flag drops is refused.
-        # The rest even if a signal handler raises as append returns.
-        try:
-            self._token.append(True)
-        finally:
-            self._busy = False
-            self._lock.release()
 
     # --- finding a key (never under the lock) ----------------------------------------
 
@@ -380,14 +356,20 @@ class FIFOCache(Generic[K, V]):
                 if not (self._wrapped and hashed in self._wrapped):
                     return _MISSING
                 version = self._version
-                self._release()
+                try:  # the release, inline (see _acquire)
+                    self._token.append(True)
+                finally:
+                    self._lock.release()
             else:
                 version = self._version
             dkey = self._find(key, hashed, plain)
             self._acquire()
             if self._version == version:
                 return dkey
-            self._release()
+            try:  # the release, inline (see _acquire)
+                self._token.append(True)
+            finally:
+                self._lock.release()
         raise RuntimeError(_CHANGED)
 
     # --- changes (the caller holds the lock) ----------------------------------------
@@ -521,8 +503,11 @@ class FIFOCache(Generic[K, V]):
         try:
             counts = (self._hits, self._misses, self._version, self._other, self._dropped)
             size = len(self._data)
-        finally:
-            self._release()
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
         hits, misses, version, other, dropped = counts
         inserts = version - other
         evictions = inserts - size - dropped
@@ -550,7 +535,7 @@ class FIFOCache(Generic[K, V]):
 
     # --- writes ----------------------------------------------------------------------
 
-    def set(self, key: K, value: V) -> None:
+    def set(self, key: K, value: V) -> None:  # noqa: PLR0915 - the hot path, inline on purpose
         """Insert or overwrite ``key``; a new key at maxsize evicts the oldest."""
         kind = type(key)
         if kind is not str and kind is not int:
@@ -572,8 +557,13 @@ class FIFOCache(Generic[K, V]):
             self._set(key, value, hash(key))  # waits there, or refuses a nested use
             return
         except BaseException:
-            # Taken, then a signal handler raised as pop returned: give it back.
-            self._give_back()
+            # Taken, then a signal handler raised as pop returned: give it
+            # back (inline, see _acquire).
+            try:
+                token.append(True)
+            finally:
+                if self._waiting:
+                    self._wake()
             raise
         shared = False
         try:
@@ -648,8 +638,11 @@ class FIFOCache(Generic[K, V]):
                 self._version += 1  # as in set: never apart from the next two
                 data[fresh] = value
                 self._order.append(fresh)
-        finally:
-            self._release()
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
         del released, gone
 
     def _remove(self, key: object) -> object:
@@ -667,8 +660,11 @@ class FIFOCache(Generic[K, V]):
                 self._version += 1
                 self._other += 1
                 self._dropped += 1
-        finally:
-            self._release()
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
         if len(self._order) > 2 * len(self._data) + 32:
             self._compact()
         return value
@@ -684,8 +680,11 @@ class FIFOCache(Generic[K, V]):
             if self._version == version:
                 order, self._order = self._order, order
                 stale, self._stale = self._stale, stale
-        finally:
-            self._release()
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
         del order, stale  # the replaced ones (or the unused fresh ones)
 
     def __delitem__(self, key: K) -> None:
@@ -716,8 +715,11 @@ class FIFOCache(Generic[K, V]):
             self._version += 1
             self._other += 1
             self._dropped += len(old[0])
-        finally:
-            self._release()
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
         del old
 
     def set_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> None:
