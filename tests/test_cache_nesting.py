@@ -278,3 +278,86 @@ def test_an_exception_as_any_call_returns_leaves_the_cache_usable(operation: str
         _check(cache, maxsize)
         point += 1
     assert point > 3  # each of the operation's calls was interrupted in turn
+
+
+def _fresh_order(cache: FIFOCache[Any, Any], maxsize: int) -> None:
+    """Writes go on from this thread and another, within the bound, and the
+    FIFO order is whole again: maxsize new keys leave only them, in order."""
+    errors: list[BaseException] = []
+
+    def insert(prefix: str) -> None:
+        for n in range(4 * maxsize):
+            cache[f"{prefix}-{n}"] = n
+            cache[_Key(1_000 + n)] = n
+            cache.set_many([(n, n)])
+            assert len(cache) <= maxsize
+
+    other = threading.Thread(target=lambda: _catching(lambda: insert("there"), errors), daemon=True)
+    other.start()
+    other.join(timeout=60)
+    assert not other.is_alive(), "the cache stayed locked"
+    assert errors == []
+    insert("here")
+    fresh = [f"fresh-{n}" for n in range(maxsize)]
+    for key in fresh:
+        cache[key] = key
+    assert cache.keys() == fresh
+    _check(cache, maxsize)
+
+
+@pytest.mark.parametrize("maxsize", [1, 2, 3, 8])
+@pytest.mark.parametrize("operation", sorted(_OPERATIONS))
+def test_writes_cut_short_in_a_row_never_break_later_ones(operation: str, maxsize: int) -> None:
+    """Every place of an operation where a signal handler could raise, in
+    turn, three times over, with nothing in between: later writes neither
+    raise nor break the bound, and the FIFO order repairs itself."""
+    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    for n in range(maxsize):
+        cache[f"k-{n}"] = n
+    cache[_Key(1)] = "wrapped"
+    cache.pop(f"k-{maxsize - 1}", None)  # a stale entry in the order
+    cache["k-0"] = "again"
+    run = _OPERATIONS[operation]
+    cut = 0
+    for _ in range(3):
+        point = 0
+        while _interrupted_at(point, lambda: run(cache, point)):  # noqa: B023 - called at once
+            point += 1
+        cut += point
+    assert cut >= 9  # three or more places, three times over
+    _fresh_order(cache, maxsize)
+
+
+def _cut_after(name: str, run: Callable[[], object]) -> bool:
+    """Run ``run``, raising _Interrupt as the first C call named ``name``
+    that a FIFOCache method makes returns; whether one did."""
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        named = getattr(arg, "__name__", "") == name
+        if event == "c_return" and frame.f_code in _METHODS and named:
+            sys.setprofile(None)
+            raise _Interrupt
+
+    sys.setprofile(hook)
+    try:
+        run()
+    except _Interrupt:
+        return True
+    finally:
+        sys.setprofile(None)
+    return False
+
+
+@pytest.mark.parametrize("maxsize", [1, 4])
+@pytest.mark.parametrize("name", ["popleft", "pop"])
+def test_an_eviction_cut_short_after_the_order_pops(maxsize: int, name: str) -> None:
+    """The reported case: Ctrl-C as an eviction's ``popleft()`` (or the
+    entry's ``pop``) returns, more times in a row than there are entries."""
+    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    for n in range(maxsize):
+        cache[f"k-{n}"] = n
+    for n in range(3 * maxsize):
+        key: object = f"new-{n}" if n % 2 else _Key(n)
+        assert _cut_after(name, lambda: cache.set(key, n))  # noqa: B023 - called at once
+        assert len(cache) <= maxsize
+    _fresh_order(cache, maxsize)

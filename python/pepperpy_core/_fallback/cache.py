@@ -16,10 +16,22 @@ oldest is found in O(1); entries removed by ``pop`` stay there, counted in
 Writes find the dict key a key refers to without the lock wherever that runs
 ``__hash__``/``__eq__``, then take the lock and apply the change only if the
 cache's version did not move meanwhile (else they look again, and after
-MAX_ROUNDS changed attempts raise RuntimeError). Values and keys that leave
-the cache are released after the lock. A finalizer or signal handler that
-runs on the same thread in the middle of a write and writes to the cache gets
-a RuntimeError instead of a deadlock or a corrupt cache.
+MAX_ROUNDS changed attempts raise RuntimeError). The version moves before
+any entry comes or goes, so an unchanged version means unchanged keys.
+Values and keys that leave the cache are released after the lock. A
+finalizer or signal handler that runs on the same thread in the middle of a
+write and writes to the cache gets a RuntimeError instead of a deadlock or a
+corrupt cache.
+
+A write cut short by an exception (a signal handler's KeyboardInterrupt,
+raised as a call returns or a function is entered) may leave ``_order`` and
+``_stale`` out of step with ``_data``; every write catches that on its way
+out and marks the order (an ``_OUT_OF_STEP`` entry in ``_stale``, which the
+fast path of ``set`` tests anyway), as does an eviction that finds the order
+empty or naming an entry that left uncounted. The next eviction then first
+rebuilds the order from the dict's own order (with the lock released, like
+every allocation), so later writes go on, the bound holds and the FIFO order
+is exact again. One rebuild, O(n), per interrupted write; none otherwise.
 
 "The lock" is a token (see ``FIFOCache.__init__``): ``set`` with an exact str
 or int key takes it with one atomic ``list.pop`` and gives it back with
@@ -66,6 +78,9 @@ class _Missing(Enum):
 
 
 _MISSING: Final = _Missing.MISSING
+#: In ``_stale`` while ``_order`` may be out of step with ``_data``; also
+#: what _skip_stale returns then. Never a dict key; hashed by identity (C).
+_OUT_OF_STEP: Final = object()
 
 
 class _Holder:
@@ -373,6 +388,8 @@ class FIFOCache(Generic[K, V]):
         raise RuntimeError(_CHANGED)
 
     # --- changes (the caller holds the lock) ----------------------------------------
+    # A write cut short (an exception leaves it with the lock held) marks the
+    # order out of step on its way out: see the module's docstring.
 
     def _unlink(self, dkey: object) -> None:
         """Forget a wrapper that left ``_data``."""
@@ -393,33 +410,77 @@ class FIFOCache(Generic[K, V]):
         return _MISSING
 
     def _skip_stale(self, oldest: object) -> object:
-        """The first dict key from ``oldest`` on in ``_order`` that is still
-        stored (the ones popped by ``pop``/``del`` are skipped)."""
+        """The first dict key from ``oldest`` on in ``_order`` that is not a
+        leftover of ``pop``/``del``; _OUT_OF_STEP if the order is marked so,
+        or (marked then) runs out first."""
         order = self._order
         stale = self._stale
+        if _OUT_OF_STEP in stale:
+            return _OUT_OF_STEP
         while stale and oldest in stale:
             left = stale.pop(oldest) - 1
             if left:
                 stale[oldest] = left
+            if not order:
+                stale[_OUT_OF_STEP] = 1
+                return _OUT_OF_STEP
             oldest = order.popleft()
         return oldest
 
     def _evict_oldest(self) -> object:
         """Remove the oldest entry and return its dict key; its value stays
-        referenced by ``_evicted`` until the caller takes it after the lock."""
-        oldest = self._skip_stale(self._order.popleft())
+        referenced by ``_evicted`` until the caller takes it after the lock.
+        _MISSING, nothing removed and the order marked, if the order is or
+        proves out of step with the entries."""
+        order = self._order
+        if not order:
+            self._stale[_OUT_OF_STEP] = 1
+            return _MISSING
+        oldest = order.popleft()
+        if self._stale:
+            oldest = self._skip_stale(oldest)
         evicted = self._data.pop(oldest, _MISSING)
-        while evicted is _MISSING:
-            if not self._order:
-                # Entries left out of the order by writes cut short: the
-                # dict's own order is the FIFO order.
-                self._order.extend(self._data)
-                self._stale.clear()
-            oldest = self._skip_stale(self._order.popleft())
-            evicted = self._data.pop(oldest, _MISSING)
+        if evicted is _MISSING:  # marked, ran out, or an entry left uncounted
+            self._stale[_OUT_OF_STEP] = 1
+            return _MISSING
         self._evicted = evicted
         self._unlink(oldest)
         return oldest
+
+    def _rebuild(self) -> None:
+        """Make ``_order`` the dict's own order, with nothing stale (so no
+        longer marked out of step). Built with the lock released and swapped
+        in if no entry came or went meanwhile; after MAX_ROUNDS tries that
+        met changes, built under the lock (a collector's finalizer it might
+        start is then refused, as any nested use)."""
+        for attempt in range(MAX_ROUNDS + 1):
+            version = self._version
+            order: deque[object] | None = None
+            if attempt < MAX_ROUNDS:
+                try:
+                    order = deque(self._data)
+                except RuntimeError:  # changed during the copy (free-threaded builds)
+                    continue
+            stale: dict[object, int] = {}
+            self._acquire()
+            try:
+                done = order is None or self._version == version
+                if done:
+                    if order is None:
+                        order = deque(self._data)
+                    order, self._order = self._order, order
+                    stale, self._stale = self._stale, stale
+            except BaseException:
+                self._stale[_OUT_OF_STEP] = 1
+                raise
+            finally:  # the release, inline (see _acquire)
+                try:
+                    self._token.append(True)
+                finally:
+                    self._lock.release()
+            del order, stale  # the replaced ones (or the unused fresh ones)
+            if done:
+                return
 
     # --- reads ---------------------------------------------------------------------
 
@@ -565,37 +626,50 @@ class FIFOCache(Generic[K, V]):
                 if self._waiting:
                     self._wake()
             raise
-        shared = False
+        general = False
         try:
             wrapped = self._wrapped
             data = self._data
             if wrapped and hash(key) in wrapped:
-                shared = True  # a stored key that is not plain has its hash
+                general = True  # a stored key that is not plain has its hash
             elif key in data:
                 # Locals whose names start with _ hold what leaves the cache
                 # until this frame ends, after the token is given back.
                 _replaced = data[key]
                 data[key] = value
-            else:
-                if len(data) >= self._maxsize:
-                    # Evict first: a reader never sees more than maxsize entries.
-                    _gone = self._order.popleft()
-                    if self._stale:
-                        _gone = self._skip_stale(_gone)
-                    _evicted: object = data.pop(_gone, _MISSING)
-                    if _evicted is _MISSING:
-                        # An order entry whose key left (a write cut short by
-                        # a signal handler's exception): the general path.
-                        _gone = self._evict_oldest()
-                        _evicted, self._evicted = self._evicted, None
-                    elif wrapped and _gone.__class__ is tuple:
-                        self._unlink(_gone)
+            elif len(data) < self._maxsize:
                 # These three are never separated by a signal handler (it
                 # runs only as a call returns); the version first, so that a
                 # reader never trusts a search that missed this insert.
                 self._version += 1  # an insert (see __init__)
                 data[key] = value
                 self._order.append(key)
+            else:
+                # Evict first: a reader never sees more than maxsize entries.
+                self._version += 1  # before the entry leaves
+                _gone = self._order.popleft()
+                if self._stale:
+                    _gone = self._skip_stale(_gone)
+                _evicted: object = data.pop(_gone, _MISSING)
+                if _evicted is _MISSING:
+                    # The order is (marked) out of step: nothing was
+                    # inserted, the general path rebuilds it first.
+                    self._other += 1
+                    self._stale[_OUT_OF_STEP] = 1
+                    general = True
+                else:
+                    if wrapped and _gone.__class__ is tuple:
+                        self._unlink(_gone)
+                    data[key] = value
+                    self._order.append(key)
+        except IndexError:
+            # The order ran out (out of step though not marked): as above.
+            self._other += 1
+            self._stale[_OUT_OF_STEP] = 1
+            general = True
+        except BaseException:
+            self._stale[_OUT_OF_STEP] = 1  # cut short: the order may be out of step
+            raise
         finally:
             try:
                 token.append(True)
@@ -603,7 +677,7 @@ class FIFOCache(Generic[K, V]):
                 held = False  # noqa: F841 - read by _set_holds_here through the frame
                 if self._waiting:
                     self._wake()
-        if shared:
+        if general:
             # Compared there, with the token given back.
             self._set(key, value, hash(key))
 
@@ -614,36 +688,50 @@ class FIFOCache(Generic[K, V]):
         plain = _is_plain(key)
         # Made before locking: allocating under the lock could start the
         # garbage collector, whose finalizers are user code.
-        fresh: object = key
+        fresh: object = key if plain else (_WRAPPED, hashed, _Holder(key))
         group: list[_Wrapper] = []
-        if not plain:
-            fresh = (_WRAPPED, hashed, _Holder(key))
-        gone: object = None
-        dkey = self._locate(key, hashed, plain)
-        try:
-            data = self._data
-            dkey = self._stored(dkey)
-            if dkey is not _MISSING:
-                released: object = data[dkey]
-                data[dkey] = value
-            else:
-                released = None
-                if len(data) >= self._maxsize:
-                    gone = self._evict_oldest()
-                    released, self._evicted = self._evicted, None
-                # Findable first, then stored: a write cut short in between
-                # leaves a wrapper with no entry, which _stored drops.
-                if not plain:
-                    self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
-                self._version += 1  # as in set: never apart from the next two
-                data[fresh] = value
-                self._order.append(fresh)
-        finally:  # the release, inline (see _acquire)
+        for _ in range(MAX_ROUNDS):
+            released: object = None
+            gone: object = None
+            rebuild = False
+            dkey = self._locate(key, hashed, plain)
             try:
-                self._token.append(True)
-            finally:
-                self._lock.release()
-        del released, gone
+                data = self._data
+                dkey = self._stored(dkey)
+                if dkey is not _MISSING:
+                    released = data[dkey]
+                    data[dkey] = value
+                elif len(data) >= self._maxsize and _OUT_OF_STEP in self._stale:
+                    rebuild = True
+                else:
+                    self._version += 1  # as in set: before anything comes or goes
+                    if len(data) >= self._maxsize:
+                        gone = self._evict_oldest()
+                        released, self._evicted = self._evicted, None
+                    if gone is _MISSING:
+                        self._other += 1  # nothing was inserted
+                        rebuild = True
+                    else:
+                        # Findable first, then stored: a write cut short in
+                        # between leaves a wrapper with no entry, which
+                        # _stored drops.
+                        if not plain:
+                            self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
+                        data[fresh] = value
+                        self._order.append(fresh)
+            except BaseException:
+                self._stale[_OUT_OF_STEP] = 1
+                raise
+            finally:  # the release, inline (see _acquire)
+                try:
+                    self._token.append(True)
+                finally:
+                    self._lock.release()
+            del released, gone
+            if not rebuild:
+                return
+            self._rebuild()
+        raise RuntimeError(_CHANGED)
 
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or _MISSING if it was not there."""
@@ -653,39 +741,24 @@ class FIFOCache(Generic[K, V]):
             value: object = _MISSING
             dkey = self._stored(dkey)
             if dkey is not _MISSING:
+                self._version += 1  # before the entry leaves
+                self._other += 1
                 value = self._data.pop(dkey)
+                self._dropped += 1
                 self._unlink(dkey)
                 stale = self._stale
                 stale[dkey] = stale.get(dkey, 0) + 1
-                self._version += 1
-                self._other += 1
-                self._dropped += 1
+        except BaseException:
+            self._stale[_OUT_OF_STEP] = 1
+            raise
         finally:  # the release, inline (see _acquire)
             try:
                 self._token.append(True)
             finally:
                 self._lock.release()
         if len(self._order) > 2 * len(self._data) + 32:
-            self._compact()
+            self._rebuild()  # amortized: the order has grown by that many pops
         return value
-
-    def _compact(self) -> None:
-        """Rebuild ``_order`` from the dict's own order, dropping the entries
-        that left; swapped in only if nothing changed while it was built."""
-        version = self._version
-        order: deque[object] = deque(self._data)
-        stale: dict[object, int] = {}
-        self._acquire()
-        try:
-            if self._version == version:
-                order, self._order = self._order, order
-                stale, self._stale = self._stale, stale
-        finally:  # the release, inline (see _acquire)
-            try:
-                self._token.append(True)
-            finally:
-                self._lock.release()
-        del order, stale  # the replaced ones (or the unused fresh ones)
 
     def __delitem__(self, key: K) -> None:
         if self._remove(key) is _MISSING:
@@ -711,10 +784,13 @@ class FIFOCache(Generic[K, V]):
         self._acquire()
         try:
             old = (self._data, self._order, self._stale, self._wrapped, self._mixed)
-            self._data, self._order, self._stale, self._wrapped, self._mixed = fresh
             self._version += 1
             self._other += 1
+            self._data, self._order, self._stale, self._wrapped, self._mixed = fresh
             self._dropped += len(old[0])
+        except BaseException:
+            self._stale[_OUT_OF_STEP] = 1
+            raise
         finally:  # the release, inline (see _acquire)
             try:
                 self._token.append(True)
