@@ -943,3 +943,64 @@ def test_finalizers_run_by_the_collector_mid_operation(backend: Backend) -> None
     # A finalizer that ran inside another write on its thread is refused
     # with a RuntimeError, never let loose on a half-made change.
     assert all(isinstance(e, RuntimeError) and "finalizer" in str(e) for e in unraisable)
+
+
+# --- snapshots while the collector runs finalizers ---------------------------
+
+
+_SNAPSHOTS: dict[str, Any] = {
+    "keys": lambda c: c.keys(),
+    "values": lambda c: [(v, v) for v in c.values()],
+    "items": lambda c: c.items(),
+    "iter": list,
+    "copy": lambda c: copy.copy(c).items(),
+    "pickle": lambda c: pickle.loads(pickle.dumps(c)).items(),
+}
+
+
+@pytest.mark.parametrize("taking", sorted(_SNAPSHOTS))
+def test_a_snapshot_is_consistent_while_finalizers_write(backend: Backend, taking: str) -> None:
+    """The collector may run at any allocation, and with it a finalizer that
+    writes to the cache being copied: a snapshot is still a snapshot (every
+    key once, each with its own value), never "dictionary changed during
+    iteration"."""
+    cache = backend.FIFOCache(5_000)
+    for n in range(2_000):
+        cache[n] = n
+    budget, writes = [0], [0]
+
+    class Cycle:
+        """Garbage whose finalizer writes to the cache and makes more garbage
+        (so that the next collection finds some), within a budget."""
+
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            if budget[0] > 0:
+                budget[0] -= 1
+                writes[0] += 1
+                cache.pop(writes[0], None)
+                cache[f"del-{writes[0]}"] = f"del-{writes[0]}"
+                Cycle()
+
+    take = _SNAPSHOTS[taking]
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1)  # a collection at nearly every tracked allocation
+    try:
+        for _ in range(5):
+            budget[0] = 20
+            Cycle()
+            got = take(cache)
+            assert len(got) <= cache.maxsize
+            if taking in {"keys", "iter"}:
+                assert len(set(got)) == len(got)
+            else:
+                assert all(key == value for key, value in got)
+                assert len({key for key, _ in got}) == len(got)
+    finally:
+        gc.set_threshold(*threshold)
+        budget[0] = 0  # the garbage left stops writing
+        gc.collect()
+    assert writes[0] > 5  # finalizers did write while the snapshots were taken

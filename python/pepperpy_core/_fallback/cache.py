@@ -536,11 +536,32 @@ class FIFOCache(Generic[K, V]):
     def __iter__(self) -> Iterator[K]:
         return iter(self.keys())
 
+    def _copied(self, copy: Callable[[dict[object, V]], T]) -> tuple[T, int]:
+        """``copy(entries)`` and the version it was taken at, with no entry
+        come or gone during it: a finalizer the collector runs mid-copy may
+        write to the cache (the copy is then taken again), and after
+        MAX_ROUNDS such tries it is taken under the lock."""
+        for _ in range(MAX_ROUNDS):
+            version = self._version
+            try:
+                got = copy(self._data)
+            except RuntimeError:  # "dictionary changed during iteration"
+                continue
+            if self._version == version:
+                return got, version
+        self._acquire()
+        try:
+            return copy(self._data), self._version
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
+
     def keys(self) -> list[K]:
         """The keys, oldest first (a snapshot)."""
-        version = self._version
-        dkeys = list(self._data)
-        # No wrapper was stored while the snapshot was taken: nothing to map
+        dkeys, version = self._copied(list)
+        # No wrapper was stored since the snapshot was taken: nothing to map
         # (a wrapper's removal moves the version on).
         if not self._wrapped and self._version == version:
             return cast("list[K]", dkeys)
@@ -548,15 +569,17 @@ class FIFOCache(Generic[K, V]):
 
     def values(self) -> list[V]:
         """The values, oldest first (a snapshot)."""
-        return list(self._data.values())
+        values, _ = self._copied(_values)
+        return values
 
     def items(self) -> list[tuple[K, V]]:
         """The (key, value) pairs, oldest first (a snapshot)."""
-        version = self._version
-        pairs = list(self._data.items())
-        if not self._wrapped and self._version == version:
-            return cast("list[tuple[K, V]]", pairs)
-        return [(_key_of(dkey), value) for dkey, value in pairs]
+        # Keys, then values: neither copy allocates an object the collector
+        # tracks while it walks the dict, so no finalizer runs in the middle.
+        (dkeys, values), version = self._copied(_keys_and_values)
+        if self._wrapped or self._version != version:
+            dkeys = [_key_of(dkey) for dkey in dkeys]
+        return cast("list[tuple[K, V]]", list(zip(dkeys, values, strict=True)))
 
     def stats(self) -> CacheStats:
         """Hits, misses, inserts and evictions so far."""
@@ -820,6 +843,14 @@ class FIFOCache(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(maxsize={self._maxsize}, len={len(self._data)})"
+
+
+def _values(data: dict[object, V]) -> list[V]:
+    return list(data.values())
+
+
+def _keys_and_values(data: dict[object, V]) -> tuple[list[object], list[V]]:
+    return list(data), list(data.values())
 
 
 #: The code of the one method that holds the token without the lock.
