@@ -3,6 +3,7 @@ operations; divide by it for the cost of one. Ratios: ``python benches/report.py
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import pytest
@@ -163,4 +164,59 @@ def test_set_many_100(benchmark: Any, name: str) -> None:
         batches.append(batches.pop(0))
 
     benchmark.group = "set_many of 100 keys"
+    benchmark(run)
+
+
+#: OPS distinct members each, equal to the ints and strs 0..OPS-1 and "k0"...
+_LEVELS = enum.IntEnum("_LEVELS", {f"L{n}": n for n in range(OPS)})
+_COLOURS = enum.StrEnum("_COLOURS", {f"C{n}": f"k{n}" for n in range(OPS)})
+
+#: Subjects with ``pop``.
+WITH_POP = [n for n in NAMES if hasattr(SUBJECTS[n](1), "pop")]
+SIZES = [1_000, 100_000]
+
+
+def _with_plain_keys(name: str, kind: str, size: int) -> tuple[Any, list[Any]]:
+    """A cache of ``size`` builtin keys, and OPS distinct enum members equal
+    to the last OPS of them (a scan from the oldest would pass all others)."""
+    cache = SUBJECTS[name](2 * size)
+    members: list[Any] = list(_LEVELS if kind == "IntEnum" else _COLOURS)
+    for n in range(size - OPS):
+        cache[f"other-{n}"] = n
+    for member in members:
+        cache[member._value_] = 0
+    return cache, members
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["1k", "100k"])
+@pytest.mark.parametrize("kind", ["IntEnum", "StrEnum"])
+@pytest.mark.parametrize("name", WITH_POP)
+def test_set_enum_key(benchmark: Any, name: str, kind: str, size: int) -> None:
+    # Each set overwrites the entry of the equal builtin key: its cost must
+    # not grow with the entries (a scan for the stored key would).
+    cache, members = _with_plain_keys(name, kind, size)
+
+    def run() -> None:
+        for member in members:
+            cache[member] = 1
+
+    benchmark.group = f"set, {kind} keys over equal stored keys ({size:,} entries)"
+    benchmark(run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["1k", "100k"])
+@pytest.mark.parametrize("kind", ["IntEnum", "StrEnum"])
+@pytest.mark.parametrize("name", WITH_POP)
+def test_pop_enum_key(benchmark: Any, name: str, kind: str, size: int) -> None:
+    cache, members = _with_plain_keys(name, kind, size)
+    half = members[: OPS // 2]
+
+    def run() -> None:
+        for member in half:
+            cache.pop(member)
+            cache[member._value_] = 0
+
+    benchmark.group = (
+        f"pop with {kind} keys, then set the builtin key back, per op ({size:,} entries)"
+    )
     benchmark(run)

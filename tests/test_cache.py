@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import decimal
+import enum
 import gc
 import pickle
 import subprocess
@@ -15,7 +17,7 @@ import types
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -1004,3 +1006,112 @@ def test_a_snapshot_is_consistent_while_finalizers_write(backend: Backend, takin
         budget[0] = 0  # the garbage left stops writing
         gc.collect()
     assert writes[0] > 5  # finalizers did write while the snapshots were taken
+
+
+# --- keys equal to a stored plain key: O(1) ----------------------------------
+
+
+class _Level(enum.IntEnum):
+    LOW = 7
+
+
+class _Colour(enum.StrEnum):
+    RED = "k7"
+
+
+class _Meters(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+class _Pair(NamedTuple):
+    n: int
+    name: str
+
+
+def _profile_events(call: Any) -> int:
+    """How many calls and returns (Python and C) ``call`` makes: a measure of
+    work that does not depend on the machine's speed."""
+    count = 0
+
+    def hook(frame: Any, event: str, arg: object) -> None:
+        nonlocal count
+        count += 1
+
+    sys.setprofile(hook)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+_STAND_INS: dict[str, tuple[object, object]] = {
+    "IntEnum": (_Level.LOW, 7),
+    "StrEnum": (_Colour.RED, "k7"),
+    "float subclass": (_Meters(7.0), 7),
+    "namedtuple": (_Pair(7, "k7"), (7, "k7")),
+    "Decimal": (decimal.Decimal(7), 7),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STAND_INS))
+def test_a_key_equal_to_a_stored_plain_key_costs_the_same_at_any_size(
+    backend: Backend, name: str
+) -> None:
+    """set, get and pop with a key that is not a builtin but equals a stored
+    builtin key (an IntEnum member and its int) do as much work with 50
+    entries as with 5,000: no scan of the entries."""
+    key, plain = _STAND_INS[name]
+    costs = []
+    for size in (50, 5_000):
+        cache = backend.FIFOCache(4 * size)
+        for n in range(size):
+            cache[n + 100] = n
+            cache[f"k{n + 100}"] = n
+            cache[(n + 100, "k")] = n
+        cache[plain] = "stored"
+        set_cost = _profile_events(lambda: cache.set(key, "set"))  # noqa: B023 - called at once
+        assert cache[plain] == "set"
+        assert [k for k, v in cache.items() if v == "set"] == [plain]  # the stored key stays
+        get_cost = _profile_events(lambda: cache.get(key))  # noqa: B023 - called at once
+        pop_cost = _profile_events(lambda: cache.pop(key))  # noqa: B023 - called at once
+        assert plain not in cache
+        assert len(cache) == 3 * size
+        costs.append((set_cost, get_cost, pop_cost))
+    assert costs[0] == costs[1]
+
+
+class _Odd:
+    """A key of a class whose Python ``__eq__`` equals a builtin value: the
+    one kind the pure-Python cache finds by a scan, once per key."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.n or (isinstance(other, _Odd) and other.n == self.n)
+
+
+def test_keys_found_by_a_scan_are_remembered(backend: Backend) -> None:
+    """After one pass (a scan per key on the pure-Python cache), a second
+    pass over more distinct such keys than any small memo holds does as
+    much work with 100 entries as with 5,000."""
+    costs = []
+    for size in (100, 5_000):
+        cache = backend.FIFOCache(2 * size)
+        for n in range(size):
+            cache[n + 1_000] = n  # ahead of the keys matched: a scan walks them all
+        for n in range(100):
+            cache[n] = n
+        keys = [_Odd(n) for n in range(100)]
+        for key in keys:
+            cache[key] = "first"
+        assert [cache[n] for n in range(100)] == ["first"] * 100
+        set_again = cache.set
+        costs.append(sum(_profile_events(lambda k=k, s=set_again: s(k, "again")) for k in keys))
+        assert [cache[n] for n in range(100)] == ["again"] * 100
+        assert len(cache) == size + 100
+    assert costs[0] == costs[1]

@@ -5,7 +5,10 @@ For the cache: each call's outcome (its value, or its exception's type and
 message), then the entries in order, the length and the stats. Keys include
 hostile ones: raising ``__hash__`` and ``__eq__``, many keys with one hash,
 ints that share a hash, bytes that hash like a str, a str subclass, keys whose
-hash changes after insertion, and keys whose ``__eq__`` writes to the cache.
+hash changes after insertion, keys whose ``__eq__`` writes to the cache, and
+keys that are not builtins but equal builtin keys (IntEnum and StrEnum members,
+float and tuple subclasses, Decimal, a class whose Python ``__eq__`` equals an
+int).
 For metrics: counters, gauges, histograms and whole registries fed the same inputs,
 good and bad, compared by value, error and exposition text.
 
@@ -15,11 +18,13 @@ in CI, see conftest.py).
 
 from __future__ import annotations
 
+import decimal
+import enum
 import math
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -110,6 +115,41 @@ class Text(str):
     """A str subclass: equal to its str, compared by Python code."""
 
 
+class Small(enum.IntEnum):
+    TWO = 2
+    SEVEN = 7
+
+
+class Word(enum.StrEnum):
+    ALPHA = "alpha"
+
+
+class Meters(float):
+    pass
+
+
+class Pair(NamedTuple):
+    n: int
+    name: str
+
+
+class Same:
+    """Equal to the int it holds through Python code, with no builtin value
+    to read: the pure-Python cache finds it by a scan."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.n or (isinstance(other, Same) and other.n == self.n)
+
+    def __repr__(self) -> str:
+        return f"Same({self.n})"
+
+
 REHASH = [Rehash(n) for n in range(3)]
 EQBOOM = [EqBoom() for _ in range(2)]
 NAN = float("nan")
@@ -122,6 +162,10 @@ keys = st.one_of(
     st.sampled_from(["alpha", "beta", "gamma"]).map(lambda t: "".join([t[:1], t[1:]])),
     st.sampled_from([b"alpha", b"beta"]),
     st.sampled_from(["alpha", "beta"]).map(Text),
+    st.sampled_from([Small.TWO, Small.SEVEN, Word.ALPHA, Meters(2.0), Meters(2.5)]),
+    st.sampled_from([Pair(1, "a"), Pair(2, "c")]),
+    st.integers(min_value=2, max_value=3).map(decimal.Decimal),
+    st.integers(min_value=6, max_value=8).map(Same),
     st.builds(Collide, st.integers(min_value=0, max_value=4)),
     st.sampled_from([(1, "a"), (2, "b"), ("alpha", (1, 2))]),
     st.builds(lambda n: (Collide(n), 1), st.integers(min_value=0, max_value=2)),
@@ -528,7 +572,22 @@ def test_the_fuzz_meets_every_kind_of_key() -> None:
         kinds.add(type(key).__name__)
 
     collect()
-    assert {"Collide", "EqBoom", "HashBoom", "Rehash", "Noisy", "Text", "bytes", "list"} <= kinds
+    assert {
+        "Collide",
+        "EqBoom",
+        "HashBoom",
+        "Rehash",
+        "Noisy",
+        "Text",
+        "bytes",
+        "list",
+        "Small",
+        "Word",
+        "Meters",
+        "Pair",
+        "Decimal",
+        "Same",
+    } <= kinds
 
 
 def test_metric_errors_name_the_problem() -> None:

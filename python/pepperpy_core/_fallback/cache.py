@@ -2,16 +2,13 @@
 user code runs while the cache's lock is held.
 
 Storage: ``_data`` maps a *dict key* to the value, in insertion order, which
-is the FIFO order (an overwrite keeps a dict key's place). A *plain* key, whose
-hash and ``==`` are C code that can neither call Python nor warn (exact str,
-int, float, bool, None, and tuples of those), is its own dict key, so reading
-it is one dict lookup with no lock. Any other key (a user class, a str
-subclass, bytes, which warn against str under ``python -b``) is stored under a
-wrapper tuple ``(_WRAPPED, hash, holder)`` whose hash and ``==`` are also C
-code, and is found through ``_wrapped`` (hash -> wrappers) by comparing keys
-with no lock held. ``_order`` lists the dict keys oldest first, so that the
-oldest is found in O(1); entries removed by ``pop`` stay there, counted in
-``_stale``, until they reach the front or the list is rebuilt.
+is the FIFO order (an overwrite keeps a dict key's place). A plain key is its
+own dict key, so reading it is one dict lookup with no lock; any other key is
+stored under a wrapper tuple and found through ``_wrapped`` (hash ->
+wrappers) by comparing keys with no lock held (see ``keys.py``). ``_order``
+lists the dict keys oldest first, so that the oldest is found in O(1);
+entries removed by ``pop`` stay there, counted in ``_stale``, until they
+reach the front or the list is rebuilt.
 
 Writes find the dict key a key refers to without the lock wherever that runs
 ``__hash__``/``__eq__``, then take the lock and apply the change only if the
@@ -52,6 +49,8 @@ from enum import Enum
 from types import FrameType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
+from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, plain_form, wrap
+
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
@@ -81,46 +80,6 @@ _MISSING: Final = _Missing.MISSING
 #: In ``_stale`` while ``_order`` may be out of step with ``_data``; also
 #: what _skip_stale returns then. Never a dict key; hashed by identity (C).
 _OUT_OF_STEP: Final = object()
-
-
-class _Holder:
-    """Holds a key that is not plain; equal only to itself (C-level identity)."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: object) -> None:
-        self.key = key
-
-
-#: First item of a wrapper tuple.
-_WRAPPED: Final = _Holder(None)
-_PLAIN: Final = frozenset({str, int, float, bool, type(None)})
-
-#: A wrapper tuple: (_WRAPPED, the key's hash when stored, _Holder(key)).
-_Wrapper = tuple[_Holder, int, _Holder]
-
-
-def _is_plain(key: object) -> bool:
-    """Whether hashing ``key`` and comparing it with any stored dict key is C
-    code that cannot run Python or warn."""
-    kind = type(key)
-    if kind in _PLAIN:
-        return True
-    if kind is tuple:
-        for item in cast("tuple[object, ...]", key):  # noqa: SIM110 - all() over a generator is slower
-            if not _is_plain(item):
-                return False
-        return True
-    return False
-
-
-def _is_wrapper(dkey: object) -> bool:
-    return type(dkey) is tuple and len(dkey) == 3 and dkey[0] is _WRAPPED
-
-
-def _key_of(dkey: object) -> Any:
-    """The key a dict key stands for."""
-    return cast("_Wrapper", dkey)[2].key if _is_wrapper(dkey) else dkey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,10 +152,10 @@ class FIFOCache(Generic[K, V]):
         self._data: dict[object, V] = {}
         self._order: deque[object] = deque()
         self._stale: dict[object, int] = {}
-        self._wrapped: dict[int, list[_Wrapper]] = {}
-        # hash -> a plain stored key that a key which is not plain was found
-        # equal to (an IntEnum member over a stored int), so that it is found
-        # again without a scan; checked before each use.
+        self._wrapped: dict[int, list[Wrapper]] = {}
+        # hash -> a plain stored key that a key which is not plain and has no
+        # plain_form was found equal to by a scan, so that it is found again
+        # without one; checked before each use.
         self._mixed: dict[int, object] = {}
         # Who may change the table: the holder of the one token in ``_token``
         # (taking it is list.pop, giving it back list.append: atomic, and a
@@ -327,17 +286,31 @@ class FIFOCache(Generic[K, V]):
         return _MISSING
 
     def _plain_equal_to(self, key: object, hashed: int) -> object:
-        """The plain stored key that ``key`` (not plain) equals: remembered per
-        hash, else found by a scan (only keys of user types equal to builtin
-        ones, such as an IntEnum member over a stored int, take it)."""
-        known = self._mixed.get(hashed, _MISSING)
-        if known is not _MISSING and known in self._data and known == key:
+        """A plain object equal to the plain stored key that ``key`` (not
+        plain) equals, which serves as its dict key: ``key``'s plain form
+        (an IntEnum member's int) in O(1); for a key of a class with no plain
+        form whose ``__eq__`` (Python code) equals a builtin value, the stored
+        key itself, remembered per hash after a scan of the entries."""
+        data = self._data
+        candidate = plain_form(key)
+        if (
+            candidate is not None
+            and hash(candidate) == hashed
+            and candidate in data
+            and candidate == key
+        ):
+            return candidate
+        mixed = self._mixed
+        known = mixed.get(hashed, _MISSING)
+        if known is not _MISSING and known in data and known == key:
             return known
-        for stored in list(self._data):
-            if not _is_wrapper(stored) and hash(stored) == hashed and stored == key:
-                if len(self._mixed) > 64:
-                    self._mixed.clear()
-                self._mixed[hashed] = stored
+        for stored in list(data):
+            if not is_wrapper(stored) and hash(stored) == hashed and stored == key:
+                if len(mixed) > 2 * len(data) + 64:
+                    # Only entries still stored are kept: a scan per distinct
+                    # key at most, and the memo stays in proportion.
+                    mixed = self._mixed = {h: k for h, k in mixed.items() if k in data}
+                mixed[hashed] = stored
                 return stored
         return _MISSING
 
@@ -393,8 +366,8 @@ class FIFOCache(Generic[K, V]):
 
     def _unlink(self, dkey: object) -> None:
         """Forget a wrapper that left ``_data``."""
-        if _is_wrapper(dkey):
-            wrapper = cast("_Wrapper", dkey)
+        if is_wrapper(dkey):
+            wrapper = cast("Wrapper", dkey)
             group = self._wrapped.get(wrapper[1])
             if group is not None and wrapper in group:  # (absent: a write cut short)
                 group.remove(wrapper)  # tuples compare by identity of their holder
@@ -565,7 +538,7 @@ class FIFOCache(Generic[K, V]):
         # (a wrapper's removal moves the version on).
         if not self._wrapped and self._version == version:
             return cast("list[K]", dkeys)
-        return [_key_of(dkey) for dkey in dkeys]
+        return [key_of(dkey) for dkey in dkeys]
 
     def values(self) -> list[V]:
         """The values, oldest first (a snapshot)."""
@@ -578,7 +551,7 @@ class FIFOCache(Generic[K, V]):
         # tracks while it walks the dict, so no finalizer runs in the middle.
         (dkeys, values), version = self._copied(_keys_and_values)
         if self._wrapped or self._version != version:
-            dkeys = [_key_of(dkey) for dkey in dkeys]
+            dkeys = [key_of(dkey) for dkey in dkeys]
         return cast("list[tuple[K, V]]", list(zip(dkeys, values, strict=True)))
 
     def stats(self) -> CacheStats:
@@ -708,11 +681,11 @@ class FIFOCache(Generic[K, V]):
 
     def _set(self, key: K, value: V, hashed: int) -> None:
         """``set`` for any key, its hash taken."""
-        plain = _is_plain(key)
+        plain = is_plain(key)
         # Made before locking: allocating under the lock could start the
         # garbage collector, whose finalizers are user code.
-        fresh: object = key if plain else (_WRAPPED, hashed, _Holder(key))
-        group: list[_Wrapper] = []
+        fresh: object = key if plain else wrap(key, hashed)
+        group: list[Wrapper] = []
         for _ in range(MAX_ROUNDS):
             released: object = None
             gone: object = None
@@ -739,7 +712,7 @@ class FIFOCache(Generic[K, V]):
                         # between leaves a wrapper with no entry, which
                         # _stored drops.
                         if not plain:
-                            self._wrapped.setdefault(hashed, group).append(cast("_Wrapper", fresh))
+                            self._wrapped.setdefault(hashed, group).append(cast("Wrapper", fresh))
                         data[fresh] = value
                         self._order.append(fresh)
             except BaseException:
@@ -759,7 +732,7 @@ class FIFOCache(Generic[K, V]):
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or _MISSING if it was not there."""
         hashed = hash(key)
-        dkey = self._locate(key, hashed, _is_plain(key))
+        dkey = self._locate(key, hashed, is_plain(key))
         try:
             value: object = _MISSING
             dkey = self._stored(dkey)
