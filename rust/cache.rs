@@ -9,12 +9,18 @@
 //! the table's version did not move meanwhile. References that leave the
 //! table (evicted, overwritten, popped, cleared) are dropped after the lock is
 //! released, so a `__del__` that touches the cache finds it consistent.
+//!
+//! `__new__` takes any arguments and makes an empty cache whose maxsize is 0;
+//! `__init__` sets it, once. So a subclass's `__init__` may take arguments
+//! of its own, and copy and pickle rebuild a cache with `cls.__new__(cls)`
+//! and `__setstate__` without calling it. Until `__init__` has run, reads see
+//! an empty cache and writes raise TypeError.
 
 use std::collections::HashMap;
 
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PyMapping, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyList, PyMapping, PyString, PyTuple};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use pepperpy_core_algo::fifo::{spread, Fifo, MAX_ENTRIES};
@@ -31,6 +37,8 @@ type Table = Fifo<Py<PyAny>, Py<PyAny>>;
 
 #[derive(Default)]
 struct Inner {
+    /// 0 until `__init__` has run.
+    maxsize: usize,
     table: Table,
     hits: u64,
     misses: u64,
@@ -74,7 +82,6 @@ impl CacheStats {
 /// arrives at `maxsize` entries. Thread-safe; every operation is O(1).
 #[pyclass(frozen, generic, subclass, weakref, module = "pepperpy_core._native")]
 pub struct FIFOCache {
-    maxsize: usize,
     inner: Exclusive<Inner>,
 }
 
@@ -88,6 +95,19 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Given<'py> {
         Ok(Given(Some(obj.to_owned())))
     }
 }
+
+fn not_initialized() -> PyErr {
+    PyTypeError::new_err(
+        "FIFOCache.__init__ was not called: a subclass's __init__ must call \
+         super().__init__(maxsize) before the cache is written",
+    )
+}
+
+fn initialized() -> PyErr {
+    PyTypeError::new_err("FIFOCache.__init__ was already called: a cache's maxsize is set once")
+}
+
+const BAD_STATE: &str = "FIFOCache state must be a (maxsize, items, attributes, slots) tuple";
 
 fn changed() -> PyErr {
     PyRuntimeError::new_err(format!(
@@ -150,6 +170,28 @@ fn split_pair<'py>(pair: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyAny>, Bou
         return Err(bad_length());
     };
     Ok((key, value))
+}
+
+/// A pair to insert, its key hashed: (key, hash, value).
+type Checked<'py> = (Bound<'py, PyAny>, u64, Bound<'py, PyAny>);
+
+/// (key, hash, value) for every pair of a mapping (through its `items()`, in
+/// its order) or of an iterable of pairs, every key hashed: a bad pair or an
+/// unhashable key fails before anything changes.
+fn checked_pairs<'py>(items: &Bound<'py, PyAny>) -> PyResult<Vec<Checked<'py>>> {
+    let py = items.py();
+    let source = if items.cast::<PyMapping>().is_ok() {
+        items.call_method0(intern!(py, "items"))?
+    } else {
+        items.clone()
+    };
+    let mut checked = Vec::new();
+    for pair in source.try_iter()? {
+        let (key, value) = split_pair(&pair?)?;
+        let hash = hash_of(&key)?;
+        checked.push((key, hash, value));
+    }
+    Ok(checked)
 }
 
 fn check_maxsize(maxsize: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -286,11 +328,15 @@ impl FIFOCache {
         let mut released: Option<Py<PyAny>> = None;
         let mut evicted: Option<(Py<PyAny>, Py<PyAny>)> = None;
         let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        let maxsize = inner.maxsize;
+        if maxsize == 0 {
+            return Err(not_initialized());
+        }
         let value = value.clone().unbind();
         match found {
             Some(at) => released = Some(inner.table.replace(at, value)),
             None => {
-                if inner.table.len() >= self.maxsize {
+                if inner.table.len() >= maxsize {
                     evicted = inner.table.pop_front();
                     inner.evictions += 1;
                 }
@@ -308,6 +354,9 @@ impl FIFOCache {
         let hash = hash_of(key)?;
         let mut keep = Vec::new();
         let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        if inner.maxsize == 0 {
+            return Err(not_initialized());
+        }
         let removed = found.map(|at| inner.table.remove(at));
         drop(inner);
         Ok(removed.map(|(_key, value)| value))
@@ -325,22 +374,56 @@ impl FIFOCache {
     fn len(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(self.inner.lock(py)?.table.len())
     }
+
+    fn maxsize_now(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.inner.lock(py)?.maxsize)
+    }
+
+    fn require_init(&self, py: Python<'_>) -> PyResult<()> {
+        match self.maxsize_now(py)? {
+            0 => Err(not_initialized()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets the maxsize of a cache that has none yet.
+    fn init(&self, maxsize: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = maxsize.py();
+        if self.maxsize_now(py)? != 0 {
+            return Err(initialized());
+        }
+        let checked = check_maxsize(maxsize)?;
+        let mut inner = self.inner.lock(py)?;
+        if inner.maxsize != 0 {
+            return Err(initialized());
+        }
+        inner.maxsize = checked;
+        Ok(())
+    }
 }
 
 #[pymethods]
 impl FIFOCache {
+    /// An empty cache, maxsize 0 until `__init__` sets it (so a subclass's
+    /// `__init__` may take any arguments).
     #[new]
-    fn new(maxsize: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(FIFOCache {
-            maxsize: check_maxsize(maxsize)?,
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        let _ = (args, kwargs);
+        FIFOCache {
             inner: Exclusive::new(Inner::default()),
-        })
+        }
     }
 
-    /// The most entries the cache holds.
+    /// Gives the cache its maxsize; once (TypeError after, nothing changed).
+    fn __init__(&self, maxsize: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.init(maxsize)
+    }
+
+    /// The most entries the cache holds (0 until `__init__` has run).
     #[getter]
-    fn maxsize(&self) -> usize {
-        self.maxsize
+    fn maxsize(&self, py: Python<'_>) -> PyResult<usize> {
+        self.maxsize_now(py)
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -395,7 +478,12 @@ impl FIFOCache {
 
     /// Removes every entry; the stats are kept.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
-        let old = self.inner.lock(py)?.table.take();
+        let mut inner = self.inner.lock(py)?;
+        if inner.maxsize == 0 {
+            return Err(not_initialized());
+        }
+        let old = inner.table.take();
+        drop(inner);
         drop(old);
         Ok(())
     }
@@ -462,43 +550,106 @@ impl FIFOCache {
     /// of an iterable of pairs. Every pair is read and every key hashed
     /// first, so a bad pair or an unhashable key changes nothing.
     fn set_many(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = items.py();
-        let source = if items.cast::<PyMapping>().is_ok() {
-            items.call_method0(intern!(py, "items"))?
-        } else {
-            items.clone()
-        };
-        let mut checked = Vec::new();
-        for pair in source.try_iter()? {
-            let (key, value) = split_pair(&pair?)?;
-            let hash = hash_of(&key)?;
-            checked.push((key, hash, value));
-        }
+        let checked = checked_pairs(items)?;
+        self.require_init(items.py())?;
         for (key, hash, value) in &checked {
             self.insert_hashed(key, *hash, value)?;
         }
         Ok(())
     }
 
-    /// An independent cache of the same class, maxsize and entries in the
-    /// same order, with fresh stats (for copy, deepcopy and pickle).
+    /// `copyreg.__newobj__(cls)` then `__setstate__`: no subclass `__init__`
+    /// runs. Keeps the maxsize, the entries in order and a subclass's
+    /// attributes (`__dict__` and `__slots__`); stats start afresh (for copy,
+    /// deepcopy and pickle). TypeError for a cache whose `__init__` never ran.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let py = slf.py();
-        let items = slf.get().items(py)?;
-        // A Python subclass's own attributes travel as the state.
-        let state = slf
-            .getattr(intern!(py, "__dict__"))
-            .unwrap_or_else(|_| py.None().into_bound(py));
+        let cache = slf.get();
+        let maxsize = cache.maxsize_now(py)?;
+        if maxsize == 0 {
+            return Err(not_initialized());
+        }
+        let attributes = present(py, slf.getattr(intern!(py, "__dict__")))?;
+        let copyreg = py.import(intern!(py, "copyreg"))?;
+        let slots = PyDict::new(py);
+        let names = copyreg.call_method1(intern!(py, "_slotnames"), (slf.get_type(),))?;
+        for name in names.try_iter()? {
+            let name = name?.cast_into::<PyString>()?;
+            if let Some(value) = present(py, slf.getattr(&name))? {
+                slots.set_item(name, value)?;
+            }
+        }
+        let state = PyTuple::new(
+            py,
+            [
+                maxsize.into_pyobject(py)?.into_any(),
+                cache.items(py)?.into_any(),
+                attributes.unwrap_or_else(|| py.None().into_bound(py)),
+                if slots.is_empty() {
+                    py.None().into_bound(py)
+                } else {
+                    slots.into_any()
+                },
+            ],
+        )?;
         PyTuple::new(
             py,
             [
-                slf.get_type().into_any(),
-                PyTuple::new(py, [slf.get().maxsize])?.into_any(),
-                state,
-                py.None().into_bound(py),
-                items.try_iter()?.into_any(),
+                copyreg.getattr(intern!(py, "__newobj__"))?,
+                PyTuple::new(py, [slf.get_type()])?.into_any(),
+                state.into_any(),
             ],
         )
+    }
+
+    /// Fills a cache made by `cls.__new__(cls)` from `__reduce__`'s state.
+    /// TypeError for a cache whose `__init__` ran and, with ValueError, for a
+    /// malformed state; nothing changed then.
+    fn __setstate__(slf: &Bound<'_, Self>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let cache = slf.get();
+        if cache.maxsize_now(py)? != 0 {
+            return Err(initialized());
+        }
+        let state = match state.cast_exact::<PyTuple>() {
+            Ok(state) if state.len() == 4 => state,
+            _ => return Err(PyTypeError::new_err(BAD_STATE)),
+        };
+        let maxsize = state.get_item(0)?;
+        check_maxsize(&maxsize)?;
+        let pairs = checked_pairs(&state.get_item(1)?)?;
+        let attributes = state.get_item(2)?;
+        let slots = state.get_item(3)?;
+        for (name, part) in [("attributes", &attributes), ("slots", &slots)] {
+            if !part.is_none() && !part.is_exact_instance_of::<PyDict>() {
+                return Err(PyTypeError::new_err(format!(
+                    "{BAD_STATE}: {name} must be a dict or None"
+                )));
+            }
+        }
+        let dict = intern!(py, "__dict__");
+        if attributes.is_truthy()? && !slf.hasattr(dict)? {
+            return Err(PyTypeError::new_err(format!(
+                "{BAD_STATE}: {} has no __dict__",
+                slf.get_type().name()?
+            )));
+        }
+        cache.init(&maxsize)?;
+        for (key, hash, value) in &pairs {
+            cache.insert_hashed(key, *hash, value)?;
+        }
+        if attributes.is_truthy()? {
+            slf.getattr(dict)?
+                .call_method1(intern!(py, "update"), (attributes,))?;
+        }
+        if let Ok(slots) = slots.cast::<PyDict>() {
+            // A list of the pairs: a __setattr__ may change the dict.
+            for pair in slots.items() {
+                let (name, value) = pair.extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()?;
+                slf.call_method1(intern!(py, "__setattr__"), (name, value))?;
+            }
+        }
+        Ok(())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
@@ -506,7 +657,7 @@ impl FIFOCache {
         Ok(format!(
             "{}(maxsize={}, len={})",
             slf.get_type().name()?,
-            slf.get().maxsize,
+            slf.get().maxsize_now(py)?,
             slf.get().len(py)?
         ))
     }
@@ -528,6 +679,18 @@ impl FIFOCache {
         // SAFETY: the collector calls __clear__ with the GIL held.
         let taken = unsafe { self.inner.try_lock_in_gc() }.map(|mut inner| inner.table.take());
         drop(taken);
+    }
+}
+
+/// The attribute `got` fetched, or None if there is no such attribute.
+fn present<'py>(
+    py: Python<'py>,
+    got: PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match got {
+        Ok(value) => Ok(Some(value)),
+        Err(error) if error.is_instance_of::<PyAttributeError>(py) => Ok(None),
+        Err(error) => Err(error),
     }
 }
 

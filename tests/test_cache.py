@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from pepperpy_core import _backend as _backend_module
 from pepperpy_core._backend import Backend
 
 
@@ -1115,3 +1116,175 @@ def test_keys_found_by_a_scan_are_remembered(backend: Backend) -> None:
         assert [cache[n] for n in range(100)] == ["again"] * 100
         assert len(cache) == size + 100
     assert costs[0] == costs[1]
+
+
+# --- subclasses --------------------------------------------------------------
+
+
+def _subclasses(base: Any, suffix: str) -> dict[str, Any]:
+    """Subclasses of ``base`` that pickle can find (module-level names)."""
+
+    class Named(base):  # type: ignore[misc, valid-type]
+        def __init__(self, name: str, size: int) -> None:
+            super().__init__(size)
+            self.name = name
+
+    class Slotted(base):  # type: ignore[misc, valid-type]
+        __slots__ = ("__secret", "tag", "unset")
+
+        def __init__(self, size: int, tag: str) -> None:
+            super().__init__(maxsize=size)
+            self.tag = tag
+            self.__secret = tag * 2
+
+        def secret(self) -> str:
+            return self.__secret
+
+    class WithDict(base):  # type: ignore[misc, valid-type]
+        pass
+
+    class Forgetful(base):  # type: ignore[misc, valid-type]
+        def __init__(self, size: int) -> None:
+            self.size = size  # never calls FIFOCache.__init__
+
+    made = {}
+    for cls in (Named, Slotted, WithDict, Forgetful):
+        # Where pickle finds it; __name__ stays, as private names are
+        # mangled with it.
+        cls.__qualname__ = f"_{cls.__name__}_{suffix}"
+        globals()[cls.__qualname__] = cls
+        made[cls.__name__] = cls
+    return made
+
+
+_SUBCLASSES = {
+    name: _subclasses(_backend_module.load(name).FIFOCache, name)
+    for name in ("native", "python")
+    if name in {b.name for b in _backend_module.available()}
+}
+_COPIES: dict[str, Any] = {
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": lambda c: pickle.loads(pickle.dumps(c)),
+    "pickle protocol 0": lambda c: pickle.loads(pickle.dumps(c, protocol=0)),
+}
+
+
+def _built(backend: Backend, kind: str) -> Any:
+    classes = _SUBCLASSES[backend.name]
+    if kind == "Named":
+        cache = classes["Named"]("hot", 3)
+    elif kind == "Slotted":
+        cache = classes["Slotted"](3, "t")
+    else:
+        cache = classes["WithDict"](3)
+        cache.label = "plain"
+    cache.set_many([("a", [1]), (2, [2]), ("c", [3]), ("d", [4])])  # evicts "a"
+    cache.get("c")
+    return cache
+
+
+@pytest.mark.parametrize("how", sorted(_COPIES))
+@pytest.mark.parametrize("kind", ["Named", "Slotted", "WithDict"])
+def test_subclasses_copy_and_pickle(backend: Backend, kind: str, how: str) -> None:
+    cache = _built(backend, kind)
+    clone = _COPIES[how](cache)
+    assert type(clone) is type(cache)
+    assert clone.maxsize == 3
+    assert clone.items() == [(2, [2]), ("c", [3]), ("d", [4])]
+    assert clone.stats() == backend.CacheStats(hits=0, misses=0, inserts=3, evictions=0)
+    if kind == "Named":
+        assert clone.name == "hot"
+    elif kind == "Slotted":
+        assert (clone.tag, clone.secret()) == ("t", "tt")
+        assert not hasattr(clone, "unset")
+        assert not hasattr(clone, "__dict__")
+    else:
+        assert clone.label == "plain"
+    clone["e"] = [5]  # the clone evicts in its own order, alone
+    assert clone.keys() == ["c", "d", "e"]
+    assert cache.keys() == [2, "c", "d"]
+    with pytest.raises(TypeError, match="already called"):
+        backend.FIFOCache.__init__(clone, 5)
+
+
+def test_a_subclass_that_never_calls_init(backend: Backend) -> None:
+    """Reads see an empty cache; writes (and copies) raise a TypeError that
+    says what to do; calling FIFOCache.__init__ afterwards makes it whole."""
+    cache = _SUBCLASSES[backend.name]["Forgetful"](3)
+    assert cache.size == 3
+    assert (len(cache), cache.keys(), cache.values(), cache.items(), list(cache)) == (
+        0,
+        [],
+        [],
+        [],
+        [],
+    )
+    assert cache.get("a", 5) == 5
+    assert "a" not in cache
+    assert cache.get_many(["a"]) == {}
+    assert cache.maxsize == 0
+    assert repr(cache) == "Forgetful(maxsize=0, len=0)"
+    writes = [
+        lambda: cache.set("a", 1),
+        lambda: cache.__setitem__(1, 1),
+        lambda: cache.__setitem__(("t", 1), 1),
+        lambda: cache.set(FrozenKey(1, "k"), 1),
+        lambda: cache.set_many([("a", 1)]),
+        lambda: cache.set_many([]),
+        lambda: cache.pop("a", None),
+        lambda: cache.__delitem__("a"),
+        cache.clear,
+        lambda: copy.copy(cache),
+        lambda: pickle.dumps(cache),
+    ]
+    for write in writes:
+        with pytest.raises(TypeError, match=r"FIFOCache\.__init__ was not called.*super"):
+            write()
+        assert len(cache) == 0
+    assert cache.stats() == backend.CacheStats(hits=0, misses=2, inserts=0, evictions=0)
+    backend.FIFOCache.__init__(cache, 2)
+    cache.set_many([("a", 1), ("b", 2), ("c", 3)])
+    assert cache.items() == [("b", 2), ("c", 3)]
+
+
+def test_init_runs_once(backend: Backend) -> None:
+    cache = backend.FIFOCache(maxsize=2)
+    cache.set_many([("a", 1), ("b", 2)])
+    before = snapshot(cache)
+    for again in (lambda: cache.__init__(5), lambda: backend.FIFOCache.__init__(cache, 0)):
+        with pytest.raises(TypeError, match=r"FIFOCache\.__init__ was already called"):
+            again()
+        assert snapshot(cache) == before
+        assert cache.maxsize == 2
+    with pytest.raises(TypeError):
+        backend.FIFOCache(2, 3)
+
+
+@pytest.mark.parametrize(
+    ("state", "error", "message"),
+    [
+        ("not a tuple", TypeError, "state must be"),
+        ((3, []), TypeError, "state must be"),
+        ((0, [], None, None), ValueError, "at least 1"),
+        ((3.0, [], None, None), TypeError, "must be an int"),
+        ((3, [("a", 1), ("b",)], None, None), ValueError, "pairs"),
+        ((3, [("a", 1), ([], 2)], None, None), TypeError, "unhashable"),
+        ((3, 5, None, None), TypeError, "not iterable"),
+        ((3, [], [], None), TypeError, "attributes must be a dict"),
+        ((3, [], None, ("tag",)), TypeError, "slots must be a dict"),
+        ((3, [], {"x": 1}, None), TypeError, "has no __dict__"),
+    ],
+)
+def test_a_bad_state_is_refused_and_changes_nothing(
+    backend: Backend, state: Any, error: type[Exception], message: str
+) -> None:
+    fresh = backend.FIFOCache.__new__(backend.FIFOCache)
+    with pytest.raises(error, match=message):
+        fresh.__setstate__(state)
+    assert (fresh.maxsize, fresh.items()) == (0, [])
+    fresh.__setstate__((2, [("a", 1)], None, None))
+    assert (fresh.maxsize, fresh.items()) == (2, [("a", 1)])
+    with pytest.raises(TypeError, match="already called"):
+        fresh.__setstate__((2, [("b", 1)], None, None))
+    assert fresh.items() == [("a", 1)]

@@ -8,7 +8,8 @@ ints that share a hash, bytes that hash like a str, a str subclass, keys whose
 hash changes after insertion, keys whose ``__eq__`` writes to the cache, and
 keys that are not builtins but equal builtin keys (IntEnum and StrEnum members,
 float and tuple subclasses, Decimal, a class whose Python ``__eq__`` equals an
-int).
+int). Caches are made directly or as a subclass with an ``__init__`` of its
+own, and copied (``copy.copy``) at random points.
 For metrics: counters, gauges, histograms and whole registries fed the same inputs,
 good and bad, compared by value, error and exposition text.
 
@@ -18,6 +19,7 @@ in CI, see conftest.py).
 
 from __future__ import annotations
 
+import copy
 import decimal
 import enum
 import math
@@ -291,6 +293,27 @@ class Reference:
     def counts(self) -> tuple[int, int, int, int]:
         return (self.hits, self.misses, self.inserts, self.evictions)
 
+    def copied(self) -> Reference:
+        """What copy.copy gives: the entries, in order, in a fresh cache."""
+        clone = Reference(self.maxsize)
+        for key, value in self.items():
+            clone.set(key, value)
+        return clone
+
+
+def _subclass(base: type) -> type:
+    class Named(base):  # type: ignore[misc, valid-type]
+        """A subclass whose __init__ takes arguments of its own."""
+
+        def __init__(self, name: str, size: int) -> None:
+            super().__init__(size)
+            self.name = name
+
+    return Named
+
+
+SUBCLASSES = {b.name: _subclass(b.FIFOCache) for b in BACKENDS}
+
 
 def counts(cache: Any) -> tuple[int, int, int, int]:
     if isinstance(cache, Reference):
@@ -317,11 +340,15 @@ class CacheAgreement(RuleBasedStateMachine):
         super().__init__()
         self.subjects: list[Any] = []
 
-    @initialize(maxsize=st.integers(min_value=1, max_value=6))
-    def make(self, maxsize: int) -> None:
+    @initialize(maxsize=st.integers(min_value=1, max_value=6), subclass=st.booleans())
+    def make(self, maxsize: int, subclass: bool) -> None:
         for key in REHASH:
             key.h = 100 + key.n
-        self.subjects = [Reference(maxsize), *(b.FIFOCache(maxsize) for b in BACKENDS)]
+        made = [
+            SUBCLASSES[b.name]("fuzz", maxsize) if subclass else b.FIFOCache(maxsize)
+            for b in BACKENDS
+        ]
+        self.subjects = [Reference(maxsize), *made]
 
     def agree(self, call: Callable[[Any], Any]) -> None:
         seen = [outcome(s, call) for s in self.subjects]
@@ -382,6 +409,18 @@ class CacheAgreement(RuleBasedStateMachine):
     @rule()
     def clear(self) -> None:
         self.agree(lambda c: c.clear())
+
+    @rule()
+    def copied(self) -> None:
+        clones: list[Any] = []
+        self.agree(
+            lambda c: clones.append(c.copied() if isinstance(c, Reference) else copy.copy(c))
+        )
+        if len(clones) == len(self.subjects):
+            for original, clone in zip(self.subjects, clones, strict=True):
+                assert type(clone) is type(original)
+                assert getattr(clone, "name", None) == getattr(original, "name", None)
+            self.subjects = clones
 
     @rule(index=st.integers(min_value=0, max_value=2), h=st.integers(min_value=100, max_value=104))
     def rehash(self, index: int, h: int) -> None:

@@ -2,7 +2,7 @@
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, final, overload
+from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, final, overload
 
 from typing_extensions import disjoint_base
 
@@ -47,11 +47,13 @@ class CacheStats:
 class FIFOCache(Generic[_K, _V]):
     """Bounded FIFO mapping; every operation is O(1) and thread-safe.
 
-    Subclasses may add methods; the cache's own operations never call a
-    subclass's overrides (as a dict's do not).
+    Subclasses may add methods and take their own ``__init__`` arguments
+    (calling ``super().__init__(maxsize)``); the cache's own operations never
+    call a subclass's overrides (as a dict's do not).
     """
 
-    def __new__(cls, maxsize: int) -> FIFOCache[_K, _V]: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    def __init__(self, maxsize: int) -> None: ...
     @property
     def maxsize(self) -> int: ...
     @overload
@@ -77,6 +79,7 @@ class FIFOCache(Generic[_K, _V]):
     def get_many(self, keys: Iterable[_K]) -> dict[_K, _V]: ...
     def set_many(self, items: Mapping[_K, _V] | Iterable[tuple[_K, _V]]) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...], /) -> None: ...
     def __class_getitem__(cls, key: Any) -> Any: ...
 
 @final

@@ -30,16 +30,23 @@ rebuilds the order from the dict's own order (with the lock released, like
 every allocation), so later writes go on, the bound holds and the FIFO order
 is exact again. One rebuild, O(n), per interrupted write; none otherwise.
 
-"The lock" is a token (see ``FIFOCache.__init__``): ``set`` with an exact str
+"The lock" is a token (see ``FIFOCache.__new__``): ``set`` with an exact str
 or int key takes it with one atomic ``list.pop`` and gives it back with
 ``list.append``, a third of a lock round trip; every other write takes a
 re-entrant lock first and then the token, waiting on a condition while a
 ``set`` on another thread holds it. On free-threaded builds the list's own
 per-object lock makes the take and the give-back atomic.
+
+A cache is made empty by ``__new__`` and given its maxsize by ``__init__``,
+so a subclass's ``__init__`` may take any arguments and copy and pickle
+rebuild it without calling that ``__init__``. Until ``FIFOCache.__init__``
+has run, reads see an empty cache and writes raise TypeError.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
 import sys
 import threading
 from collections import deque
@@ -47,7 +54,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
-from typing import Any, Final, Generic, TypeVar, cast, overload
+from typing import Any, Final, Generic, Self, TypeVar, cast, overload
 
 from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, plain_form, wrap
 
@@ -70,6 +77,16 @@ _BUSY: Final = (
     "FIFOCache was used by a finalizer or signal handler in the middle of "
     "another operation on the same thread; retry after that operation returns"
 )
+NOT_INITIALIZED: Final = (
+    "FIFOCache.__init__ was not called: a subclass's __init__ must call "
+    "super().__init__(maxsize) before the cache is written"
+)
+INITIALIZED: Final = "FIFOCache.__init__ was already called: a cache's maxsize is set once"
+BAD_STATE: Final = "FIFOCache state must be a (maxsize, items, attributes, slots) tuple"
+#: How pickle and copy make an empty instance of a class (``cls.__new__(cls)``).
+_NEWOBJ: Final[Callable[..., object]] = getattr(copyreg, "__newobj__")  # noqa: B009 - not in the stubs
+#: The names of a class's ``__slots__``, as pickle's default reduction finds them.
+_SLOT_NAMES: Final[Callable[[type], list[str]]] = getattr(copyreg, "_slotnames")  # noqa: B009
 
 
 class _Missing(Enum):
@@ -117,17 +134,9 @@ def _pairs(items: Mapping[K, V] | Iterable[tuple[K, V]]) -> list[tuple[K, V, int
     return pairs
 
 
-class FIFOCache(Generic[K, V]):
-    """A bounded mapping that evicts the oldest inserted key when a new key
-    arrives at ``maxsize`` entries. Thread-safe; every operation is O(1).
-
-    Overwriting a key keeps its position and reads never reorder. Values that
-    leave the cache are released after the lock is, so their ``__del__`` may
-    use the cache.
-    """
-
-    __slots__ = (
-        "__weakref__",
+#: This class's own slots, never part of a subclass's pickled attributes.
+_OWN_SLOTS: Final = frozenset(
+    {
         "_data",
         "_dropped",
         "_evicted",
@@ -145,18 +154,52 @@ class FIFOCache(Generic[K, V]):
         "_version",
         "_waiting",
         "_wrapped",
-    )
+    }
+)
 
-    def __init__(self, maxsize: int) -> None:
-        self._maxsize = check_maxsize(maxsize)
-        self._data: dict[object, V] = {}
-        self._order: deque[object] = deque()
-        self._stale: dict[object, int] = {}
-        self._wrapped: dict[int, list[Wrapper]] = {}
+
+class FIFOCache(Generic[K, V]):
+    """A bounded mapping that evicts the oldest inserted key when a new key
+    arrives at ``maxsize`` entries. Thread-safe; every operation is O(1).
+
+    Overwriting a key keeps its position and reads never reorder. Values that
+    leave the cache are released after the lock is, so their ``__del__`` may
+    use the cache.
+    """
+
+    __slots__ = ("__weakref__", *sorted(_OWN_SLOTS))
+
+    _data: dict[object, V]
+    _dropped: int
+    _evicted: object
+    _gate: threading.Condition
+    _hits: int
+    _lock: threading.RLock
+    _maxsize: int
+    _misses: int
+    _mixed: dict[int, object]
+    _order: deque[object]
+    _other: int
+    _owns: Callable[[], bool]
+    _stale: dict[object, int]
+    _token: list[bool]
+    _version: int
+    _waiting: bool
+    _wrapped: dict[int, list[Wrapper]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        """An empty cache, maxsize 0 until ``__init__`` sets it (so a subclass's
+        ``__init__`` may take any arguments)."""
+        self = super().__new__(cls)
+        self._maxsize = 0
+        self._data = {}
+        self._order = deque()
+        self._stale = {}
+        self._wrapped = {}
         # hash -> a plain stored key that a key which is not plain and has no
         # plain_form was found equal to by a scan, so that it is found again
         # without one; checked before each use.
-        self._mixed: dict[int, object] = {}
+        self._mixed = {}
         # Who may change the table: the holder of the one token in ``_token``
         # (taking it is list.pop, giving it back list.append: atomic, and a
         # third of a lock's cost). The str/int path of ``set`` takes it
@@ -168,10 +211,10 @@ class FIFOCache(Generic[K, V]):
         self._token = [True]
         self._lock = threading.RLock()
         # Its C method (private, but what threading.Condition relies on).
-        self._owns: Callable[[], bool] = getattr(self._lock, "_is_owned")  # noqa: B009 - not in the stubs
+        self._owns = getattr(self._lock, "_is_owned")  # noqa: B009 - not in the stubs
         self._gate = threading.Condition(threading.Lock())
         self._waiting = False
-        self._evicted: object = None  # the value _evict_oldest took, until released
+        self._evicted = None  # the value _evict_oldest took, until released
         # Moves on at every change (readers comparing keys with the lock
         # released check it). An insert only moves the version, so that a
         # write counts once: inserts = version - other, and evictions are the
@@ -181,10 +224,29 @@ class FIFOCache(Generic[K, V]):
         self._dropped = 0  # entries removed by pop, del or clear
         self._hits = 0
         self._misses = 0
+        return self
+
+    def __init__(self, maxsize: int) -> None:
+        """Give the cache its maxsize; once (TypeError after, nothing changed)."""
+        if self._maxsize:
+            raise TypeError(INITIALIZED)
+        checked = check_maxsize(maxsize)
+        self._acquire()
+        try:
+            if self._maxsize:
+                raise TypeError(INITIALIZED)
+            self._maxsize = checked
+            # Left by a write refused meanwhile; no entries, no order: in step.
+            self._stale.pop(_OUT_OF_STEP, None)
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
 
     @property
     def maxsize(self) -> int:
-        """The most entries the cache holds."""
+        """The most entries the cache holds (0 until ``__init__`` has run)."""
         return self._maxsize
 
     # --- the lock ------------------------------------------------------------------
@@ -637,7 +699,7 @@ class FIFOCache(Generic[K, V]):
                 # These three are never separated by a signal handler (it
                 # runs only as a call returns); the version first, so that a
                 # reader never trusts a search that missed this insert.
-                self._version += 1  # an insert (see __init__)
+                self._version += 1  # an insert (see __new__)
                 data[key] = value
                 self._order.append(key)
             else:
@@ -659,7 +721,8 @@ class FIFOCache(Generic[K, V]):
                     data[key] = value
                     self._order.append(key)
         except IndexError:
-            # The order ran out (out of step though not marked): as above.
+            # The order ran out (out of step, or the cache was never given a
+            # maxsize): as above.
             self._other += 1
             self._stale[_OUT_OF_STEP] = 1
             general = True
@@ -681,6 +744,8 @@ class FIFOCache(Generic[K, V]):
 
     def _set(self, key: K, value: V, hashed: int) -> None:
         """``set`` for any key, its hash taken."""
+        if not self._maxsize:
+            raise TypeError(NOT_INITIALIZED)
         plain = is_plain(key)
         # Made before locking: allocating under the lock could start the
         # garbage collector, whose finalizers are user code.
@@ -732,6 +797,8 @@ class FIFOCache(Generic[K, V]):
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or _MISSING if it was not there."""
         hashed = hash(key)
+        if not self._maxsize:
+            raise TypeError(NOT_INITIALIZED)
         dkey = self._locate(key, hashed, is_plain(key))
         try:
             value: object = _MISSING
@@ -776,6 +843,8 @@ class FIFOCache(Generic[K, V]):
 
     def clear(self) -> None:
         """Remove every entry; the stats are kept."""
+        if not self._maxsize:
+            raise TypeError(NOT_INITIALIZED)
         fresh: tuple[Any, ...] = ({}, deque(), {}, {}, {})
         self._acquire()
         try:
@@ -798,21 +867,60 @@ class FIFOCache(Generic[K, V]):
         """Set every pair of a mapping (through its ``items()``, in its order) or
         of an iterable of pairs. Every pair is read and every key hashed first,
         so a bad pair or an unhashable key changes nothing."""
+        pairs = _pairs(items)
+        if not self._maxsize:
+            raise TypeError(NOT_INITIALIZED)
         fast = FIFOCache.set  # this class's, whatever a subclass overrides
-        for key, value, hashed in _pairs(items):
+        for key, value, hashed in pairs:
             kind = type(key)
             if kind is str or kind is int:
                 fast(self, key, value)
             else:
                 self._set(key, value, hashed)
 
-    # --- the rest ------------------------------------------------------------------
+    # --- copy and pickle -----------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """An independent cache of the same class, maxsize and entries in the
-        same order, with fresh stats (for copy, deepcopy and pickle)."""
-        state = getattr(self, "__dict__", None)
-        return (type(self), (self._maxsize,), state, None, iter(self.items()))
+        """``copyreg.__newobj__(cls)`` then ``__setstate__``: no subclass
+        ``__init__`` runs. Keeps the maxsize, the entries in order and a
+        subclass's attributes (``__dict__`` and ``__slots__``); stats start
+        afresh (for copy, deepcopy and pickle). TypeError for a cache whose
+        ``__init__`` never ran."""
+        if not self._maxsize:
+            raise TypeError(NOT_INITIALIZED)
+        attributes = getattr(self, "__dict__", None)
+        slots: dict[str, object] = {}
+        for name in _SLOT_NAMES(type(self)):
+            if name not in _OWN_SLOTS:
+                with contextlib.suppress(AttributeError):  # a slot never set
+                    slots[name] = getattr(self, name)
+        state = (self._maxsize, self.items(), attributes, slots or None)
+        return (_NEWOBJ, (type(self),), state)
+
+    def __setstate__(self, state: tuple[Any, ...], /) -> None:
+        """Fill a cache made by ``cls.__new__(cls)`` from ``__reduce__``'s
+        state. TypeError for a cache whose ``__init__`` ran and, with
+        ValueError, for a malformed state; nothing changed then."""
+        if self._maxsize:
+            raise TypeError(INITIALIZED)
+        if type(state) is not tuple or len(state) != 4:
+            raise TypeError(BAD_STATE)
+        maxsize, items, attributes, slots = state
+        checked = check_maxsize(maxsize)
+        pairs = _pairs(items)
+        for name, part in (("attributes", attributes), ("slots", slots)):
+            if part is not None and type(part) is not dict:
+                raise TypeError(f"{BAD_STATE}: {name} must be a dict or None")
+        if attributes and not hasattr(self, "__dict__"):
+            raise TypeError(f"{BAD_STATE}: {type(self).__name__} has no __dict__")
+        FIFOCache.__init__(self, checked)
+        for key, value, hashed in pairs:
+            self._set(key, value, hashed)
+        if attributes:
+            vars(self).update(attributes)
+        if slots:
+            for name, value in list(slots.items()):  # a __setattr__ may change the dict
+                setattr(self, name, value)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(maxsize={self._maxsize}, len={len(self._data)})"
