@@ -8,11 +8,19 @@ such a failure on one of the server's sockets is logged once, further ones
 are counted and summed up every ``SUMMARY_EVERY`` seconds while they go on;
 a burst ends with an interval without any, and the next failure is logged
 in full again. Every other report goes to the handler it replaced.
+
+CPython 3.11 schedules a retry of the whole accept loop for every failure
+of a burst (up to the backlog's size at once), and retries that meet a
+socket closed meanwhile fail with a ValueError each: those are answered
+quietly (counted in ``stale_retries``). After a burst, ``close()`` leaves
+the handler in place for as long as such retries can be pending, and only
+then gives the loop its handler back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.constants
 import errno
 import logging
 from collections.abc import Iterable
@@ -39,10 +47,15 @@ class AcceptErrors:
         self._summary: asyncio.TimerHandle | None = None
         #: Every accept() failure seen, logged or counted.
         self.failures = 0
+        #: Retries of the accept loop that met the closed socket, answered quietly.
+        self.stale_retries = 0
         loop.set_exception_handler(self)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
+        if isinstance(error, ValueError) and _is_accept_retry(context):
+            self.stale_retries += 1
+            return
         if isinstance(error, OSError) and error.errno in _EXHAUSTED and self._ours(context):
             self.failures += 1
             self._last = error
@@ -86,12 +99,25 @@ class AcceptErrors:
 
     def close(self) -> None:
         """Sum up what is counted, and give the loop its handler back (unless
-        another replaced this one meanwhile)."""
+        another replaced this one meanwhile): at once, or after a burst once
+        the accept loop's retries can no longer be pending."""
         if self._summary is not None:
             self._summary.cancel()
             self._summary = None
             if self._counted:
                 _log.error("accept() failed %d more times (last: %s)", self._counted, self._last)
                 self._counted = 0
+        if self.failures:
+            self._loop.call_later(2 * asyncio.constants.ACCEPT_RETRY_DELAY, self._restore)
+        else:
+            self._restore()
+
+    def _restore(self) -> None:
         if self._loop.get_exception_handler() is self:
             self._loop.set_exception_handler(self._previous)
+
+
+def _is_accept_retry(context: dict[str, Any]) -> bool:
+    """Whether ``context`` reports a retry of the loop's accept loop."""
+    callback = getattr(context.get("handle"), "_callback", None)
+    return getattr(callback, "__name__", "") == "_start_serving"
