@@ -151,8 +151,28 @@ fn plain_eq(
 }
 
 fn hash_of(key: &Bound<'_, PyAny>) -> PyResult<u64> {
-    // Reinterpreting the signed Python hash as unsigned keeps every bit.
-    Ok(spread(key.hash()? as u64))
+    match key.hash() {
+        // Reinterpreting the signed Python hash as unsigned keeps every bit.
+        Ok(hash) => Ok(spread(hash as u64)),
+        Err(error) => Err(as_a_dict_says(key, error)),
+    }
+}
+
+/// For a key of an unhashable type, the error a dict raises on this Python
+/// (3.14 words it differently from `hash()`), so that both backends, and a
+/// dict, say the same; any other error as it was.
+fn as_a_dict_says(key: &Bound<'_, PyAny>, error: PyErr) -> PyErr {
+    let py = key.py();
+    let unhashable = key
+        .get_type()
+        .getattr(intern!(py, "__hash__"))
+        .is_ok_and(|hash| hash.is_none());
+    if unhashable {
+        if let Err(said) = PyDict::new(py).contains(key) {
+            return said;
+        }
+    }
+    error
 }
 
 /// A (key, value) pair from any iterable of length two.

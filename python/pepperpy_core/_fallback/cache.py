@@ -110,6 +110,20 @@ class CacheStats:
     evictions: int
 
 
+def _hash(key: object) -> int:
+    """``hash(key)``; for a key of an unhashable type, the error a dict raises
+    on this Python (3.14 words it differently from ``hash()``)."""
+    try:
+        return hash(key)
+    except TypeError:
+        if getattr(type(key), "__hash__", None) is None:
+            _EMPTY.get(key)  # raises what a dict says
+        raise
+
+
+_EMPTY: Final[dict[object, object]] = {}
+
+
 def check_maxsize(maxsize: object) -> int:
     """Return ``maxsize`` if it is an int in [1, MAX_ENTRIES]; raise otherwise."""
     if type(maxsize) is not int:
@@ -130,7 +144,7 @@ def _pairs(items: Mapping[K, V] | Iterable[tuple[K, V]]) -> list[tuple[K, V, int
         item = tuple(pair)
         if len(item) != 2:
             raise ValueError("set_many expects (key, value) pairs, got one of another length")
-        pairs.append((item[0], item[1], hash(item[0])))
+        pairs.append((item[0], item[1], _hash(item[0])))
     return pairs
 
 
@@ -658,7 +672,7 @@ class FIFOCache(Generic[K, V]):
         """Insert or overwrite ``key``; a new key at maxsize evicts the oldest."""
         kind = type(key)
         if kind is not str and kind is not int:
-            self._set(key, value, hash(key))
+            self._set(key, value, _hash(key))
             return
         # The common case written out (each method call costs a fifth of a
         # set): an exact str or int key. Nothing is allocated or called into
@@ -796,7 +810,7 @@ class FIFOCache(Generic[K, V]):
 
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or _MISSING if it was not there."""
-        hashed = hash(key)
+        hashed = _hash(key)
         if not self._maxsize:
             raise TypeError(NOT_INITIALIZED)
         dkey = self._locate(key, hashed, is_plain(key))
