@@ -118,6 +118,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=_seconds, default=None, help="stop after this long")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # Each line reaches a pipe (a supervisor, a log collector) as it is printed.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
         sys.exit(asyncio.run(main(arguments.seconds)))
     except KeyboardInterrupt:  # Ctrl-C before the application took over the signal

@@ -38,6 +38,12 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Subprocesses started by the tests (the command line, the examples, workers)
+# must work as they would for a user: with Python's own buffering, whatever
+# this machine sets (a PYTHONUNBUFFERED here once hid output that never
+# reached a pipe).
+os.environ.pop("PYTHONUNBUFFERED", None)
+
 BACKENDS: list[Backend] = _backend.available()
 PYTHON_ONLY = _backend.choice() == "python"
 

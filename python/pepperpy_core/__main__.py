@@ -13,6 +13,7 @@ from __future__ import annotations
 
 # Only what the interpreter has loaded already: every other import happens in
 # main(), where a Ctrl-C that interrupts it is a quiet exit 130.
+import io
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -166,6 +167,10 @@ def _check_backend() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     try:
+        # A line is written when it is printed, also to a pipe (a supervisor,
+        # a test, ``| tee``): the demo reports progress as it goes.
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(line_buffering=True)
         args = _parse(argv)
         _check_backend()
         status: int = args.handler(args)
