@@ -24,7 +24,8 @@ from pepperpy_core.redis import RedisCache, TieredCache
 
 
 async def main(url: str, key: str, callers: int, lock_ttl: float, mode: str) -> None:
-    client = aioredis.Redis.from_url(url, max_connections=10_000)  # the test's own counting
+    # The test's own counting and signalling (BLPOP waits past redis-py's 5 s default).
+    client = aioredis.Redis.from_url(url, max_connections=10_000, socket_timeout=None)
     # A timeout for a busy shared machine: here a slow answer is not an outage.
     tier: TieredCache[object] = TieredCache(
         FIFOCache(100), RedisCache(url=url, prefix="w:", timeout=10), lock_ttl=lock_ttl

@@ -60,7 +60,7 @@ def test_one_load_across_processes_and_callers(server: RedisServer) -> None:
     processes, callers = 4, 25
 
     async def main() -> list[Any]:
-        client = aioredis.Redis.from_url(server.url)
+        client = aioredis.Redis.from_url(server.url, socket_timeout=None)  # (BLPOP waits long)
         started = [worker(server.url, "report", callers, 5.0, "load") for _ in range(processes)]
         try:
             await release(client, processes)
@@ -108,7 +108,7 @@ def test_many_keys_from_many_processes_one_load_each(server: RedisServer) -> Non
     processes, keys = 3, 200
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(server.url)
+        client = aioredis.Redis.from_url(server.url, socket_timeout=None)  # (BLPOP waits long)
         started = [worker(server.url, "k", keys, 10.0, "keys") for _ in range(processes)]
         try:
             await release(client, processes)
@@ -129,7 +129,7 @@ def test_when_the_lock_owner_dies_another_process_loads(server: RedisServer) -> 
     lock_ttl = 1.0
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(server.url)
+        client = aioredis.Redis.from_url(server.url, socket_timeout=None)  # (BLPOP waits long)
         doomed = worker(server.url, "report", 1, lock_ttl, "die")
         try:
             await release(client, 1)
@@ -210,7 +210,7 @@ def test_a_cancelled_owner_releases_its_lock(server: RedisServer) -> None:
 
         loading = asyncio.ensure_future(t.load("k", slow))
         await began.wait()
-        client = aioredis.Redis.from_url(server.url)
+        client = aioredis.Redis.from_url(server.url, socket_timeout=None)  # (BLPOP waits long)
         lock = _Names("w:", cluster=False).lock("k")
         assert await client.exists(lock) == 1
         loading.cancel()  # its only caller: the load ends

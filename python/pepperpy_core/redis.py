@@ -177,7 +177,9 @@ def make_client(url: str, timeout: float, *, cluster: bool = False) -> Client:
     the server restarted fails)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
-    options: dict[str, Any] = {"socket_connect_timeout": timeout}
+    # No socket timeout of redis-py's own (redis-py 8 reads with 5 s by
+    # default): every call here is bounded by the cache's timeout already.
+    options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": None}
     if cluster:
         return RedisCluster.from_url(url, **options)
     return aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
