@@ -35,3 +35,19 @@ async def until_true(
             if await check():
                 return
             await asyncio.sleep(poll)
+
+
+async def settled(*tiers: Any, within: float = 60.0) -> None:
+    """Wait until every TieredCache listens, and every announcement made so
+    far arrived: one more from each (a delete), heard by all the others,
+    comes after every earlier one."""
+    for t in tiers:
+        async with asyncio.timeout(within):
+            await t.subscribed()
+    before = [t.received for t in tiers]
+    for t in tiers:
+        await t.delete(f"__settle__{id(t)}")
+    await until(
+        lambda: all(t.received >= b + len(tiers) - 1 for t, b in zip(tiers, before, strict=True)),
+        within=within,
+    )

@@ -20,7 +20,7 @@ from pepperpy_core.cache import FIFOCache, LocalCache
 from pepperpy_core.errors import CacheUnavailableError, LifecycleError
 from pepperpy_core.redis import RedisCache, RedisModule, TieredCache
 from pepperpy_core.serializers import JSON, PICKLE
-from tests.asyncutil import run, until
+from tests.asyncutil import run, settled, until
 from tests.hiding import hide
 from tests.servers import RedisServer
 
@@ -317,22 +317,6 @@ def test_a_caller_cancelled_mid_call_leaves_no_half_read_connection(
 
 def tier(url: str, prefix: str = "t:", **kwargs: Any) -> TieredCache[Any]:
     return TieredCache(FIFOCache(100), RedisCache(url=url, prefix=prefix), **kwargs)
-
-
-async def settled(*tiers: TieredCache[Any]) -> None:
-    """Wait until every tier listens, and every announcement made so far
-    arrived: one more from each (a delete), heard by all the others, comes
-    after every earlier one."""
-    for t in tiers:
-        async with asyncio.timeout(30):
-            await t.subscribed()
-    before = [t.received for t in tiers]
-    for t in tiers:
-        await t.delete(f"__settle__{id(t)}")
-    await until(
-        lambda: all(t.received >= b + len(tiers) - 1 for t, b in zip(tiers, before, strict=True)),
-        within=30,
-    )
 
 
 def test_reads_fill_the_local_cache_and_writes_reach_both(url: str) -> None:

@@ -18,7 +18,7 @@ from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.module import CachedModule, ModuleConfig
 from pepperpy_core.redis import RedisCache, RedisModule, TieredCache, make_client
-from tests.asyncutil import run, until
+from tests.asyncutil import run, settled, until
 from tests.servers import RedisCluster, wait_for
 
 pytestmark = pytest.mark.backend
@@ -46,19 +46,6 @@ async def close(*tiers: TieredCache[Any]) -> None:
     for t in tiers:
         await t.aclose()
         await t.remote.client.aclose()
-
-
-async def settled(*tiers: TieredCache[Any]) -> None:
-    for t in tiers:
-        async with asyncio.timeout(60):
-            await t.subscribed()
-    before = [t.received for t in tiers]
-    for t in tiers:
-        await t.delete(f"__settle__{id(t)}")
-    await until(
-        lambda: all(t.received >= b + len(tiers) - 1 for t, b in zip(tiers, before, strict=True)),
-        within=60,
-    )
 
 
 def test_the_keys_span_several_slots() -> None:

@@ -23,7 +23,7 @@ from pepperpy_core.errors import CacheUnavailableError, CorruptValueError
 from pepperpy_core.module import CachedModule, ModuleConfig
 from pepperpy_core.redis import RedisCache, TieredCache, _Names
 from pepperpy_core.serializers import JSON, PICKLE
-from tests.asyncutil import run, until, until_true
+from tests.asyncutil import run, settled, until, until_true
 from tests.servers import RedisServer
 
 pytestmark = pytest.mark.backend
@@ -345,19 +345,6 @@ def test_a_waiter_whose_server_goes_away_runs_the_loader(
         await close(owner, waiter)
 
     run(main(), timeout=90)
-
-
-async def settled(*tiers: TieredCache[Any]) -> None:
-    for t in tiers:
-        async with asyncio.timeout(30):
-            await t.subscribed()
-    before = [t.received for t in tiers]
-    for t in tiers:
-        await t.delete(f"__settle__{id(t)}")
-    await until(
-        lambda: all(t.received >= b + len(tiers) - 1 for t, b in zip(tiers, before, strict=True)),
-        within=30,
-    )
 
 
 def _value(value: str) -> Any:
