@@ -290,3 +290,20 @@ def test_redis_stopped_and_restarted_under_a_running_application(server: RedisSe
         assert tier._listener is None  # the module's cleanup stopped it
 
     run(main(), timeout=120)
+
+
+def test_loads_leave_nothing_behind(server: RedisServer) -> None:
+    async def main() -> None:
+        tier: TieredCache[Any] = TieredCache(FIFOCache(10), RedisCache(url=server.url, prefix="n:"))
+
+        async def loader() -> str:
+            return "v"
+
+        for i in range(50):
+            await tier.load(f"k{i}", loader)
+        assert tier._arrivals == {}  # (a key per load was kept for ever)
+        assert len(tier._flights) == 0
+        await tier.aclose()
+        await tier.remote.aclose()
+
+    run(main())

@@ -348,7 +348,8 @@ class TieredCache(Generic[V]):
                     async with asyncio.timeout(wait):
                         await arrived.wait()
         finally:
-            if self._arrivals.get(key) is arrived and key not in self._flights:
+            # One load per key at a time here (single flight): this one is done.
+            if self._arrivals.get(key) is arrived:
                 del self._arrivals[key]
 
     async def _load_here(self, key: str, loader: Callable[[], Awaitable[V]]) -> V:
