@@ -244,6 +244,7 @@ class HttpServer:
                 busy.headers["Retry-After"] = "1"
                 return busy
             rendering = self._rendering[fmt] = asyncio.ensure_future(self._render(fmt))
+            self.renders += 1  # (counted as it is made: its task may not have run yet)
             rendering.add_done_callback(self._rendered)
         self._holders[rendering] = self._holders.get(rendering, 0) + 1
         try:
@@ -317,7 +318,6 @@ class HttpServer:
 
     async def _render(self, fmt: Format) -> list[bytes]:
         """The body as encoded pieces, rendered a slice at a time."""
-        self.renders += 1
         try:
             exposition = self._app._exposition
             if exposition is None:  # not served: the exposition outlives the server
