@@ -290,14 +290,39 @@ def test_a_local_copy_never_outlives_the_value_in_redis(server: RedisServer, how
                 assert await reader.get_many(["k"]) == {"k": "v"}
             else:
                 assert await reader.load("k", _value("never")) == "v"
-        assert reader.peek("k") == "v"
-        await until_true(lambda: _gone(raw, "h:k"))
-        # Redis no longer has it: the local copy went no later.
-        assert reader.peek("k") is None
+        await _outlived_by_none(raw, reader)
         await raw.aclose()
         await close(reader, writer)
 
     run(main())
+
+
+@pytest.mark.parametrize("how", ["set", "set_many", "load owned"])
+def test_a_writers_own_copy_never_outlives_what_it_wrote(server: RedisServer, how: str) -> None:
+    async def main() -> None:
+        writer = tier(server.url)
+        writer.remote.ttl = 0.5
+        await settled(writer)
+        raw = aioredis.Redis.from_url(server.url)
+        if how == "set":
+            await writer.set("k", "v")
+        elif how == "set_many":
+            await writer.set_many({"k": "v"})
+        else:
+            assert await writer.load("k", _value("v")) == "v"
+        await _outlived_by_none(raw, writer)
+        await raw.aclose()
+        await close(writer)
+
+    run(main())
+
+
+async def _outlived_by_none(raw: aioredis.Redis, copier: TieredCache[str]) -> None:
+    """``copier`` keeps a copy of ``k`` while Redis has it, and none after."""
+    assert copier.peek("k") == "v"
+    await until_true(lambda: _gone(raw, "h:k"))
+    # Redis no longer has it: the local copy went no later.
+    assert copier.peek("k") is None
 
 
 async def until_locked(raw: aioredis.Redis, key: str = "k") -> None:

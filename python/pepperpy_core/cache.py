@@ -9,6 +9,7 @@ the documented contract of each method.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, overload
@@ -32,6 +33,15 @@ K_contra = TypeVar("K_contra", contravariant=True)
 V_co = TypeVar("V_co", covariant=True)
 
 _MISSING: Final = object()
+
+
+def _reading_or_none(value: object) -> float | None:
+    """``value`` as a ``time.monotonic()`` reading, None kept; TypeError else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise TypeError(f"until must be a time.monotonic() reading, not {value!r}")
+    return float(value)
 
 
 class Peek(Protocol[K_contra, V_co]):
@@ -93,14 +103,21 @@ class LocalCache(Generic[K, V]):
                 return default
         return value
 
-    def put(self, key: K, value: V, *, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key`` (``ttl``, else the default, bounds its life)."""
+    def put(
+        self, key: K, value: V, *, ttl: float | None = None, until: float | None = None
+    ) -> None:
+        """Store ``value`` under ``key``; ``ttl`` (else the default) bounds its
+        life, and so does ``until``, a ``time.monotonic()`` deadline."""
         seconds = seconds_or_none(ttl, "ttl") if ttl is not None else self.ttl
-        self.cache[key] = value
+        deadline = _reading_or_none(until)
         if seconds is not None:
+            ends = time.monotonic() + seconds
+            deadline = ends if deadline is None else min(deadline, ends)
+        self.cache[key] = value
+        if deadline is not None:
             if len(self._deadlines) > 2 * len(self.cache) + 64:
                 self._prune()
-            self._deadlines[key] = time.monotonic() + seconds
+            self._deadlines[key] = deadline
             if not self._expiring:
                 self._reads_plainly()
         elif self._deadlines:

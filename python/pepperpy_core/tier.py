@@ -50,6 +50,8 @@ _log: Final = logging.getLogger("pepperpy_core.tier")
 _MISSING: Final = object()
 #: Seconds the tier leaves an unreachable store alone before trying it again.
 RETRY_AFTER: Final = 1.0
+# A store's time left is whole milliseconds, rounded down from its clock.
+_STORE_CLOCK_RESOLUTION: Final = 0.001
 _STORE_METHODS: Final = ("fetch", "write", "remove", "claim", "commit", "release", "subscribe")
 
 
@@ -120,20 +122,19 @@ class TieredCache(Generic[V]):
 
     # --- local copies -----------------------------------------------------------------------
 
-    def _keep(self, key: str, stored: Stored[V], since: float | None = None) -> None:
+    def _keep(self, key: str, stored: Stored[V], since: float) -> None:
         """Keep a copy of what the store holds, for no longer than the store
-        will: its time left, counted from ``since`` (when the read was sent,
-        which is before the store measured it)."""
+        will: its time left, counted from ``since`` (when the request was
+        sent, which is before the store measured it), less the store's clock
+        resolution."""
         if self.peek is _not_served:
             return
-        ttl = stored.ttl
-        if ttl is not None and since is not None:
-            ttl -= time.monotonic() - since
-            if ttl <= 0:
+        until = None
+        if stored.ttl is not None:
+            until = since + stored.ttl - _STORE_CLOCK_RESOLUTION
+            if until <= time.monotonic():
                 return
-        if self.local.ttl is not None:
-            ttl = self.local.ttl if ttl is None else min(ttl, self.local.ttl)
-        self.local.put(key, stored.value, ttl=ttl)
+        self.local.put(key, stored.value, until=until)
         self.peek = self.local.peek  # a first time to live changes how it reads
 
     def _serve_local(self) -> None:
@@ -248,6 +249,7 @@ class TieredCache(Generic[V]):
         self._listen()
         self._version += 1
         mine = self._version
+        sent = time.monotonic()
         try:
             if self._skipping():
                 raise self._unavailable()
@@ -268,7 +270,7 @@ class TieredCache(Generic[V]):
             if raced:
                 self.local.drop(key)
             else:
-                self._keep(key, Stored(value, ttl if ttl is not None else self.remote.ttl))
+                self._keep(key, Stored(value, ttl if ttl is not None else self.remote.ttl), sent)
         if receivers == 0 and self._subscribed.is_set():
             # Our own listener should have heard it: the subscription is dead.
             self._restart_listener("an announcement reached no subscriber, not even this one")
@@ -372,13 +374,14 @@ class TieredCache(Generic[V]):
             raise
         renewing.cancel()
         before = self._version
+        sent = time.monotonic()
         try:
             await asyncio.shield(self.remote.commit(key, token, value, origin=self._origin))
         except CacheUnavailableError as error:
             self._went_down(error)
             _log.warning("%s: %r is kept only here (%s)", self.name, key, error)
         if self._version == before:
-            self._keep(key, Stored(value, self.remote.ttl))
+            self._keep(key, Stored(value, self.remote.ttl), sent)
         return value
 
     async def _renew(self, key: str, token: str) -> None:

@@ -1,0 +1,132 @@
+"""TieredCache over a store of another kind than Redis (tests/memstore.py),
+whose clock is the tier's: the tier's promises checked exactly, every way a
+local copy can be made."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pepperpy_core.cache import LocalCache
+from pepperpy_core.tier import TieredCache
+from tests.asyncutil import run, settled, until
+from tests.memstore import MemoryStore, Shared
+
+pytestmark = pytest.mark.backend
+
+KEYS = ("a", "b")
+TTLS = st.sampled_from([None, 0.02, 5.0, 3600.0])
+
+step = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(KEYS), TTLS),
+    st.tuples(st.just("set_many"), st.sampled_from(KEYS), TTLS),
+    st.tuples(st.just("get"), st.sampled_from(KEYS), st.none()),
+    st.tuples(st.just("get_many"), st.sampled_from(KEYS), st.none()),
+    st.tuples(st.just("load"), st.sampled_from(KEYS), st.none()),
+    st.tuples(st.just("load waited"), st.sampled_from(KEYS), st.none()),
+    st.tuples(st.just("delete"), st.sampled_from(KEYS), st.none()),
+)
+
+
+def _tier(shared: Shared[Any], ttl: float | None, local_ttl: float | None) -> TieredCache[Any]:
+    return TieredCache(LocalCache(100, ttl=local_ttl), MemoryStore(shared, ttl=ttl))
+
+
+def _copies_outlive_nothing(tier: TieredCache[Any], shared: Shared[Any]) -> None:
+    """Every local copy ends no later than the store's value it copies."""
+    deadlines = tier.local._deadlines
+    for key in KEYS:
+        if tier.peek(key) is None:
+            continue
+        assert key in shared.values, f"{key!r} is kept here, and gone from the store"
+        assert tier.peek(key) == shared.values[key]
+        if shared.deadlines[key] != float("inf"):
+            assert deadlines[key] <= shared.deadlines[key], (key, deadlines, shared.deadlines)
+
+
+@given(
+    steps=st.lists(step, min_size=1, max_size=8),
+    store_ttl=TTLS,
+    local_ttl=st.sampled_from([None, 0.01, 3600.0]),
+)
+def test_no_local_copy_outlives_the_stored_value(
+    steps: list[tuple[str, str, float | None]], store_ttl: float | None, local_ttl: float | None
+) -> None:
+    async def main() -> None:
+        shared: Shared[Any] = Shared()
+        writer, reader = _tier(shared, store_ttl, local_ttl), _tier(shared, store_ttl, local_ttl)
+        await settled(writer, reader)
+        for n, (op, key, ttl) in enumerate(steps):
+            value = f"{op}-{n}"
+            if op == "set":
+                await writer.set(key, value, ttl=ttl)
+            elif op == "set_many":
+                await writer.set_many({key: value}, ttl=ttl)
+            elif op == "get":
+                await reader.get(key)
+            elif op == "get_many":
+                await reader.get_many([key])
+            elif op == "load":
+                await writer.load(key, functools.partial(_now, value))
+            elif op == "load waited":
+                await _load_waited(writer, reader, shared, key, value)
+            else:
+                await writer.delete(key)
+            await settled(writer, reader)
+            _copies_outlive_nothing(writer, shared)
+            _copies_outlive_nothing(reader, shared)
+        await writer.aclose()
+        await reader.aclose()
+
+    run(main())
+
+
+async def _now(value: str) -> str:
+    return value
+
+
+async def _load_waited(
+    owner: TieredCache[Any], waiter: TieredCache[Any], shared: Shared[Any], key: str, value: str
+) -> None:
+    """``waiter`` loads ``key`` while ``owner`` holds its lock and loads it."""
+    gate = asyncio.Event()
+
+    async def slow() -> str:
+        await gate.wait()
+        return value
+
+    await owner.delete(key)  # so that the owner's load runs its loader
+    owned = asyncio.ensure_future(owner.load(key, slow))
+    await until(lambda: key in shared.locks, within=30)
+    waited = asyncio.ensure_future(waiter.load(key, lambda: _now("waiter's")))
+    await asyncio.sleep(0)
+    gate.set()
+    got = await owned
+    assert await waited in (got, "waiter's")  # "waiter's": the value had already expired
+
+
+@pytest.mark.parametrize("bad", ["soon", True, float("nan"), object()])
+def test_a_deadline_that_is_no_reading_is_refused(bad: object) -> None:
+    local: LocalCache[str, int] = LocalCache(10)
+    local.put("k", 1)
+    with pytest.raises(TypeError, match=r"until must be a time.monotonic\(\) reading"):
+        local.put("k", 2, until=bad)  # type: ignore[arg-type]
+    assert local.peek("k") == 1
+
+
+def test_the_earlier_of_ttl_and_until_ends_a_copy() -> None:
+
+    local: LocalCache[str, int] = LocalCache(10, ttl=3600)
+    soon = time.monotonic() + 5
+    local.put("k", 1, until=soon)
+    assert local._deadlines["k"] == soon
+    local.put("j", 1, until=soon + 7200)
+    assert local._deadlines["j"] < soon + 3600
+    local.put("gone", 1, until=time.monotonic() - 1)
+    assert local.peek("gone") is None
