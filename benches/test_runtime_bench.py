@@ -79,7 +79,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 SUBJECTS = ["pepperpy"] + (["mode"] if mode is not None else [])
 
 
-@pytest.mark.parametrize("size", [1_000, 10_000])
+@pytest.mark.parametrize("size", [1_000, 10_000, 50_000])
 @pytest.mark.parametrize("name", SUBJECTS)
 def test_start_stop_dag(
     benchmark: Any, name: str, size: int, loop: asyncio.AbstractEventLoop
