@@ -159,10 +159,25 @@ def test_the_rollback_cleans_up_only_modules_whose_initialize_began() -> None:
     assert (a.cleanups, b.cleanups) == (1, 1)
 
 
-def test_a_rollback_undoes_only_what_its_start_began() -> None:
-    # m1's task is made when m0 ends, in the same turn of the loop as m2
-    # fails: it is cancelled before its body ran. m1, FAILED since its
-    # cleanup failed in the last stop, must not be cleaned up again.
+# A loop with a task factory of its own makes tasks the plain way; on 3.12+
+# without one, a module's initialize() runs its first step when launched.
+TASKS = ["plain"] + (["eager"] if sys.version_info >= (3, 12) else [])
+
+
+def _plain_tasks() -> None:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    asyncio.get_running_loop().set_task_factory(factory)
+
+
+@pytest.mark.parametrize("tasks", TASKS)
+def test_a_rollback_undoes_only_what_its_start_began(tasks: str) -> None:
+    # Plain tasks: m1's task is made when m0 ends, in the same turn of the
+    # loop as m2 fails: it is cancelled before its body ran. m1, FAILED
+    # since its cleanup failed in the last stop, must not be cleaned up
+    # again. Eager tasks: m1's initialize() ran as it was launched, so this
+    # start began it, and its rollback undoes it.
     class Flaky(Step):
         fail_stop = False
 
@@ -177,6 +192,8 @@ def test_a_rollback_undoes_only_what_its_start_began() -> None:
     transitions: list[tuple[str, S, S]] = []
 
     async def main() -> None:
+        if tasks == "plain":
+            _plain_tasks()
         app = Application(m0, m2, m1)
         await app.start()
         m1.fail_stop = True
@@ -189,10 +206,73 @@ def test_a_rollback_undoes_only_what_its_start_began() -> None:
             await app.start()
 
     run(main())
-    assert (m1.inits, m1.cleanups) == (1, 1)
+    if tasks == "plain":
+        assert (m1.inits, m1.cleanups) == (1, 1)
+        assert ("m1", S.INITIALIZING, S.FAILED) in transitions  # the app's view: back where it was
+    else:
+        assert (m1.inits, m1.cleanups) == (2, 2)
+        assert ("m1", S.CLEANING_UP, S.FAILED) in transitions  # undone, and failed again
     assert m1.state is S.FAILED  # as the last stop left it
-    assert ("m1", S.INITIALIZING, S.FAILED) in transitions  # the app's view: back where it was
     assert (m0.inits, m0.cleanups, m2.inits, m2.cleanups) == (2, 2, 2, 2)
+
+
+def test_a_start_caller_cancelled_during_the_rollback_leaves_it_to_finish() -> None:
+    class SlowStop(Step):
+        async def cleanup(self) -> None:
+            stopping.set()
+            await release.wait()
+            await super().cleanup()
+
+    stopping, release = asyncio.Event(), asyncio.Event()
+    db = SlowStop("db")
+    api = Step("api", db)
+    api.fail_start = True
+
+    async def main() -> None:
+        app = Application(api)
+        caller = asyncio.ensure_future(app.start())
+        await stopping.wait()  # the rollback is under way: db's cleanup waits
+        caller.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert app.phase == "idle"
+
+    run(main())
+    assert (db.cleanups, db.state) == (1, S.CLOSED)
+
+
+@pytest.mark.parametrize("tasks", TASKS)
+@pytest.mark.parametrize("escaping", [KeyboardInterrupt, SystemExit])
+@pytest.mark.parametrize("waits_first", [False, True], ids=["at once", "after a wait"])
+def test_an_initialize_raising_past_the_loop_still_rolls_back(
+    tasks: str, escaping: type[BaseException], waits_first: bool
+) -> None:
+    # KeyboardInterrupt and SystemExit leave the event loop from the step
+    # that raised them; whether the loop ran that step or the scheduler ran
+    # it eagerly, the caller gets them and nothing started is left running.
+    class Exiting(Step):
+        async def initialize(self) -> None:
+            await super().initialize()
+            if waits_first:
+                await asyncio.sleep(0)
+            raise escaping
+
+    db = Step("db")
+    api = Exiting("api", db)
+    other = Step("other")
+
+    async def main() -> None:
+        if tasks == "plain":
+            _plain_tasks()
+        async with Application(api, other):
+            pass
+
+    with pytest.raises(escaping):
+        asyncio.run(main())
+    assert (db.inits, db.cleanups, other.inits, other.cleanups) == (1, 1, 1, 1)
+    assert (db.state, other.state) == (S.CLOSED, S.CLOSED)
 
 
 @pytest.mark.parametrize("how", ["raises CancelledError", "cancels its own task"])

@@ -236,7 +236,7 @@ class Application:
                 raise StartInterrupted(_INTERRUPTED) from None
             self._start_callers -= 1
             if self._start_callers == 0:  # the last caller gave up: roll back
-                task.cancel()
+                self._cancel_start()  # (a rollback under way goes on to its end)
                 await asyncio.wait([task])
             raise
         else:

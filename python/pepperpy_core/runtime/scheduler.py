@@ -18,6 +18,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,6 +45,19 @@ def _unstarted(task: asyncio.Task[Any]) -> bool:
     """Whether ``task``'s coroutine has not begun to run (cancelled now, it never will)."""
     coro = task.get_coro()
     return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED"
+
+
+def _task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+    """A Task running ``coro``; on 3.12+ its first step runs now, eagerly (a
+    call that never waits is done before this returns, and costs the loop no
+    scheduling), unless the loop makes its tasks with a factory of its own."""
+    if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+    return loop.create_task(coro)
+
+
+def _escape(exc: BaseException) -> None:
+    raise exc
 
 
 def _done(completed: Callable[[Node], None], node: Node, task: asyncio.Task[Any]) -> None:
@@ -120,12 +134,23 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         node.prior = node.state
         node.began = True
         begin(node)
-        task = node.task = loop.create_task(call(node))  # type: ignore[arg-type]
+        in_flight += 1
+        node.started = _clock()
+        task: asyncio.Future[Any]
+        try:
+            task = node.task = _task(loop, call(node))
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Raised by the call's eager first step: it ends the call, and
+            # leaves the loop as it would have from a step the loop ran.
+            task = node.task = loop.create_future()
+            task.set_exception(exc)
+            loop.call_soon(_escape, exc)
+        if task.done():  # it ran to its end eagerly
+            completed(node)
+            return
         if seconds_each is not None:
             node.timer = loop.call_later(seconds_each, expire, node)
-        node.started = _clock()
         task.add_done_callback(functools.partial(_done, completed, node))
-        in_flight += 1
 
     def finish(node: Node) -> BaseException | None:
         nonlocal in_flight
@@ -163,15 +188,26 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 if seconds_each is not None and node.timer is None:
                     node.timer = loop.call_later(seconds_each, abandon, node)
 
-    for node in nodes:
-        if node.pending == 0:
-            launch(node)
+    # A call run eagerly (see _task) runs inside this task: a cancellation it
+    # asks for (a module's initialize() calling stop()) arrives only at this
+    # task's next wait, so the launches stop at once and a wait is made.
+    me = asyncio.current_task()
+    asked = me.cancelling() if me is not None else 0
+
+    def cancel_asked() -> bool:
+        return me is not None and me.cancelling() > asked
+
     try:
+        for node in nodes:
+            if node.pending == 0 and not cancel_asked():
+                launch(node)
         while in_flight:
             while not finished:
                 wakeup.clear()
                 await wakeup.wait()
             while finished:
+                if cancel_asked():
+                    await asyncio.sleep(0)  # raises the CancelledError asked for
                 node = finished.popleft()
                 error = finish(node)
                 if error is not None and stop_on_failure:
@@ -184,8 +220,10 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 for successor in node.dependents if forward else node.deps:
                     if successor.run is run:
                         successor.pending -= 1
-                        if successor.pending == 0:
+                        if successor.pending == 0 and not cancel_asked():
                             launch(successor)
+        if cancel_asked():
+            await asyncio.sleep(0)
     except asyncio.CancelledError:
         cancel_in_flight()
         try:
