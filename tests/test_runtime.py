@@ -170,6 +170,27 @@ def test_listeners_see_base_module_transitions() -> None:
     assert events == [("a", "initializing"), ("a", "ready"), ("a", "cleaning_up"), ("a", "closed")]
 
 
+@pytest.mark.parametrize("how", ["its class's dependencies()", "an instance's dependencies"])
+def test_refuses_a_dependency_that_is_not_a_module(how: str) -> None:
+    class Custom(BaseModule):
+        async def _initialize(self) -> None:
+            pass
+
+        async def _cleanup(self) -> None:
+            pass
+
+        def dependencies(self) -> list[Any]:
+            return [42]
+
+    if how == "its class's dependencies()":
+        module: Any = Custom(ModuleConfig(name="custom"))
+    else:
+        module = DependentModule(ModuleConfig(name="custom"))
+        module.dependencies = lambda: [42]
+    with pytest.raises(TypeError, match="custom depends on int, which has no async initialize"):
+        Application(module).plan()
+
+
 def test_refuses_what_is_not_a_module() -> None:
     with pytest.raises(TypeError, match="async initialize"):
         Application(object())  # type: ignore[arg-type]

@@ -444,6 +444,9 @@ class ModuleConfig:
                 found.append(f"{field_name}: {value} is not a finite number")
         dependencies: object = self.dependencies
         deps = tuple(dependencies) if isinstance(dependencies, list | tuple) else ()
+        if not deps:  # nothing costly to remember: no cache entry per module name
+            found.extend(_base_problems.__wrapped__(self.name, self.version, deps))
+            return found
         try:
             found.extend(_base_problems(self.name, self.version, deps))
         except TypeError:  # an unhashable value (already reported as a wrong type)

@@ -115,7 +115,7 @@ def discover(roots: Iterable[Any]) -> list[Node]:
     (``dependencies()``), in discovery order."""
     nodes: dict[int, Node] = {}
     order: list[Node] = []
-    found: list[tuple[Node, list[Any]]] = []
+    found: list[list[Any]] = []  # each node's dependencies, as order has them
     pending = list(roots)
     pending.reverse()
     while pending:
@@ -129,16 +129,20 @@ def discover(roots: Iterable[Any]) -> list[Node]:
         if problem:
             raise TypeError(f"module {node.name!r} ({type(module).__name__}): {problem}")
         find = getattr(module, "dependencies", None)
-        deps = list(find()) if callable(find) else []
-        for dep in deps:
-            if not is_lifecycle(dep):
-                raise TypeError(
-                    f"{node.name} depends on {type(dep).__name__}, which has no "
-                    "async initialize() and cleanup()"
-                )
-        found.append((node, deps))
+        deps = find() if callable(find) else []
+        if type(deps) is not list:
+            deps = list(deps)
+        if getattr(find, "__func__", None) is not _DISCOVERING:
+            # (DependentModule's own returns only lifecycles: checked there)
+            for dep in deps:
+                if not is_lifecycle(dep):
+                    raise TypeError(
+                        f"{node.name} depends on {type(dep).__name__}, which has no "
+                        "async initialize() and cleanup()"
+                    )
+        found.append(deps)
         pending.extend(reversed(deps))
-    for node, deps in found:
+    for node, deps in zip(order, found, strict=True):
         for dep in deps:
             _link(node, nodes[id(dep)])
     _check_held(order, nodes)
