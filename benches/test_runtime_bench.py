@@ -94,5 +94,5 @@ def test_start_stop_dag(
 
     benchmark.group = f"start + stop a random DAG of {size:,} modules"
     benchmark.pedantic(
-        lambda graph: loop.run_until_complete(go(graph)), setup=setup, rounds=3, iterations=1
+        lambda graph: loop.run_until_complete(go(graph)), setup=setup, rounds=5, iterations=1
     )

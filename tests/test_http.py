@@ -31,6 +31,7 @@ from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import BaseModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.runtime import StartupError, accept_errors
+from pepperpy_core.runtime import app as app_module
 from pepperpy_core.runtime import http as http_module
 from tests.asyncutil import run, until
 from tests.hiding import hide
@@ -254,14 +255,14 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     released = False
-    rendered = http_module.render_chunks
+    rendered = app_module.render_chunks
 
     def held(*args: Any) -> Iterator[str]:
         while not released:  # until every scrape below has arrived
             yield ""
         yield from rendered(*args)
 
-    monkeypatch.setattr(http_module, "render_chunks", held)
+    monkeypatch.setattr(app_module, "render_chunks", held)
     monkeypatch.setattr(http_module, "RENDER_SLICE", 50)
 
     async def main() -> None:
@@ -299,7 +300,7 @@ def test_stop_ends_a_render_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
         while True:
             yield ""
 
-    monkeypatch.setattr(http_module, "render_chunks", endless)
+    monkeypatch.setattr(app_module, "render_chunks", endless)
 
     async def main() -> None:
         async with running(Service("db")) as app:  # checks that no task is left

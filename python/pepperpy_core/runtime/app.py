@@ -55,7 +55,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -67,7 +67,7 @@ from pepperpy_core.errors import (
     StartInterrupted,
     StartupError,
 )
-from pepperpy_core.exposition import Exposition, Format
+from pepperpy_core.exposition import Exposition, Format, render_chunks
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
@@ -535,7 +535,7 @@ class Application:
             return
         from pepperpy_core.runtime.http import HttpServer  # noqa: PLC0415
 
-        server = HttpServer(self, *self._address)
+        server = HttpServer(_Served(self), *self._address)
         try:
             await server.open()
         except BaseException:
@@ -554,3 +554,29 @@ class Application:
             if self._exposition is not None:
                 self._exposition.close()
                 self._exposition = None
+
+
+class _Served:
+    """An application as its HTTP endpoints see it (``http.Served``)."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Application) -> None:
+        self._app = app
+
+    @property
+    def phase(self) -> Phase:
+        return self._app.phase
+
+    def health(self) -> Awaitable[HealthReport]:
+        return self._app.health()
+
+    def metrics(self, fmt: Format, lines: int) -> Iterator[str]:
+        exposition = self._app._exposition
+        if exposition is None:  # closed meanwhile: what render_metrics() says now
+            yield self._app.render_metrics(fmt)
+            return
+        yield from render_chunks(exposition.collect(), fmt, lines)
+
+    def scraped(self, fmt: Format) -> None:
+        self._app._runtime_metrics.count_scrape(fmt)

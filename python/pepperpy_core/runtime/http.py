@@ -35,16 +35,15 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
-from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate, render_chunks
+from pepperpy_core.exposition import CONTENT_TYPES, Format, negotiate
 from pepperpy_core.runtime.accept_errors import AcceptErrors
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from pepperpy_core.runtime.app import Application
     from pepperpy_core.runtime.health import HealthReport
 
 _log: Final = logging.getLogger("pepperpy_core.http")
@@ -114,11 +113,33 @@ def _middleware(function: _F) -> _F:
     return function
 
 
-class HttpServer:
-    """The endpoints above for one Application, between ``open()`` and ``close()``."""
+class Served(Protocol):
+    """What the endpoints answer for: an Application hands the server one."""
 
-    def __init__(self, app: Application, host: str, port: int) -> None:
-        self._app = app
+    @property
+    def phase(self) -> str:
+        """``idle``, ``starting``, ``running`` or ``stopping``."""
+        ...
+
+    def health(self) -> Awaitable[HealthReport]:
+        """Run every health check once."""
+        ...
+
+    def metrics(self, fmt: Format, lines: int) -> Iterator[str]:
+        """The /metrics body in ``fmt``, about ``lines`` lines per piece."""
+        ...
+
+    def scraped(self, fmt: Format) -> None:
+        """Count one /metrics answer."""
+        ...
+
+
+class HttpServer:
+    """The endpoints above for one application (``served``), between
+    ``open()`` and ``close()``."""
+
+    def __init__(self, served: Served, host: str, port: int) -> None:
+        self._app = served
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -253,7 +274,7 @@ class HttpServer:
                 chunks = await asyncio.shield(rendering)
             except Exception:  # logged once by the render
                 return _text(500, "collecting metrics failed; see the application's log\n")
-            self._app._runtime_metrics.count_scrape(fmt)
+            self._app.scraped(fmt)
             response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPES[fmt]})
             response.content_length = sum(len(chunk) for chunk in chunks)
             await self._within_deadline(request, _send(request, response, chunks))
@@ -265,7 +286,7 @@ class HttpServer:
         return _text(200, "ok\n")
 
     async def _startupz(self, request: web.Request) -> web.Response:
-        if self._app.started:
+        if self._app.phase in ("running", "stopping"):
             return _text(200, "started\n")
         return _text(503, f"not started: the application is {self._app.phase}\n")
 
@@ -319,11 +340,8 @@ class HttpServer:
     async def _render(self, fmt: Format) -> list[bytes]:
         """The body as encoded pieces, rendered a slice at a time."""
         try:
-            exposition = self._app._exposition
-            if exposition is None:  # not served: the exposition outlives the server
-                return [self._app.render_metrics(fmt).encode()]
             chunks = []
-            for text in render_chunks(exposition.collect(), fmt, RENDER_SLICE):
+            for text in self._app.metrics(fmt, RENDER_SLICE):
                 chunks.append(text.encode())
                 await asyncio.sleep(0)  # probes and other requests answer here
         except Exception:
