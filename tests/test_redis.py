@@ -543,11 +543,15 @@ def test_redis_module_refuses_bad_settings(kwargs: dict[str, Any], error: type[E
         RedisModule(**kwargs)
 
 
-def test_without_redis_py_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("module", ["pepperpy_core.redis", "pepperpy_core.module.redis"])
+def test_without_redis_py_the_import_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
     hide(monkeypatch, "redis")
-    monkeypatch.delitem(sys.modules, "pepperpy_core.redis")
+    for name in [n for n in sys.modules if n.startswith("pepperpy_core") and "redis" in n]:
+        monkeypatch.delitem(sys.modules, name)  # every module of ours that imports redis-py
     with pytest.raises(ImportError, match=r"pepperpy-core\[redis\]"):
-        importlib.import_module("pepperpy_core.redis")
+        importlib.import_module(module)
 
 
 def test_local_cache_adapter() -> None:

@@ -41,24 +41,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, overload
 
+# redis-py through _redis_client, which names the extra to install if it is missing.
+from pepperpy_core._redis_client import (
+    DEFAULT_URL,
+    Client,
+    RedisCluster,
+    _errors,
+    aioredis,
+    key_slot,
+    make_client,
+)
 from pepperpy_core._seconds import seconds, seconds_or_none
 from pepperpy_core.errors import CacheUnavailableError, CorruptValueError
 from pepperpy_core.serializers import JSON, Serializer
 from pepperpy_core.stores import Claim, Invalidation, Stored
-
-try:
-    import redis.asyncio as aioredis
-    from redis import exceptions as _errors
-    from redis.asyncio.cluster import RedisCluster
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.crc import key_slot
-except ImportError as exc:  # tests/test_redis.py hides redis-py to check this
-    raise ImportError(
-        "the Redis cache tier needs redis-py: install the extra with "
-        "`pip install 'pepperpy-core[redis]'`",
-        name="redis",
-    ) from exc
 
 if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
@@ -67,11 +63,9 @@ __all__ = ["DEFAULT_URL", "RedisCache", "RedisModule", "TieredCache", "make_clie
 
 V = TypeVar("V")
 D = TypeVar("D")
-Client = aioredis.Redis | RedisCluster
 
 _log: Final = logging.getLogger("pepperpy_core.redis")
 _MISSING: Final = object()
-DEFAULT_URL: Final = "redis://127.0.0.1:6379/0"
 _SLOTS: Final = 16384
 #: Errors that mean "the cluster cannot serve this now", not "a bad command".
 _CLUSTER_TROUBLE: Final = (
@@ -168,21 +162,6 @@ _RENEW: Final = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-
-
-def make_client(url: str, timeout: float, *, cluster: bool = False) -> Client:
-    """A client for ``url`` (a Redis Cluster client with ``cluster``) whose
-    sockets time out after ``timeout`` seconds and which retries a command
-    once on a fresh connection (the first use of a pooled connection after
-    the server restarted fails)."""
-    if not isinstance(url, str):
-        raise TypeError(f"url must be a str, not {type(url).__name__}")
-    # No socket timeout of redis-py's own (redis-py 8 reads with 5 s by
-    # default): every call here is bounded by the cache's timeout already.
-    options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": None}
-    if cluster:
-        return RedisCluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
 
 
 def check_key(key: object, what: str = "a Redis cache key") -> str:

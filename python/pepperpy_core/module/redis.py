@@ -7,12 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis import exceptions as _errors
-
+from pepperpy_core._redis_client import DEFAULT_URL, Client, _errors, make_client
 from pepperpy_core._seconds import seconds
 from pepperpy_core.errors import CacheUnavailableError, LifecycleError
 from pepperpy_core.module.resource import ResourceModule
-from pepperpy_core.redis import DEFAULT_URL, Client, make_client
 
 
 class RedisModule(ResourceModule):
