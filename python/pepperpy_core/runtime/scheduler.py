@@ -22,7 +22,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from pepperpy_core.errors import PhaseCancelled, PhaseTimeout
 from pepperpy_core.runtime.graph import Node
@@ -54,6 +54,24 @@ def _task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
     if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
         return asyncio.Task(coro, loop=loop, eager_start=True)
     return loop.create_task(coro)
+
+
+class _Returned:
+    """A call that returned in its eager first step, as ``finish`` reads it."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+
+_RETURNED: Final = _Returned()
 
 
 def _escape(exc: BaseException) -> None:
@@ -146,6 +164,10 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
             task.set_exception(exc)
             loop.call_soon(_escape, exc)
         if task.done():  # it ran to its end eagerly
+            if not task.cancelled() and task.exception() is None:
+                # Only that it returned is kept: a phase that launches
+                # thousands of calls at once does not hold thousands of tasks.
+                node.task = _RETURNED
             completed(node)
             return
         if seconds_each is not None:
