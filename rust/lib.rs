@@ -1,6 +1,7 @@
-//! `pepperpy_core._native`: the hot paths of pepperpy-core. Python code never
-//! imports this module directly; `pepperpy_core.cache` and
-//! `pepperpy_core.metrics` choose between it and the pure-Python fallback.
+//! `pepperpy_core._native`: the hot paths of pepperpy-core. Only
+//! `pepperpy_core._backend` imports it, and chooses between it and the
+//! pure-Python fallback (`PEPPERPY_CORE_BACKEND`); the rest of the package
+//! reaches these classes through that choice.
 
 mod cache;
 mod exclusive;

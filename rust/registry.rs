@@ -76,7 +76,7 @@ impl RegistryCore {
 /// The key a call is remembered under: the name alone, or the name followed
 /// by each label name and value in the dict's order; None for any other
 /// shape of call (which then always takes the Python path).
-/// `pepperpy_core.metrics._call_key` builds the same keys.
+/// `pepperpy_core._fallback.metrics.call_key` builds the same keys.
 fn call_key<'py>(
     name: &Bound<'py, PyAny>,
     labels: Option<&Bound<'py, PyAny>>,

@@ -1,5 +1,5 @@
 """Pure-Python Counter, Gauge, Histogram and Timer: the same algorithm, buckets and
-errors as the Rust extension (see ``rust/histogram.rs``)."""
+errors as the Rust extension (see ``rust/metrics.rs`` and ``rust/algo/src/histogram.rs``)."""
 
 from __future__ import annotations
 
