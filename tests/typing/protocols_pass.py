@@ -96,3 +96,24 @@ async def redis_caches_are_async_caches() -> None:
     tiered: AsyncCacheProtocol[str, int] = TieredCache[int](FIFOCache[str, int](10), remote)
     assert_type(await as_protocol.get("k"), int | None)
     assert_type(await tiered.get("k", 0), int)
+
+
+async def get_or_load_is_typed_by_its_loader() -> None:
+    from pepperpy_core.module import CachedModule
+
+    class Users(CachedModule):
+        async def _initialize(self) -> None:
+            pass
+
+        async def _cleanup(self) -> None:
+            pass
+
+    async def load_name() -> str:
+        return "ada"
+
+    async def load_age() -> int:
+        return 36
+
+    users = Users(ModuleConfig(name="users"))
+    assert_type(await users.get_or_load("name:1", load_name), str)
+    assert_type(await users.get_or_load("age:1", load_age), int)

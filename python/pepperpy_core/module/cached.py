@@ -34,16 +34,34 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeGuard, TypeVar
 
 from pepperpy_core._singleflight import SingleFlight
 from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
+from pepperpy_core.protocols import AsyncCacheProtocol
 
 _MISSING: Final = object()
 _log: Final = logging.getLogger("pepperpy_core.cached")
+
+V = TypeVar("V")
+
+
+class _Loading(Protocol):
+    """A cache that loads a missing key itself, once across processes (a TieredCache)."""
+
+    async def load(self, key: Any, loader: Callable[[], Awaitable[Any]]) -> Any: ...
+
+
+def _awaited(cache: object) -> TypeGuard[AsyncCacheProtocol[Any, Any]]:
+    """Whether ``cache`` is read and written with ``await`` (its ``set`` is a coroutine)."""
+    return inspect.iscoroutinefunction(getattr(cache, "set", None))
+
+
+def _loading(cache: AsyncCacheProtocol[Any, Any]) -> TypeGuard[_Loading]:
+    return inspect.iscoroutinefunction(getattr(cache, "load", None))
 
 
 @dataclass(frozen=True)
@@ -79,12 +97,13 @@ class CachedModule(BaseModule):
         self._generation = 0  # moves on at each cleanup; older loads write nothing
         self._hits = self._misses = self._loads = self._failures = 0
 
-    async def get_or_load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
+    async def get_or_load(self, key: Hashable, loader: Callable[[], Awaitable[V]]) -> V:
         """The cached value of ``key``, or the value ``loader()`` produces, which
-        is then cached; concurrent calls for one key share one load."""
+        is then cached; concurrent calls for one key share one load. Typed
+        as what ``loader`` returns: the cache holds what the loader made."""
         cache = self.cache
         try:
-            value = cache[key]
+            value: V = cache[key]  # (what a loader of this key stored)
         except KeyError:
             return await self._load(key, loader)
         except TypeError:
@@ -95,20 +114,19 @@ class CachedModule(BaseModule):
             self._hits += 1
         return value
 
-    async def _load(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
+    async def _load(self, key: Hashable, loader: Callable[[], Awaitable[V]]) -> V:
         if self.cache is not self._counted:
             self._misses += 1
         if key not in self._loading:
             self._loads += 1
         generation = self._generation
-        return await self._loading.run(key, lambda: self._run(key, loader, generation))
+        loaded: V = await self._loading.run(key, lambda: self._run(key, loader, generation))
+        return loaded
 
-    async def _run(
-        self, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
-    ) -> Any:
+    async def _run(self, key: Hashable, loader: Callable[[], Awaitable[V]], generation: int) -> V:
         cache = self.cache
         try:
-            if inspect.iscoroutinefunction(getattr(cache, "set", None)):
+            if _awaited(cache):
                 return await self._run_async(cache, key, loader, generation)
             value = await loader()
         except BaseException:
@@ -119,18 +137,23 @@ class CachedModule(BaseModule):
         return value
 
     async def _run_async(
-        self, cache: Any, key: Hashable, loader: Callable[[], Awaitable[Any]], generation: int
-    ) -> Any:
-        load = getattr(cache, "load", None)
-        if inspect.iscoroutinefunction(load):  # a TieredCache: one load across processes
-            return await load(key, loader)
+        self,
+        cache: AsyncCacheProtocol[Any, Any],
+        key: Hashable,
+        loader: Callable[[], Awaitable[V]],
+        generation: int,
+    ) -> V:
+        if _loading(cache):  # a TieredCache: one load across processes
+            loaded: V = await cache.load(key, loader)
+            return loaded
         try:
             found = await cache.get(key, _MISSING)
         except CacheUnavailableError as error:
             _log.warning("%s: %s loads %r without it", error, self.name, key)
             found = _MISSING
         if found is not _MISSING:
-            return found
+            stored: V = found
+            return stored
         value = await loader()
         if generation == self._generation:
             try:
