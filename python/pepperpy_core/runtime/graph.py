@@ -42,6 +42,7 @@ class Node:
         "deps",
         "index",
         "key",
+        "mark",
         "module",
         "name",
         "pending",
@@ -59,6 +60,7 @@ class Node:
         self.name = name
         self.key = canonical(name)
         self.index = index  # position in discovery order
+        self.mark = 0  # while ordering: 1 on the current path, 2 done
         self.deps: list[Node] = []
         self.dependents: list[Node] = []
         self.state = ModuleState.CREATED  # as the runtime last set it
@@ -239,28 +241,30 @@ def _topological(nodes: list[Node]) -> list[Node]:
     """Dependencies first, in discovery order otherwise; a cycle is an error
     naming it."""
     order: list[Node] = []
-    mark: dict[int, int] = {}  # 1: on the current path, 2: done
     for root in nodes:
-        if mark.get(id(root)) == 2:
+        if root.mark == 2:
             continue
         path: list[Node] = []
         stack: list[tuple[Node, int]] = [(root, 0)]
         while stack:
             node, index = stack.pop()
             if index == 0:
-                mark[id(node)] = 1
+                node.mark = 1
                 path.append(node)
-            if index < len(node.deps):
-                stack.append((node, index + 1))
-                dep = node.deps[index]
-                seen = mark.get(id(dep))
+            deps = node.deps
+            while index < len(deps):  # the next dependency not done yet
+                dep = deps[index]
+                index += 1
+                seen = dep.mark
                 if seen == 1:
                     start = next(i for i, n in enumerate(path) if n is dep)
                     raise CircularDependencyError([n.name for n in path[start:]] + [dep.name])
-                if seen is None:
+                if seen == 0:
+                    stack.append((node, index))
                     stack.append((dep, 0))
+                    break
             else:
-                mark[id(node)] = 2
+                node.mark = 2
                 path.pop()
                 order.append(node)
     return order

@@ -47,13 +47,14 @@ def _unstarted(task: asyncio.Task[Any]) -> bool:
     return inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == "CORO_CREATED"
 
 
-def _task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
-    """A Task running ``coro``; on 3.12+ its first step runs now, eagerly (a
-    call that never waits is done before this returns, and costs the loop no
-    scheduling), unless the loop makes its tasks with a factory of its own."""
+def _task_maker(loop: asyncio.AbstractEventLoop) -> Callable[[Any], asyncio.Task[Any]]:
+    """How the phase makes a call's Task: on 3.12+ its first step runs at
+    once, eagerly (a call that never waits is done before the Task is
+    returned, and costs the loop no scheduling), unless the loop makes its
+    tasks with a factory of its own."""
     if sys.version_info >= (3, 12) and loop.get_task_factory() is None:
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-    return loop.create_task(coro)
+        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
+    return loop.create_task
 
 
 class _Returned:
@@ -122,8 +123,21 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         node.task = None
         node.why = ""
     for node in nodes:
-        node.pending = sum(1 for n in (node.deps if forward else node.dependents) if n.run is run)
+        linked = node.deps if forward else node.dependents
+        pending = len(linked)
+        for other in linked:
+            if other.run is not run:
+                pending -= 1
+        node.pending = pending
     loop = asyncio.get_running_loop()
+    new_task = _task_maker(loop)
+    # A call run eagerly runs inside this task: a cancellation it (or a
+    # listener of ``begin``) asks for, say a module's initialize() calling
+    # stop(), arrives only at this task's next wait; the launches stop at
+    # once and that wait is made.
+    me = asyncio.current_task()
+    asked = me.cancelling() if me is not None else 0
+    interrupted = False
     finished: deque[Node] = deque()
     wakeup = asyncio.Event()
     in_flight = 0
@@ -147,7 +161,7 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         completed(node)
 
     def launch(node: Node) -> None:
-        nonlocal in_flight
+        nonlocal in_flight, interrupted
         launched.append(node)
         node.prior = node.state
         node.began = True
@@ -156,13 +170,15 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         node.started = _clock()
         task: asyncio.Future[Any]
         try:
-            task = node.task = _task(loop, call(node))
+            task = node.task = new_task(call(node))
         except (KeyboardInterrupt, SystemExit) as exc:
             # Raised by the call's eager first step: it ends the call, and
             # leaves the loop as it would have from a step the loop ran.
             task = node.task = loop.create_future()
             task.set_exception(exc)
             loop.call_soon(_escape, exc)
+        if me is not None and me.cancelling() > asked:
+            interrupted = True
         if task.done():  # it ran to its end eagerly
             if not task.cancelled() and task.exception() is None:
                 # Only that it returned is kept: a phase that launches
@@ -210,25 +226,16 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 if seconds_each is not None and node.timer is None:
                     node.timer = loop.call_later(seconds_each, abandon, node)
 
-    # A call run eagerly (see _task) runs inside this task: a cancellation it
-    # asks for (a module's initialize() calling stop()) arrives only at this
-    # task's next wait, so the launches stop at once and a wait is made.
-    me = asyncio.current_task()
-    asked = me.cancelling() if me is not None else 0
-
-    def cancel_asked() -> bool:
-        return me is not None and me.cancelling() > asked
-
     try:
         for node in nodes:
-            if node.pending == 0 and not cancel_asked():
+            if node.pending == 0 and not interrupted:
                 launch(node)
         while in_flight:
             while not finished:
                 wakeup.clear()
                 await wakeup.wait()
             while finished:
-                if cancel_asked():
+                if interrupted:
                     await asyncio.sleep(0)  # raises the CancelledError asked for
                 node = finished.popleft()
                 error = finish(node)
@@ -242,9 +249,9 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 for successor in node.dependents if forward else node.deps:
                     if successor.run is run:
                         successor.pending -= 1
-                        if successor.pending == 0 and not cancel_asked():
+                        if successor.pending == 0 and not interrupted:
                             launch(successor)
-        if cancel_asked():
+        if interrupted:
             await asyncio.sleep(0)
     except asyncio.CancelledError:
         cancel_in_flight()
