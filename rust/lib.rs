@@ -8,6 +8,7 @@ mod exclusive;
 mod metrics;
 mod raw;
 mod registry;
+mod render;
 
 use pepperpy_core_algo::histogram;
 

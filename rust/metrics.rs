@@ -55,6 +55,13 @@ impl Counter {
     }
 }
 
+impl Counter {
+    /// The count now (what `value` reads).
+    pub(crate) fn current(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
 /// A value that goes up and down: the current number of something, a size,
 /// a temperature. Updates are atomic (compare-and-swap on the f64's bits).
 #[pyclass(frozen, weakref, module = "pepperpy_core._native")]
@@ -75,6 +82,11 @@ fn finite(py: Python<'_>, what: &str, value: f64) -> PyResult<f64> {
 }
 
 impl Gauge {
+    /// The value now (what `value` reads).
+    pub(crate) fn current(&self) -> f64 {
+        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    }
+
     /// Applies `change` atomically; an OverflowError, and no change, when the
     /// result would not be finite.
     fn update(&self, change: impl Fn(f64) -> f64) -> PyResult<()> {
@@ -192,6 +204,12 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The cumulative buckets (+Inf last) and the sum, read under one lock.
+    pub(crate) fn exported(&self, py: Python<'_>) -> PyResult<(Vec<(f64, u64)>, f64)> {
+        let inner = self.inner.lock(py)?;
+        Ok((inner.cumulative_buckets(), inner.sum()))
+    }
+
     pub(crate) fn with_bounds(bounds: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Histogram {
             inner: Exclusive::new(Core::new(check_bounds(bounds.py(), Some(bounds))?)),

@@ -71,6 +71,19 @@ impl RegistryCore {
     fn _new_histogram(&self, bounds: &Bound<'_, PyAny>) -> PyResult<Py<Histogram>> {
         Py::new(bounds.py(), Histogram::with_bounds(bounds)?)
     }
+
+    /// The exposition lines of a family's series (see render.rs): `children`
+    /// pairs of label values and this backend's metrics, `lines` the cached
+    /// prefixes per series, `make(values)` those of a new series (or None).
+    #[staticmethod]
+    fn _samples(
+        kind: &str,
+        children: &Bound<'_, PyAny>,
+        lines: &Bound<'_, PyDict>,
+        make: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        crate::render::samples(kind, children, lines, make)
+    }
 }
 
 /// The key a call is remembered under: the name alone, or the name followed

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from pepperpy_core import _backend
 from pepperpy_core._fallback.cache import MAX_ROUNDS
 from pepperpy_core.errors import MetricError
+from pepperpy_core.exposition import number
 from pepperpy_core.metrics import RegistryBase
 
 # Needs both backends in one process: the fallback pass leaves this file out.
@@ -661,3 +662,20 @@ def test_metric_errors_name_the_problem() -> None:
         with pytest.raises(MetricError, match="breaks Prometheus"):
             reg.counter("bad name")
     assert math.isnan(NAN)
+
+
+@example(values=[1e16, 1e15, 1e-4, 1e-5, -0.0, 0.1, 123.0, 1.5e-7, 2.5e300, -1e-320])
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
+def test_every_backend_writes_a_float_as_python_does(values: list[float]) -> None:
+    # The native renderer formats floats in Rust: byte for byte what
+    # exposition.number (repr, +Inf/-Inf) writes, for any finite float.
+    for backend in BACKENDS:
+        registry = _registry(backend)
+        for i, value in enumerate(values):
+            registry.gauge("level", {"i": str(i)}).set(value)
+            registry.histogram("spent_seconds", {"i": str(i)}).observe(abs(value))
+        text = registry.to_prometheus()
+        for i, value in enumerate(values):
+            assert f'level{{i="{i}"}} {number(value)}\n' in text, (backend.name, value)
+            total = registry.histogram("spent_seconds", {"i": str(i)}).sum
+            assert f'spent_seconds_sum{{i="{i}"}} {number(total)}\n' in text, backend.name

@@ -28,7 +28,7 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -52,6 +52,18 @@ CONTENT_TYPES: Final[dict[Format, str]] = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
     "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
+#: Writes the sample lines of a family's series (see ``write_samples``):
+#: kind, (label values, metric) pairs, the cached prefixes per series, and
+#: how to make those of a new series (None: leave it out).
+SampleWriter = Callable[
+    [
+        Kind,
+        Iterable[tuple[tuple[str, ...], Any]],
+        dict[tuple[str, ...], tuple[str, ...]],
+        Callable[[tuple[str, ...]], tuple[str, ...] | None],
+    ],
+    str,
+]
 _log: Final = logging.getLogger("pepperpy_core.metrics")
 #: Family name, label names and claims are checked under this one lock, so
 #: that two registries of one exposition cannot both win a name.
@@ -71,6 +83,11 @@ class Family:
     children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     #: Rendered sample-name-and-labels prefixes per child, per extra label text.
     lines: dict[str, dict[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    #: Writes the sample lines of its series (``write_samples`` or its Rust
+    #: twin): the registry that made the family gives its backend's.
+    render: (
+        Callable[[Kind, Iterable[tuple[tuple[str, ...], Any]], dict[Any, Any], Any], str] | None
+    ) = None
     #: Whether text that UTF-8 cannot encode was found here (logged once).
     unencodable: bool = False
 
@@ -217,18 +234,38 @@ def _samples(
     cache = family.lines.get(extra)
     if cache is None:
         cache = family.lines[extra] = {}
+
+    def make(values: tuple[str, ...]) -> tuple[str, ...] | None:
+        prefixes = _prefixes(family, values, extra)
+        if prefixes is None:  # never cached: the rest of the scrape goes on
+            _unencodable(family, "a series' labels")
+        return prefixes
+
+    out.append((family.render or write_samples)(family.kind, children, cache, make))
+
+
+def write_samples(
+    kind: Kind,
+    children: Iterable[tuple[tuple[str, ...], Any]],
+    lines: dict[tuple[str, ...], tuple[str, ...]],
+    make: Callable[[tuple[str, ...]], tuple[str, ...] | None],
+) -> str:
+    """The sample lines of a family's series: each series' cached prefixes
+    (``make(values)`` makes those of a new one; None leaves it out), each
+    followed by a value read from its metric. ``rust/render.rs`` writes the
+    same bytes for the native backend's metrics."""
+    out: list[str] = []
     append = out.append
     for values, metric in children:
-        prefixes = cache.get(values)
+        prefixes = lines.get(values)
         if prefixes is None:
-            prefixes = _prefixes(family, values, extra)
-            if prefixes is None:  # never cached: the rest of the scrape goes on
-                _unencodable(family, "a series' labels")
+            prefixes = make(values)
+            if prefixes is None:
                 continue
-            cache[values] = prefixes
-        if family.kind == "counter":
+            lines[values] = prefixes
+        if kind == "counter":
             append(f"{prefixes[0]}{metric.value}\n")
-        elif family.kind == "gauge":
+        elif kind == "gauge":
             append(f"{prefixes[0]}{number(metric.value)}\n")
         else:
             counts = metric.buckets()
@@ -236,6 +273,7 @@ def _samples(
                 append(f"{prefix}{total}\n")
             append(f"{prefixes[-2]}{number(metric.sum)}\n")
             append(f"{prefixes[-1]}{counts[-1][1]}\n")
+    return "".join(out)
 
 
 #: Each family with a copy of its children: a dict, not a list of pairs, so
@@ -262,6 +300,7 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
         for family, children in snapshot:
             merged.setdefault(family.name, []).append((family, children, extra))
     out: list[str] = []
+    buffered = 0  # lines in out
     for parts in merged.values():
         first = parts[0][0]
         for other, _, _ in parts[1:]:
@@ -272,6 +311,7 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
                 )
         description = next((f.description for f, _, _ in parts if f.description), "")
         _header(out, first, description, fmt)
+        buffered += 2
         for family, children, extra in parts:
             if lines is None:
                 _samples(out, family, children.items(), extra)
@@ -281,9 +321,11 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
             items = iter(children.items())
             for _ in range(0, len(children), step):
                 _samples(out, family, itertools.islice(items, step), extra)
-                if len(out) >= lines:
+                buffered += out[-1].count("\n")
+                if buffered >= lines:
                     yield "".join(out)
                     out.clear()
+                    buffered = 0
     if fmt == "openmetrics":
         out.append("# EOF\n")
     yield "".join(out)

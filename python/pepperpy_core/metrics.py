@@ -33,6 +33,7 @@ from pepperpy_core.exposition import (
     Family,
     Format,
     Kind,
+    SampleWriter,
     Snapshot,
     render,
     series_names,
@@ -133,6 +134,8 @@ class RegistryBase:
         def _new_gauge(self) -> Any: ...
         def _new_histogram(self, bounds: Iterable[float]) -> Any: ...
 
+        _samples: SampleWriter
+
     def __init__(self) -> None:
         super().__init__()
         self._families: dict[str, Family] = {}
@@ -174,7 +177,7 @@ class RegistryBase:
             family = self._families.get(name)
             made = family is None
             if family is None:
-                family = Family(name, kind, description, label_names, wanted)
+                family = Family(name, kind, description, label_names, wanted, render=self._samples)
             elif family.kind != kind:
                 raise MetricError(f"metric {name!r} is a {family.kind}, not a {kind}")
             elif family.label_names != label_names:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from pepperpy_core._timing import timed
+from pepperpy_core.exposition import write_samples
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -392,6 +393,10 @@ class RegistryCore:
     def _new_histogram(self, bounds: Iterable[float]) -> Histogram:
         """A new Histogram of this backend with these bucket bounds."""
         return Histogram(bounds)
+
+    #: The exposition lines of a family's series (the native backend's are
+    #: written in Rust: render.rs).
+    _samples = staticmethod(write_samples)
 
     def _lookup(
         self,
