@@ -174,7 +174,7 @@ def test_a_class_defined_in_a_function_resolves() -> None:
         size: int = 1
 
     @dataclass
-    class Local(ModuleConfig):
+    class Local(ModuleConfig, localns=locals()):
         inner: Inner = field(default_factory=Inner)
 
     config = Local(name="local", inner=Inner(size=3))
@@ -182,6 +182,23 @@ def test_a_class_defined_in_a_function_resolves() -> None:
     assert Local.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ConfigError, match=r"inner.size: expected int, got str"):
         Local(name="local", inner=Inner(size="3")).validate()  # type: ignore[arg-type]
+
+
+def test_a_class_in_a_function_without_its_scope_is_told_how_to_name_it() -> None:
+    @dataclass
+    class Inner:
+        size: int = 1
+
+    @dataclass
+    class Local(ModuleConfig):
+        inner: Inner = field(default_factory=Inner)
+
+    with pytest.raises(ConfigError, match=r"Local\(ModuleConfig, localns=locals\(\)\)"):
+        Local(name="local").validate()
+    with pytest.raises(TypeError, match="localns must be a mapping, not list"):
+
+        class Bad(ModuleConfig, localns=[]):  # type: ignore[arg-type]
+            pass
 
 
 def test_an_unsupported_field_type_is_reported() -> None:

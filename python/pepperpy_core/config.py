@@ -27,7 +27,6 @@ import functools
 import json
 import math
 import re
-import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -338,7 +337,11 @@ def _hints(cls: type[Any], localns: dict[str, Any] | None = None) -> dict[str, A
         hints = typing.get_type_hints(cls, localns=scope)
     except NameError as exc:
         raise ConfigError(
-            [f"{cls.__name__}: cannot resolve the annotation {exc.name!r} of a field"],
+            [
+                f"{cls.__name__}: cannot resolve the annotation {exc.name!r} of a field "
+                f"(a class defined in a function names its scope: `class "
+                f"{cls.__name__}(ModuleConfig, localns=locals())`)"
+            ],
             subject=f"class {cls.__name__}",
         ) from exc
     with contextlib.suppress(AttributeError, TypeError):  # else resolved each time
@@ -408,13 +411,15 @@ class ModuleConfig:
     _pepperpy_localns: ClassVar[dict[str, Any]] = {}
     _pepperpy_fields: ClassVar[tuple[tuple[str, Any], ...]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, localns: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """``localns``: where the annotations' names live besides the class's
+        module (``class Local(ModuleConfig, localns=locals())`` inside a
+        function whose classes its fields name)."""
         super().__init_subclass__(**kwargs)
-        # A config class defined inside a function may name other classes of
-        # that function in its annotations; remember where to find them.
-        frame = sys._getframe(1)
-        if frame.f_code.co_name != "<module>":
-            cls._pepperpy_localns = dict(frame.f_locals)
+        if localns is not None:
+            if not isinstance(localns, Mapping):
+                raise TypeError(f"localns must be a mapping, not {type(localns).__name__}")
+            cls._pepperpy_localns = dict(localns)
 
     @classmethod
     def _field_types(cls) -> tuple[tuple[str, Any], ...]:
