@@ -144,7 +144,7 @@ def test_rendering_in_pieces_gives_the_same_text_a_few_lines_at_a_time(
     for i in range(60):
         reg.counter("jobs_total", {"i": str(i)}).inc(i)
         reg.histogram("db_seconds", {"db": str(i)}).observe(i / 10)
-    sources = [(reg._collect(), 'module="a"')]
+    sources = [(reg.collect(), 'module="a"')]
     whole = render(sources, fmt)  # type: ignore[arg-type]
     pieces = list(render_chunks(sources, fmt, lines))  # type: ignore[arg-type]
     assert "".join(pieces) == whole

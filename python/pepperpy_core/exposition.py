@@ -30,12 +30,9 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from pepperpy_core.errors import MetricError
-
-if TYPE_CHECKING:
-    from pepperpy_core.metrics import RegistryBase
 
 __all__ = [
     "CONTENT_TYPES",
@@ -65,9 +62,10 @@ SampleWriter = Callable[
     str,
 ]
 _log: Final = logging.getLogger("pepperpy_core.metrics")
-#: Family name, label names and claims are checked under this one lock, so
-#: that two registries of one exposition cannot both win a name.
-_CLAIMS: Final = threading.Lock()
+#: Family name, label names and claims are checked under this one lock (by
+#: expositions and by the registries they export), so that two registries of
+#: one exposition cannot both win a name.
+CLAIMS_LOCK: Final = threading.Lock()
 
 
 @dataclass(eq=False)
@@ -371,9 +369,22 @@ def negotiate(accept: str | None) -> Format:
 # --- several registries as one ----------------------------------------------------
 
 
+class Exported(Protocol):
+    """A registry an Exposition exports (a MetricsRegistry): its series, and
+    the hooks through which it has every new family and series checked by
+    the expositions it is part of."""
+
+    def collect(self) -> Snapshot:
+        """Run the collectors, then copy every family's series."""
+        ...
+
+    def _join(self, group: Exposition, member: _Member) -> None: ...
+    def _leave(self, group: Exposition) -> None: ...
+
+
 @dataclass(eq=False)
 class _Member:
-    registry: RegistryBase
+    registry: Exported
     owner: str  # "module 'db'", "the application", ...
     module: str | None  # the module label its unlabelled series gain
     extra: str  # that label as text, or ""
@@ -409,7 +420,7 @@ class Exposition:
 
     def add(
         self,
-        registry: RegistryBase,
+        registry: Exported,
         owner: str,
         *,
         module: str | None = None,
@@ -439,7 +450,7 @@ class Exposition:
         for member in self._members:
             member.registry._leave(self)
         self._members.clear()
-        with _CLAIMS:
+        with CLAIMS_LOCK:
             self._names.clear()
             self._samples.clear()
             self._modules.clear()
@@ -451,9 +462,9 @@ class Exposition:
     def collect(self) -> list[tuple[Snapshot, str]]:
         """Run every registry's collectors and copy its families, for
         ``render`` or ``render_chunks``."""
-        return [(m.registry._collect(), m.extra) for m in self._members]
+        return [(m.registry.collect(), m.extra) for m in self._members]
 
-    # Called by registries, with _CLAIMS held, for a new family (with its
+    # Called by registries, with CLAIMS_LOCK held, for a new family (with its
     # series) or a new series of a family that has a module label.
 
     def _check(self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]) -> None:

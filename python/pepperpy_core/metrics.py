@@ -29,7 +29,7 @@ from pepperpy_core._callbacks import register
 from pepperpy_core._fallback.metrics import call_key
 from pepperpy_core.errors import MetricError
 from pepperpy_core.exposition import (
-    _CLAIMS,
+    CLAIMS_LOCK,
     Family,
     Format,
     Kind,
@@ -233,7 +233,7 @@ class RegistryBase:
                     f"{other.kind} {owner!r} already exposes"
                 )
         if made or "module" in family.label_names:  # else the family's claim covers it
-            with _CLAIMS:
+            with CLAIMS_LOCK:
                 for group, member in self._groups:
                     group._check(member, family, (values,))
                 for group, member in self._groups:
@@ -245,7 +245,7 @@ class RegistryBase:
         """Become part of ``group``: its checks see every family and series
         made here, now and later (MetricError, and nothing joined, on a
         conflict)."""
-        with self._lock, _CLAIMS:
+        with self._lock, CLAIMS_LOCK:
             families = list(self._families.values())
             for family in families:
                 group._check(member, family, family.children)
@@ -281,8 +281,9 @@ class RegistryBase:
             raise TypeError(f"a collector must be callable, not {type(collector).__name__}")
         return register(self._collectors, collector)
 
-    def _collect(self) -> Snapshot:
-        """Run the collectors, then copy every family's children."""
+    def collect(self) -> Snapshot:
+        """Run the collectors, then copy every family's series: what an
+        export, an Exposition and the OpenTelemetry bridge read."""
         for collector in tuple(self._collectors):
             collector()
         with self._lock:
@@ -293,7 +294,7 @@ class RegistryBase:
         counter or gauge) or count, sum, min, max, quantiles and cumulative
         buckets (a histogram)."""
         out: list[dict[str, Any]] = []
-        for family, children in self._collect():
+        for family, children in self.collect():
             for values, metric in children.items():
                 row: dict[str, Any] = {
                     "name": family.name,
@@ -320,7 +321,7 @@ class RegistryBase:
         ``"openmetrics"`` (1.0.0)."""
         if fmt not in ("prometheus", "openmetrics"):
             raise ValueError(f"format must be 'prometheus' or 'openmetrics', not {fmt!r}")
-        return render([(self._collect(), "")], fmt)
+        return render([(self.collect(), "")], fmt)
 
     def to_prometheus(self) -> str:
         """The registry in the Prometheus text exposition format, version 0.0.4."""

@@ -160,7 +160,7 @@ def _scope_metrics(entry: _Bridged) -> ScopeMetrics:
     now = time.time_ns()
     metrics = [
         _metric(family, children, entry.started_ns, now)
-        for family, children in entry.registry._collect()
+        for family, children in entry.registry.collect()
         if children
     ]
     return ScopeMetrics(entry.scope, metrics, "")
