@@ -25,8 +25,8 @@ def _labels(i: int) -> dict[str, str]:
     return {"route": f"/r{i % 50}", "code": str(200 + i // 50)}
 
 
-def _fill(registry: Any) -> Any:
-    for i in range(SERIES):
+def _fill(registry: Any, series: int = SERIES) -> Any:
+    for i in range(series):
         registry.counter("requests_total", _labels(i), description="Requests.").inc(i)
         latency = registry.histogram("latency_seconds", _labels(i), description="Latency.")
         for seconds in SAMPLES:
@@ -34,7 +34,7 @@ def _fill(registry: Any) -> Any:
     return registry
 
 
-def _prometheus_client() -> prometheus_client.CollectorRegistry:
+def _prometheus_client(series: int = SERIES) -> prometheus_client.CollectorRegistry:
     registry = prometheus_client.CollectorRegistry()
     requests = prometheus_client.Counter(
         "requests_total", "Requests.", ["route", "code"], registry=registry
@@ -42,33 +42,34 @@ def _prometheus_client() -> prometheus_client.CollectorRegistry:
     latency = prometheus_client.Histogram(
         "latency_seconds", "Latency.", ["route", "code"], registry=registry
     )
-    for i in range(SERIES):
+    for i in range(series):
         requests.labels(**_labels(i)).inc(i)
         for seconds in SAMPLES:
             latency.labels(**_labels(i)).observe(seconds)
     return registry
 
 
-def _renderers(fmt: str) -> dict[str, Callable[[], Any]]:
+def _renderers(fmt: str, series: int) -> dict[str, Callable[[], Any]]:
     found: dict[str, Callable[[], Any]] = {}
     for backend in _backend.available():
-        registry = _fill(type("Registry", (RegistryBase, backend.RegistryCore), {})())
+        registry = _fill(type("Registry", (RegistryBase, backend.RegistryCore), {})(), series)
         found[backend.name] = lambda r=registry: r.export(fmt)
-    theirs = _prometheus_client()
+    theirs = _prometheus_client(series)
     latest = prometheus_client.generate_latest if fmt == "prometheus" else generate_openmetrics
     found["prometheus_client"] = lambda: latest(theirs)
     return found
 
 
+@pytest.mark.parametrize("series", [SERIES, 10 * SERIES], ids=["1k", "10k"])
 @pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
 @pytest.mark.parametrize("name", ["native", "python", "prometheus_client"])
-def test_render(benchmark: Any, name: str, fmt: str) -> None:
-    renderers = _renderers(fmt)
+def test_render(benchmark: Any, name: str, fmt: str, series: int) -> None:
+    renderers = _renderers(fmt, series)
     if name not in renderers:
         pytest.skip(f"backend {name} is not available here")
     render = renderers[name]
     assert b"latency_seconds_bucket" in (r.encode() if isinstance(r := render(), str) else r)
-    benchmark.group = f"/metrics body ({fmt}), 1,000 series, per render"
+    benchmark.group = f"/metrics body ({fmt}), {2 * series:,} series, per render"
     benchmark(render)
 
 

@@ -36,7 +36,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pepperpy_core import _backend
 from pepperpy_core._fallback.cache import MAX_ROUNDS
 from pepperpy_core.errors import MetricError
-from pepperpy_core.exposition import number
+from pepperpy_core.kinds import number
 from pepperpy_core.metrics import RegistryBase
 
 # Needs both backends in one process: the fallback pass leaves this file out.

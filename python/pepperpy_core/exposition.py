@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from pepperpy_core.errors import MetricError
+from pepperpy_core.kinds import KINDS, Kind, samples
 
 __all__ = [
     "CONTENT_TYPES",
@@ -42,14 +43,13 @@ __all__ = [
 ]
 
 Format = Literal["prometheus", "openmetrics"]
-Kind = Literal["counter", "gauge", "histogram"]
 
 #: The Content-Type of each format.
 CONTENT_TYPES: Final[dict[Format, str]] = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
     "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
-#: Writes the sample lines of a family's series (see ``write_samples``):
+#: Writes the sample lines of a family's series (see ``kinds.samples``):
 #: kind, (label values, metric) pairs, the cached prefixes per series, and
 #: how to make those of a new series (None: leave it out).
 SampleWriter = Callable[
@@ -81,7 +81,7 @@ class Family:
     children: dict[tuple[str, ...], Any] = field(default_factory=dict)
     #: Rendered sample-name-and-labels prefixes per child, per extra label text.
     lines: dict[str, dict[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
-    #: Writes the sample lines of its series (``write_samples`` or its Rust
+    #: Writes the sample lines of its series (``kinds.samples`` or its Rust
     #: twin): the registry that made the family gives its backend's.
     render: (
         Callable[[Kind, Iterable[tuple[tuple[str, ...], Any]], dict[Any, Any], Any], str] | None
@@ -92,20 +92,7 @@ class Family:
     @property
     def sample_base(self) -> str:
         """The family name the formats use (a counter's, without ``_total``)."""
-        return self.name.removesuffix("_total") if self.kind == "counter" else self.name
-
-
-def series_names(kind: Kind, name: str) -> tuple[str, ...]:
-    """Every sample name a family exposes in either format (as
-    prometheus_client counts them): a counter's base name with ``_total``
-    and ``_created``; a gauge's name; a histogram's ``_bucket``, ``_count``,
-    ``_sum``, ``_created``."""
-    if kind == "counter":
-        base = name.removesuffix("_total")
-        return (base, f"{base}_total", f"{base}_created")
-    if kind == "gauge":
-        return (name,)
-    return (name, f"{name}_bucket", f"{name}_count", f"{name}_sum", f"{name}_created")
+        return KINDS[self.kind].sample_base(self.name)
 
 
 # --- text ------------------------------------------------------------------------
@@ -160,15 +147,6 @@ def _escape_help(text: str, fmt: Format) -> str:
     return text.replace('"', '\\"') if fmt == "openmetrics" else text
 
 
-def number(value: float) -> str:
-    """A sample value or bound as both formats spell it."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
 def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str, ...] | None:
     """The text before each of a child's sample values; None when UTF-8
     cannot encode its labels."""
@@ -178,40 +156,17 @@ def _prefixes(family: Family, values: tuple[str, ...], extra: str) -> tuple[str,
     inner = ",".join(pairs)
     if not encodable(inner):
         return None
-    braced = f"{{{inner}}}" if inner else ""
-    base = family.sample_base
-    if family.kind == "counter":
-        return (f"{base}_total{braced} ",)
-    if family.kind == "gauge":
-        return (f"{base}{braced} ",)
-    lead = f"{inner}," if inner else ""
-    uppers = [*family.buckets, math.inf]
-    buckets = [f'{base}_bucket{{{lead}le="{number(u)}"}} ' for u in uppers]
-    return (*buckets, f"{base}_sum{braced} ", f"{base}_count{braced} ")
-
-
-def _words(name: str) -> str:
-    return " ".join(w for w in name.replace(":", "_").split("_") if w)
+    return KINDS[family.kind].prefixes(family.name, inner, family.buckets)
 
 
 def default_help(family: Family) -> str:
     """The help text of a family made without one, from its kind and name
     (``timer("checkout")``: "Durations of checkout, in seconds.")."""
-    base = family.sample_base
-    if family.kind == "histogram":
-        base = base.removesuffix("_seconds")
-    words = _words(base) or _words(family.name) or family.name
-    if family.kind == "counter":
-        return f"Count of {words}."
-    if family.kind == "gauge":
-        return f"Current {words}."
-    return f"Durations of {words}, in seconds."
+    return KINDS[family.kind].default_help(family.name)
 
 
 def _header(out: list[str], family: Family, description: str, fmt: Format) -> None:
-    name = family.sample_base
-    if family.kind == "counter" and fmt == "prometheus":
-        name += "_total"
+    name = KINDS[family.kind].header_name(family.name, fmt == "openmetrics")
     if description and not encodable(description):
         _unencodable(family, "its help text")
         description = ""
@@ -239,39 +194,7 @@ def _samples(
             _unencodable(family, "a series' labels")
         return prefixes
 
-    out.append((family.render or write_samples)(family.kind, children, cache, make))
-
-
-def write_samples(
-    kind: Kind,
-    children: Iterable[tuple[tuple[str, ...], Any]],
-    lines: dict[tuple[str, ...], tuple[str, ...]],
-    make: Callable[[tuple[str, ...]], tuple[str, ...] | None],
-) -> str:
-    """The sample lines of a family's series: each series' cached prefixes
-    (``make(values)`` makes those of a new one; None leaves it out), each
-    followed by a value read from its metric. ``rust/render.rs`` writes the
-    same bytes for the native backend's metrics."""
-    out: list[str] = []
-    append = out.append
-    for values, metric in children:
-        prefixes = lines.get(values)
-        if prefixes is None:
-            prefixes = make(values)
-            if prefixes is None:
-                continue
-            lines[values] = prefixes
-        if kind == "counter":
-            append(f"{prefixes[0]}{metric.value}\n")
-        elif kind == "gauge":
-            append(f"{prefixes[0]}{number(metric.value)}\n")
-        else:
-            counts = metric.buckets()
-            for prefix, (_, total) in zip(prefixes, counts, strict=False):
-                append(f"{prefix}{total}\n")
-            append(f"{prefixes[-2]}{number(metric.sum)}\n")
-            append(f"{prefixes[-1]}{counts[-1][1]}\n")
-    return "".join(out)
+    out.append((family.render or samples)(family.kind, children, cache, make))
 
 
 #: Each family with a copy of its children: a dict, not a list of pairs, so
@@ -314,7 +237,7 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
             if lines is None:
                 _samples(out, family, children.items(), extra)
                 continue
-            per_series = len(family.buckets) + 3 if family.kind == "histogram" else 1
+            per_series = KINDS[family.kind].lines_per_series(family.buckets)
             step = max(1, lines // per_series)
             items = iter(children.items())
             for _ in range(0, len(children), step):
@@ -470,7 +393,7 @@ class Exposition:
     def _check(self, member: _Member, family: Family, children: Iterable[tuple[str, ...]]) -> None:
         kind, name = family.kind, family.name
         claim = self._claim(member, kind, family.label_names)
-        for sample in series_names(kind, name):
+        for sample in KINDS[kind].series_names(name):
             found = self._samples.get(sample)
             if found is not None and found != name:
                 other = self._names[found][0]
@@ -510,7 +433,7 @@ class Exposition:
         claims = self._names.setdefault(name, [])
         if not any(c.member is member for c in claims):
             claims.append(self._claim(member, family.kind, family.label_names))
-        for sample in series_names(family.kind, name):
+        for sample in KINDS[family.kind].series_names(name):
             self._samples[sample] = name
         for module in member.modules(family, children):
             self._modules.setdefault((name, module), member)

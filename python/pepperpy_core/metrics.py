@@ -32,13 +32,12 @@ from pepperpy_core.exposition import (
     CLAIMS_LOCK,
     Family,
     Format,
-    Kind,
     SampleWriter,
     Snapshot,
     render,
-    series_names,
     utf8,
 )
+from pepperpy_core.kinds import KINDS, Kind
 
 if TYPE_CHECKING:
     from pepperpy_core._fallback.metrics import (
@@ -75,8 +74,6 @@ Collector = Callable[[], None]
 
 _NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-#: The quantiles a snapshot reports for each histogram.
-SNAPSHOT_QUANTILES: Final = (0.5, 0.9, 0.99)
 
 
 def _check_name(name: object) -> str:
@@ -104,8 +101,9 @@ def _check_labels(
                 f"label name {name!r} breaks Prometheus' rule [a-zA-Z_][a-zA-Z0-9_]* "
                 "(and may not start with __)"
             )
-        if kind == "histogram" and name == "le":
-            raise MetricError("label name 'le' is reserved for histogram buckets")
+        reserved = KINDS[kind].reserved.get(name)
+        if reserved:
+            raise MetricError(f"label name {name!r} is reserved for {reserved}")
         value = labels[name]
         if not isinstance(value, str):
             raise TypeError(f"label {name!r} must have a str value, not {type(value).__name__}")
@@ -162,8 +160,7 @@ class RegistryBase:
         if kind != "histogram" and buckets is not None:
             raise TypeError(f"a {kind} has no buckets")
         name = _check_name(name)
-        if kind == "counter" and name == "_total":
-            raise MetricError("a counter named '_total' has no name without its _total")
+        KINDS[kind].check_name(name)
         description = _check_description(description)
         label_names, values = _check_labels(labels, kind)
         wanted: tuple[float, ...] = ()
@@ -196,12 +193,7 @@ class RegistryBase:
                 if made:
                     self._families[name] = family
                     family.description = description or self._descriptions.pop(name, "")
-                if kind == "counter":
-                    metric = self._new_counter()
-                elif kind == "gauge":
-                    metric = self._new_gauge()
-                else:
-                    metric = self._new_histogram(list(family.buckets))
+                metric = KINDS[kind].new(self, family.buckets)
                 family.children[values] = metric
             if description and not family.description:
                 family.description = description
@@ -223,7 +215,7 @@ class RegistryBase:
         MetricError naming both owners, and nothing reserved, if another
         family already exposes one of those names or another registry that
         series."""
-        series = series_names(family.kind, family.name) if made else ()
+        series = KINDS[family.kind].series_names(family.name) if made else ()
         for sample in series:
             owner = self._series_owner.get(sample)
             if owner is not None:
@@ -302,17 +294,7 @@ class RegistryBase:
                     "description": family.description,
                     "labels": dict(zip(family.label_names, values, strict=True)),
                 }
-                if family.kind != "histogram":
-                    row["value"] = metric.value
-                else:
-                    row.update(
-                        count=metric.count,
-                        sum=metric.sum,
-                        min=metric.min,
-                        max=metric.max,
-                        quantiles={q: metric.quantile(q) for q in SNAPSHOT_QUANTILES},
-                        buckets=metric.buckets(),
-                    )
+                row.update(KINDS[family.kind].snapshot(metric))
                 out.append(row)
         return out
 

@@ -25,17 +25,17 @@ it if an SDK release no longer has it.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Final
 
 from pepperpy_core import __version__
 from pepperpy_core.exposition import Family
+from pepperpy_core.kinds import KINDS
 from pepperpy_core.metrics import RegistryBase
 
 try:
@@ -66,6 +66,15 @@ _log: Final = logging.getLogger("pepperpy_core.otel")
 _TOUCHPOINT: Final = "MeterProvider._measurement_consumer.collect"
 #: The attribute on a measurement consumer holding its bridged registries.
 _BRIDGED: Final = "_pepperpy_bridged"
+#: The SDK's metric data classes, as the kinds build their data with them.
+_SDK: Final = SimpleNamespace(
+    NumberDataPoint=NumberDataPoint,
+    HistogramDataPoint=HistogramDataPoint,
+    Sum=Sum,
+    Gauge=Gauge,
+    Histogram=Histogram,
+    CUMULATIVE=AggregationTemporality.CUMULATIVE,
+)
 
 
 @dataclass(eq=False)
@@ -167,40 +176,5 @@ def _scope_metrics(entry: _Bridged) -> ScopeMetrics:
 
 
 def _metric(family: Family, children: dict[tuple[str, ...], Any], start: int, now: int) -> Metric:
-    names = family.label_names
-    cumulative = AggregationTemporality.CUMULATIVE
-    data: Sum | Gauge | Histogram
-    if family.kind == "counter":
-        points = [
-            NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children.items()
-        ]
-        data = Sum(points, cumulative, is_monotonic=True)
-    elif family.kind == "gauge":
-        points = [
-            NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children.items()
-        ]
-        data = Gauge(points)
-    else:
-        bounds = list(family.buckets)
-        histogram_points = []
-        for values, metric in children.items():
-            counts = [total for _, total in metric.buckets()]
-            per_bucket = [counts[0], *(b - a for a, b in itertools.pairwise(counts))]
-            count = counts[-1]
-            histogram_points.append(
-                HistogramDataPoint(
-                    attributes=dict(zip(names, values, strict=True)),
-                    start_time_unix_nano=start,
-                    time_unix_nano=now,
-                    count=count,
-                    sum=metric.sum,
-                    bucket_counts=per_bucket,
-                    explicit_bounds=bounds,
-                    min=metric.min if count else math.inf,
-                    max=metric.max if count else -math.inf,
-                )
-            )
-        data = Histogram(histogram_points, cumulative)
+    data = KINDS[family.kind].otel(_SDK, family.label_names, family.buckets, children, start, now)
     return Metric(family.sample_base, family.description, "", data)

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from pepperpy_core._timing import timed
-from pepperpy_core.exposition import write_samples
+from pepperpy_core.kinds import samples
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -396,7 +396,7 @@ class RegistryCore:
 
     #: The exposition lines of a family's series (the native backend's are
     #: written in Rust: render.rs).
-    _samples = staticmethod(write_samples)
+    _samples = staticmethod(samples)
 
     def _lookup(
         self,
