@@ -34,6 +34,11 @@ pub(crate) fn samples(
     };
     let py = children.py();
     let mut out = String::new();
+    // How many series are coming, if the iterable knows: once the first is
+    // written, room for all of them is made at once.
+    let expected = children.len().unwrap_or(0);
+    let mut integers = itoa::Buffer::new();
+    let mut sized = false;
     for pair in children.try_iter()? {
         let pair = pair?;
         let pair = pair.cast::<PyTuple>()?;
@@ -55,7 +60,8 @@ pub(crate) fn samples(
             Kind::Counter => {
                 let value = metric.cast::<Counter>()?.get().current();
                 push_prefix(&mut out, prefixes, 0)?;
-                let _ = writeln!(out, "{value}");
+                out.push_str(integers.format(value));
+                out.push('\n');
             }
             Kind::Gauge => {
                 let value = metric.cast::<Gauge>()?.get().current();
@@ -73,15 +79,21 @@ pub(crate) fn samples(
                 }
                 for (at, (_, total)) in buckets.iter().enumerate().take(lines_here - 2) {
                     push_prefix(&mut out, prefixes, at)?;
-                    let _ = writeln!(out, "{total}");
+                    out.push_str(integers.format(*total));
+                    out.push('\n');
                 }
                 push_prefix(&mut out, prefixes, lines_here - 2)?;
                 push_number(&mut out, sum);
                 out.push('\n');
                 push_prefix(&mut out, prefixes, lines_here - 1)?;
                 let count = buckets.last().map_or(0, |(_, total)| *total);
-                let _ = writeln!(out, "{count}");
+                out.push_str(integers.format(count));
+                out.push('\n');
             }
+        }
+        if !sized && expected > 1 && !out.is_empty() {
+            sized = true;
+            out.reserve(out.len() * (expected - 1) + out.len() / 8);
         }
     }
     Ok(out)

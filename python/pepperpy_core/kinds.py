@@ -150,6 +150,21 @@ class _Counter(MetricKind):
     def _write(self, append: Callable[[str], None], prefixes: tuple[str, ...], metric: Any) -> None:
         append(f"{prefixes[0]}{metric.value}\n")
 
+    def samples(self, children: Series, lines: Lines, make: Make) -> str:
+        # The loop of MetricKind.samples with the write inline: a call per
+        # series cost a sixth of a scrape on the pure backend.
+        out: list[str] = []
+        append = out.append
+        for values, metric in children:
+            prefixes = lines.get(values)
+            if prefixes is None:
+                prefixes = make(values)
+                if prefixes is None:
+                    continue
+                lines[values] = prefixes
+            append(f"{prefixes[0]}{metric.value}\n")
+        return "".join(out)
+
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_counter()
 
@@ -184,6 +199,19 @@ class _Gauge(MetricKind):
 
     def _write(self, append: Callable[[str], None], prefixes: tuple[str, ...], metric: Any) -> None:
         append(f"{prefixes[0]}{number(metric.value)}\n")
+
+    def samples(self, children: Series, lines: Lines, make: Make) -> str:
+        out: list[str] = []  # (MetricKind.samples, the write inline)
+        append = out.append
+        for values, metric in children:
+            prefixes = lines.get(values)
+            if prefixes is None:
+                prefixes = make(values)
+                if prefixes is None:
+                    continue
+                lines[values] = prefixes
+            append(f"{prefixes[0]}{number(metric.value)}\n")
+        return "".join(out)
 
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_gauge()
@@ -231,6 +259,23 @@ class _Histogram(MetricKind):
             append(f"{prefix}{total}\n")
         append(f"{prefixes[-2]}{number(metric.sum)}\n")
         append(f"{prefixes[-1]}{counts[-1][1]}\n")
+
+    def samples(self, children: Series, lines: Lines, make: Make) -> str:
+        out: list[str] = []  # (MetricKind.samples, the write inline)
+        append = out.append
+        for values, metric in children:
+            prefixes = lines.get(values)
+            if prefixes is None:
+                prefixes = make(values)
+                if prefixes is None:
+                    continue
+                lines[values] = prefixes
+            counts = metric.buckets()
+            for prefix, (_, total) in zip(prefixes, counts, strict=False):
+                append(f"{prefix}{total}\n")
+            append(f"{prefixes[-2]}{number(metric.sum)}\n")
+            append(f"{prefixes[-1]}{counts[-1][1]}\n")
+        return "".join(out)
 
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_histogram(list(buckets))
