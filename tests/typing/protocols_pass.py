@@ -117,3 +117,11 @@ async def get_or_load_is_typed_by_its_loader() -> None:
     users = Users(ModuleConfig(name="users"))
     assert_type(await users.get_or_load("name:1", load_name), str)
     assert_type(await users.get_or_load("age:1", load_age), int)
+
+
+def cached_modules_take_typed_caches() -> None:
+    from pepperpy_core.module import CachedModule
+
+    CachedModule(ModuleConfig(name="a"), cache=FIFOCache[str, int](10))
+    CachedModule(ModuleConfig(name="b"), cache=LocalCache[str, int](10))
+    CachedModule(ModuleConfig(name="c"), cache={})

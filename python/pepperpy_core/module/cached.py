@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeGuard, TypeVar
 
@@ -41,12 +41,16 @@ from pepperpy_core.cache import FIFOCache
 from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
-from pepperpy_core.protocols import AsyncCacheProtocol
+from pepperpy_core.protocols import AsyncCacheProtocol, CacheProtocol
 
 _MISSING: Final = object()
 _log: Final = logging.getLogger("pepperpy_core.cached")
 
 V = TypeVar("V")
+
+#: What ``cache=`` takes: a FIFOCache or any cache with its methods, an async
+#: cache (LocalCache, RedisCache, TieredCache), or a mapping (the spec's dict).
+AnyCache = CacheProtocol[Any, Any] | AsyncCacheProtocol[Any, Any] | MutableMapping[Any, Any]
 
 
 class _Loading(Protocol):
@@ -85,7 +89,12 @@ class CachedModule(BaseModule):
     _pepperpy_capability = "CachedModule"
 
     def __init__(
-        self, config: Any = None, *, maxsize: int | None = None, cache: Any = None, **kwargs: Any
+        self,
+        config: Any = None,
+        *,
+        maxsize: int | None = None,
+        cache: AnyCache | None = None,
+        **kwargs: Any,
     ) -> None:
         want_cache(self, "maxsize", maxsize, cache)  # before: see _shared_cache
         super().__init__(config, **kwargs)
