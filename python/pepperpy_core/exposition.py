@@ -240,9 +240,10 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
             per_series = KINDS[family.kind].lines_per_series(family.buckets)
             step = max(1, lines // per_series)
             items = iter(children.items())
-            for _ in range(0, len(children), step):
+            for start in range(0, len(children), step):
                 _samples(out, family, itertools.islice(items, step), extra)
-                buffered += out[-1].count("\n")
+                # (counted, not scanned for: a series left out counts too)
+                buffered += min(step, len(children) - start) * per_series
                 if buffered >= lines:
                     yield "".join(out)
                     out.clear()

@@ -45,6 +45,14 @@ def _words(name: str) -> str:
     return " ".join(w for w in name.replace(":", "_").split("_") if w)
 
 
+def _number_points(sdk: Any, names: tuple[str, ...], children: Any, start: int, now: int) -> Any:
+    """A counter's or gauge's OpenTelemetry points: one value per series."""
+    return [
+        sdk.NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
+        for values, metric in children.items()
+    ]
+
+
 class MetricKind:
     """What every kind answers; each subclass is one kind."""
 
@@ -150,21 +158,6 @@ class _Counter(MetricKind):
     def _write(self, append: Callable[[str], None], prefixes: tuple[str, ...], metric: Any) -> None:
         append(f"{prefixes[0]}{metric.value}\n")
 
-    def samples(self, children: Series, lines: Lines, make: Make) -> str:
-        # The loop of MetricKind.samples with the write inline: a call per
-        # series cost a sixth of a scrape on the pure backend.
-        out: list[str] = []
-        append = out.append
-        for values, metric in children:
-            prefixes = lines.get(values)
-            if prefixes is None:
-                prefixes = make(values)
-                if prefixes is None:
-                    continue
-                lines[values] = prefixes
-            append(f"{prefixes[0]}{metric.value}\n")
-        return "".join(out)
-
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_counter()
 
@@ -177,11 +170,9 @@ class _Counter(MetricKind):
         start: int,
         now: int,
     ) -> Any:
-        points = [
-            sdk.NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children.items()
-        ]
-        return sdk.Sum(points, sdk.CUMULATIVE, is_monotonic=True)
+        return sdk.Sum(
+            _number_points(sdk, names, children, start, now), sdk.CUMULATIVE, is_monotonic=True
+        )
 
 
 class _Gauge(MetricKind):
@@ -200,19 +191,6 @@ class _Gauge(MetricKind):
     def _write(self, append: Callable[[str], None], prefixes: tuple[str, ...], metric: Any) -> None:
         append(f"{prefixes[0]}{number(metric.value)}\n")
 
-    def samples(self, children: Series, lines: Lines, make: Make) -> str:
-        out: list[str] = []  # (MetricKind.samples, the write inline)
-        append = out.append
-        for values, metric in children:
-            prefixes = lines.get(values)
-            if prefixes is None:
-                prefixes = make(values)
-                if prefixes is None:
-                    continue
-                lines[values] = prefixes
-            append(f"{prefixes[0]}{number(metric.value)}\n")
-        return "".join(out)
-
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_gauge()
 
@@ -225,11 +203,7 @@ class _Gauge(MetricKind):
         start: int,
         now: int,
     ) -> Any:
-        points = [
-            sdk.NumberDataPoint(dict(zip(names, values, strict=True)), start, now, metric.value)
-            for values, metric in children.items()
-        ]
-        return sdk.Gauge(points)
+        return sdk.Gauge(_number_points(sdk, names, children, start, now))
 
 
 class _Histogram(MetricKind):
@@ -259,23 +233,6 @@ class _Histogram(MetricKind):
             append(f"{prefix}{total}\n")
         append(f"{prefixes[-2]}{number(metric.sum)}\n")
         append(f"{prefixes[-1]}{counts[-1][1]}\n")
-
-    def samples(self, children: Series, lines: Lines, make: Make) -> str:
-        out: list[str] = []  # (MetricKind.samples, the write inline)
-        append = out.append
-        for values, metric in children:
-            prefixes = lines.get(values)
-            if prefixes is None:
-                prefixes = make(values)
-                if prefixes is None:
-                    continue
-                lines[values] = prefixes
-            counts = metric.buckets()
-            for prefix, (_, total) in zip(prefixes, counts, strict=False):
-                append(f"{prefix}{total}\n")
-            append(f"{prefixes[-2]}{number(metric.sum)}\n")
-            append(f"{prefixes[-1]}{counts[-1][1]}\n")
-        return "".join(out)
 
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_histogram(list(buckets))
