@@ -190,6 +190,77 @@ def test_a_write_waits_for_a_set_on_another_thread(
     assert cache.stats().inserts >= before.inserts + 1
 
 
+def _hold_the_token_in(
+    cache: FIFOCache[Any, Any],
+    run: Callable[[FIFOCache[Any, Any]], object],
+    inside: threading.Event,
+    go: threading.Event,
+) -> None:
+    """Run ``run(cache)`` on this thread and stop it at the first call a cache
+    method makes with the token taken."""
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if event == "c_call" and frame.f_code in _METHODS and not cache._token:
+            sys.setprofile(None)
+            inside.set()
+            assert go.wait(timeout=60)
+
+    sys.setprofile(hook)
+    try:
+        run(cache)
+    finally:
+        sys.setprofile(None)
+
+
+@pytest.mark.parametrize(
+    "held_by",
+    [
+        lambda c: c.set("held", 1),
+        lambda c: c.set(_Key(2), 1),
+        lambda c: c.pop("seed-1"),
+    ],
+    ids=["set str", "set wrapped", "pop"],
+)
+def test_the_token_names_its_holder_not_its_last_one(
+    held_by: Callable[[FIFOCache[Any, Any]], object],
+) -> None:
+    """A thread that took the token before (a fast set names it) waits for
+    another thread's hold like any other thread, and is never refused as if
+    it held the token itself."""
+    cache: FIFOCache[Any, Any] = FIFOCache(4)
+    for n in range(4):
+        cache[f"seed-{n}"] = n
+    inside, go, took, finished = (threading.Event() for _ in range(4))
+    errors: list[BaseException] = []
+
+    def waiter_work() -> None:
+        cache.set("waiter-first", 0)  # this thread takes (and names itself) first
+        took.set()
+        assert inside.wait(timeout=60)
+        cache.set("waiter-second", 1)  # the token is out: a fast set that must wait
+        cache.pop("seed-3", None)  # and a general write
+        finished.set()
+
+    waiter = threading.Thread(target=lambda: _catching(waiter_work, errors))
+    waiter.start()
+    assert took.wait(timeout=60)
+    holder = threading.Thread(
+        target=lambda: _catching(lambda: _hold_the_token_in(cache, held_by, inside, go), errors)
+    )
+    holder.start()
+    assert inside.wait(timeout=60)
+    assert not finished.wait(timeout=0.3)  # waiting, not refused
+    go.set()
+    holder.join(timeout=60)
+    waiter.join(timeout=60)
+    assert not holder.is_alive()
+    assert not waiter.is_alive()
+    assert errors == []
+    assert finished.is_set()
+    assert cache.get("waiter-second") == 1
+    _check(cache, 4)
+
+
 class _Interrupt(BaseException):
     """What a signal handler raises (KeyboardInterrupt, say)."""
 

@@ -18,7 +18,8 @@ any entry comes or goes, so an unchanged version means unchanged keys.
 Values and keys that leave the cache are released after the lock. A
 finalizer or signal handler that runs on the same thread in the middle of a
 write and writes to the cache gets a RuntimeError instead of a deadlock or a
-corrupt cache.
+corrupt cache: the re-entrant lock knows its owner, and the token records the
+thread that took it (``_holder``).
 
 A write cut short by an exception (a signal handler's KeyboardInterrupt,
 raised as a call returns or a function is entered) may leave ``_order`` and
@@ -34,8 +35,12 @@ is exact again. One rebuild, O(n), per interrupted write; none otherwise.
 or int key takes it with one atomic ``list.pop`` and gives it back with
 ``list.append``, a third of a lock round trip; every other write takes a
 re-entrant lock first and then the token, waiting on a condition while a
-``set`` on another thread holds it. On free-threaded builds the list's own
-per-object lock makes the take and the give-back atomic.
+``set`` on another thread holds it. Whoever takes the token first writes its
+thread's id in ``_holder``, having seen the token free: with the GIL no other
+thread runs between that test and the take (a thread switch happens only as
+a call returns or a loop jumps back), so while the token is out ``_holder``
+names its taker. Free-threaded builds have no such guarantee, so there every
+write takes the lock (no fast path): slower, and exact.
 
 A cache is made empty by ``__new__`` and given its maxsize by ``__init__``,
 so a subclass's ``__init__`` may take any arguments and copy and pickle
@@ -49,11 +54,11 @@ import contextlib
 import copyreg
 import sys
 import threading
+from _thread import get_ident
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from types import FrameType
 from typing import Any, Final, Generic, Self, TypeVar, cast, overload
 
 from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, plain_form, wrap
@@ -71,6 +76,11 @@ _CHANGED: Final = (
     "FIFOCache changed during the operation: a key's __eq__ modified the cache "
     f"each time it was compared (gave up after {MAX_ROUNDS} tries)"
 )
+#: The key types ``set`` writes without the lock: exact str and int, none on
+#: free-threaded CPython (see the module's docstring).
+_GIL: Final = getattr(sys, "_is_gil_enabled", lambda: True)()
+_FAST_STR: Final[type | None] = str if _GIL else None
+_FAST_INT: Final[type | None] = int if _GIL else None
 #: Seconds between checks of the token by a writer waiting for it.
 _RECHECK: Final = 0.01
 _BUSY: Final = (
@@ -156,6 +166,7 @@ _OWN_SLOTS: Final = frozenset(
         "_evicted",
         "_gate",
         "_hits",
+        "_holder",
         "_lock",
         "_maxsize",
         "_misses",
@@ -188,6 +199,7 @@ class FIFOCache(Generic[K, V]):
     _evicted: object
     _gate: threading.Condition
     _hits: int
+    _holder: int
     _lock: threading.RLock
     _maxsize: int
     _misses: int
@@ -221,8 +233,10 @@ class FIFOCache(Generic[K, V]):
         # that a nested use on this thread (a finalizer or a signal handler
         # run mid-operation) sees that it holds it already and is refused
         # instead of deadlocking, then the token, waiting on ``_gate`` while
-        # a ``set`` on another thread has it.
+        # a ``set`` on another thread has it. ``_holder`` names the thread
+        # that took the token last (see the module's docstring).
         self._token = [True]
+        self._holder = 0
         self._lock = threading.RLock()
         # Its C method (private, but what threading.Condition relies on).
         self._owns = getattr(self._lock, "_is_owned")  # noqa: B009 - not in the stubs
@@ -281,7 +295,7 @@ class FIFOCache(Generic[K, V]):
             # A set on this thread that holds the token, interrupted by this
             # nested use, might be waited for by the lock's holder: check first.
             if not lock.acquire(blocking=False):
-                if self._set_holds_here():
+                if self._holds_token():
                     raise RuntimeError(_BUSY)
                 lock.acquire()
             self._take_token()
@@ -297,7 +311,7 @@ class FIFOCache(Generic[K, V]):
         """Take the token, waiting while a ``set`` on another thread has it."""
         if self._try_take():
             return
-        if self._set_holds_here():
+        if self._holds_token():
             raise RuntimeError(_BUSY)
         gate = self._gate
         with gate:
@@ -313,8 +327,13 @@ class FIFOCache(Generic[K, V]):
                 self._waiting = False
 
     def _try_take(self) -> bool:
-        """Take the token if it is free."""
+        """Take the token if it is free, recording this thread as its holder."""
         token = self._token
+        me = get_ident()
+        if not token:
+            return False
+        # Nothing between the test and the take lets another thread run.
+        self._holder = me
         try:
             token.pop()
         except IndexError:
@@ -331,17 +350,10 @@ class FIFOCache(Generic[K, V]):
         with self._gate:
             self._gate.notify()
 
-    def _set_holds_here(self) -> bool:
-        """Whether this thread runs nested inside this cache's ``set`` while
-        that call holds the token (its frame says so in ``held``)."""
-        frame: FrameType | None = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code is _SET_CODE:
-                names = frame.f_locals
-                if names.get("self") is self and names.get("held") is True:
-                    return True
-            frame = frame.f_back
-        return False
+    def _holds_token(self) -> bool:
+        """Whether this thread holds the token: a use nested in a write of
+        this thread's, which waiting for the token would deadlock."""
+        return not self._token and self._holder == get_ident()
 
     # --- finding a key (never under the lock) ----------------------------------------
 
@@ -671,24 +683,24 @@ class FIFOCache(Generic[K, V]):
     def set(self, key: K, value: V) -> None:  # noqa: PLR0915 - the hot path, inline on purpose
         """Insert or overwrite ``key``; a new key at maxsize evicts the oldest."""
         kind = type(key)
-        if kind is not str and kind is not int:
+        if kind is not _FAST_STR and kind is not _FAST_INT:
             self._set(key, value, _hash(key))
             return
         # The common case written out (each method call costs a fifth of a
         # set): an exact str or int key. Nothing is allocated or called into
-        # Python while the token is held. ``held`` marks this frame as the
-        # token's holder for a nested use on this thread (_set_holds_here):
-        # true from before the take until after the give-back, so that a use
-        # nested anywhere in between is refused rather than left waiting for
-        # its own thread.
-        held = True
+        # Python while the token is held.
         token = self._token
-        try:
-            token.pop()
-        except IndexError:
-            held = False
+        me = get_ident()
+        if not token:
             self._set(key, value, hash(key))  # waits there, or refuses a nested use
             return
+        # Nothing between the test and the take lets another thread run, so
+        # the take succeeds and ``_holder`` names this thread from before it:
+        # a use nested anywhere until the give-back is refused (_holds_token)
+        # rather than left waiting for its own thread.
+        self._holder = me
+        try:
+            token.pop()
         except BaseException:
             # Taken, then a signal handler raised as pop returned: give it
             # back (inline, see _acquire).
@@ -719,7 +731,8 @@ class FIFOCache(Generic[K, V]):
             else:
                 # Evict first: a reader never sees more than maxsize entries.
                 self._version += 1  # before the entry leaves
-                _gone = self._order.popleft()
+                order = self._order
+                _gone = order.popleft()
                 if self._stale:
                     _gone = self._skip_stale(_gone)
                 _evicted: object = data.pop(_gone, _MISSING)
@@ -733,7 +746,7 @@ class FIFOCache(Generic[K, V]):
                     if wrapped and _gone.__class__ is tuple:
                         self._unlink(_gone)
                     data[key] = value
-                    self._order.append(key)
+                    order.append(key)
         except IndexError:
             # The order ran out (out of step, or the cache was never given a
             # maxsize): as above.
@@ -747,7 +760,6 @@ class FIFOCache(Generic[K, V]):
             try:
                 token.append(True)
             finally:  # even if a signal handler raises as append returns
-                held = False  # noqa: F841 - read by _set_holds_here through the frame
                 if self._waiting:
                     self._wake()
         if general:
@@ -946,7 +958,3 @@ def _values(data: dict[object, V]) -> list[V]:
 
 def _keys_and_values(data: dict[object, V]) -> tuple[list[object], list[V]]:
     return list(data), list(data.values())
-
-
-#: The code of the one method that holds the token without the lock.
-_SET_CODE: Final = FIFOCache.set.__code__
