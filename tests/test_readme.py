@@ -4,6 +4,7 @@ name things that exist; the README's errors table is the errors module."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 import sys
@@ -112,6 +113,25 @@ def test_shell_commands_point_at_real_things() -> None:
                 assert set(group.split(",")) <= set(extras), command
         else:
             assert words[0] in {"python3", "."}, command
+
+
+def test_the_offline_recipe_fetches_what_the_pure_build_asks_for() -> None:
+    """The README's offline pure install downloads exactly the build
+    requirements the backend names (and the runtime dependencies)."""
+    spec = importlib.util.spec_from_file_location("backend", ROOT / "_build" / "backend.py")
+    assert spec is not None
+    assert spec.loader is not None
+    backend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backend)
+    wanted = [
+        *backend.get_requires_for_build_wheel({"pure": "true"}),
+        *tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"],
+    ]
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    recipe = re.search(r"`pip download -d DIR ([^`]*)`", text)
+    assert recipe is not None
+    fetched = [word.strip("'") for word in recipe[1].split()]
+    assert sorted(fetched) == sorted(wanted)
 
 
 def _errors_table() -> dict[str, str]:
