@@ -53,6 +53,7 @@ anything starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -74,7 +75,7 @@ from pepperpy_core.protocols import Lifecycle, is_lifecycle
 from pepperpy_core.runtime.graph import Node, plan
 from pepperpy_core.runtime.health import HealthReport, check_all
 from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
-from pepperpy_core.runtime.scheduler import NotStarted, run_phase
+from pepperpy_core.runtime.scheduler import Ended, NotStarted, run_phase
 
 if TYPE_CHECKING:
     from pepperpy_core.runtime.http import HttpServer
@@ -248,44 +249,31 @@ class Application:
         await self._open_outside(nodes)
         for node in nodes:
             node.began = False
-        failure: list[tuple[Node, BaseException]] = []
-
-        def begin(node: Node) -> None:
-            self._move(node, ModuleState.INITIALIZING)
-
-        def end(node: Node, error: BaseException | None, seconds: float) -> None:
-            if isinstance(error, NotStarted):  # nothing of it to undo
-                self._move(node, node.prior)
-                return
-            self.start_durations[node.name] = seconds
-            if error is None:
-                self._move(node, ModuleState.READY)
-                return
-            self._move(node, ModuleState.FAILED)
-            if not failure and not isinstance(error, asyncio.CancelledError):
-                failure.append((node, error))
-
+        failure: tuple[Node, BaseException] | None = None
         cancelled = False
         try:
-            await run_phase(
+            outcomes = run_phase(
                 nodes,
                 forward=True,
-                call=lambda node: node.module.initialize(),
+                call=self._initialize,
                 seconds_each=self.start_timeout,
                 stop_on_failure=True,
-                begin=begin,
-                end=end,
                 verb="start",
             )
+            async with contextlib.aclosing(outcomes):
+                async for batch in outcomes:
+                    for ended in batch:
+                        if (error := self._started(ended)) is not None and failure is None:
+                            failure = (ended.node, error)
         except asyncio.CancelledError:
             cancelled = True
-        if not failure and not cancelled:
+        if failure is None and not cancelled:
             self._phase = "running"
             _log.info("started %d module(s)", len(nodes))
             self._raise_interrupt()
             return
-        if failure:
-            node, cause = failure[0]
+        if failure is not None:
+            node, cause = failure
             _log.error("module %s failed to start: %r; rolling back", node.name, cause)
         else:
             _log.warning("start cancelled; rolling back")
@@ -299,8 +287,8 @@ class Application:
                 self._rolling_back = False
                 self._phase = "idle"
         self._raise_interrupt()
-        if failure:
-            node, cause = failure[0]
+        if failure is not None:
+            node, cause = failure
             raise StartupError(node.name, cause, errors) from cause
         raise asyncio.CancelledError
 
@@ -312,41 +300,22 @@ class Application:
         the rest skipped, and all of them reported."""
         errors: list[Exception] = []
         ended: set[int] = set()
-
-        def begin(node: Node) -> None:
-            self._move(node, ModuleState.CLEANING_UP)
-
-        def end(node: Node, error: BaseException | None, seconds: float) -> None:
-            ended.add(id(node))
-            self.stop_durations[node.name] = seconds
-            if error is None:
-                self._move(node, ModuleState.CLOSED)
-                return
-            if isinstance(error, Exception):
-                outcome: Exception = error
-            elif isinstance(error, NotStarted):  # forced before it began: as a skipped one
-                outcome = LifecycleError(f"{node.name} was not stopped: shutdown forced")
-            elif isinstance(error, asyncio.CancelledError):
-                outcome = LifecycleError(f"stopping {node.name} was cancelled: shutdown forced")
-            else:  # KeyboardInterrupt and the like: reported too
-                outcome = LifecycleError(f"stopping {node.name} raised {error!r}")
-                outcome.__cause__ = error
-            outcome.add_note(f"while stopping module {node.name!r}")
-            _log.error("module %s failed to stop: %r", node.name, outcome)
-            self._move(node, ModuleState.FAILED)
-            errors.append(outcome)
-
         try:
-            await run_phase(
+            outcomes = run_phase(
                 nodes,
                 forward=False,
-                call=lambda node: node.module.cleanup(),
+                call=self._clean,
                 seconds_each=self.stop_timeout,
                 stop_on_failure=False,
-                begin=begin,
-                end=end,
                 verb="stop",
             )
+            async with contextlib.aclosing(outcomes):
+                async for batch in outcomes:
+                    for outcome in batch:
+                        ended.add(id(outcome.node))
+                        error = self._stopped(outcome)
+                        if error is not None:
+                            errors.append(error)
         except asyncio.CancelledError:
             for node in (n for n in nodes if id(n) not in ended):
                 error = LifecycleError(f"{node.name} was not stopped: shutdown forced")
@@ -354,6 +323,54 @@ class Application:
                 self._move(node, ModuleState.FAILED)
                 errors.append(error)
         return errors
+
+    def _initialize(self, node: Node) -> Awaitable[None]:
+        """The start phase's call: the module is initializing from now."""
+        node.prior = node.state
+        self._move(node, ModuleState.INITIALIZING)
+        call: Awaitable[None] = node.module.initialize()
+        return call
+
+    def _clean(self, node: Node) -> Awaitable[None]:
+        """The stop phase's call: the module is cleaning up from now."""
+        self._move(node, ModuleState.CLEANING_UP)
+        call: Awaitable[None] = node.module.cleanup()
+        return call
+
+    def _started(self, ended: Ended) -> BaseException | None:
+        """Apply how a module's start ended; the failure to report, if it is
+        one (not a call cancelled because another failed or the start was stopped)."""
+        node, error = ended.node, ended.error
+        if isinstance(error, NotStarted):  # nothing of it to undo
+            self._move(node, node.prior)
+            return None
+        self.start_durations[node.name] = ended.seconds
+        if error is None:
+            self._move(node, ModuleState.READY)
+            return None
+        self._move(node, ModuleState.FAILED)
+        return None if isinstance(error, asyncio.CancelledError) else error
+
+    def _stopped(self, ended: Ended) -> Exception | None:
+        """Apply how a module's stop ended; the error to report, noted with the module."""
+        node, error = ended.node, ended.error
+        self.stop_durations[node.name] = ended.seconds
+        if error is None:
+            self._move(node, ModuleState.CLOSED)
+            return None
+        if isinstance(error, Exception):
+            outcome: Exception = error
+        elif isinstance(error, NotStarted):  # forced before it began: as a skipped one
+            outcome = LifecycleError(f"{node.name} was not stopped: shutdown forced")
+        elif isinstance(error, asyncio.CancelledError):
+            outcome = LifecycleError(f"stopping {node.name} was cancelled: shutdown forced")
+        else:  # KeyboardInterrupt and the like: reported too
+            outcome = LifecycleError(f"stopping {node.name} raised {error!r}")
+            outcome.__cause__ = error
+        outcome.add_note(f"while stopping module {node.name!r}")
+        _log.error("module %s failed to stop: %r", node.name, outcome)
+        self._move(node, ModuleState.FAILED)
+        return outcome
 
     async def stop(self) -> None:
         """Clean up every started module (see this module's doc)."""

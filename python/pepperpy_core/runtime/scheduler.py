@@ -1,15 +1,18 @@
 """One scheduler for start, stop and rollback.
 
 ``run_phase`` runs one call per node (a module's ``initialize`` or
-``cleanup``) in dependency order: forward, a node once every dependency in
-the set succeeded; backward, once every dependent in the set has ended (well
-or not). Independent nodes run concurrently, each as its own Task, and a
-per-node timeout cancels a call that runs too long; a call that has not
-ended a whole timeout after its cancellation (it ignores it, or waits for
-something that waits for this phase) is left behind and reported, so that
-with a timeout every phase ends. Completions arrive
-through one queue, so the cost of waiting does not grow with the number of
-calls in flight; the per-node bookkeeping lives on the nodes themselves.
+``cleanup``) in dependency order (forward, a node once every dependency in
+the set succeeded; backward, once every dependent in the set has ended, well
+or not), and tells its caller how each call ended: it is an async iterator
+of ``Ended`` outcomes, a list of those that ended since the last, and a
+node's successors are launched only once the caller has taken its outcome.
+Independent nodes run concurrently, each as its own Task, and a per-node
+timeout cancels a call that runs too long; a call that has not ended a whole
+timeout after its cancellation (it ignores it, or waits for something that
+waits for this phase) is left behind and reported, so that with a timeout
+every phase ends. Completions arrive through one queue, so the cost of
+waiting does not grow with the number of calls in flight; the per-node
+bookkeeping lives on the nodes themselves.
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pepperpy_core.errors import PhaseCancelled, PhaseTimeout
 from pepperpy_core.runtime.graph import Node
 
-#: Called with a node when its call is launched.
-Begin = Callable[[Node], None]
-#: Called with a node, how its call ended (None: it returned) and its seconds.
-End = Callable[[Node, BaseException | None, float], None]
+
+@dataclass(slots=True)
+class Ended:
+    """How the node's call ended (``error`` None: it returned) after ``seconds``;
+    a NotStarted when it never began to run (its ``began`` is False again)."""
+
+    node: Node
+    error: BaseException | None
+    seconds: float
+
 
 _clock = time.perf_counter
 _log = logging.getLogger("pepperpy_core.runtime")
@@ -101,21 +111,23 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
     call: Callable[[Node], Awaitable[Any]],
     seconds_each: float | None,
     stop_on_failure: bool,
-    begin: Begin,
-    end: End,
     verb: str = "finish",
-) -> list[Node]:
-    """Run ``call(node)`` for every node in order; returns the nodes never
-    launched (after a failure with ``stop_on_failure``, or when cancelled).
+) -> AsyncGenerator[list[Ended], None]:
+    """Run ``call(node)`` for every node in order, yielding how the calls
+    ended, those that ended since the last yield at a time; nodes never
+    launched (after a failure with ``stop_on_failure``, or when cancelled)
+    have no outcome.
 
-    A call that fails reports its exception; one cancelled after ``seconds_each`` a
-    PhaseTimeout; one cancelled because another failed (``stop_on_failure``)
-    or because the task running this was cancelled, a CancelledError (a
-    NotStarted if it never began to run, and then its ``began`` is False);
-    one cancelled by anything else (itself), a PhaseCancelled. ``began``
-    and ``prior`` (the state before the call) are set on each node launched. When that task is
-    cancelled, every call in flight is cancelled and waited for (a second
-    cancellation stops the waiting), then CancelledError is raised.
+    A call that fails ends with its exception; one cancelled after
+    ``seconds_each`` with a PhaseTimeout; one cancelled because another failed
+    (``stop_on_failure``) or because the task iterating was cancelled, with a
+    CancelledError (a NotStarted if it never began to run, and then its
+    ``began`` is False); one cancelled by anything else (itself), with a
+    PhaseCancelled. ``began`` is set on each node launched. When the task
+    iterating is cancelled, every call in flight is cancelled and its outcome
+    still yielded as it ends (a second cancellation stops the waiting: the
+    calls left get an Ended with a CancelledError at once), then
+    CancelledError is raised.
     """
     run = object()
     for node in nodes:
@@ -131,8 +143,8 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
         node.pending = pending
     loop = asyncio.get_running_loop()
     new_task = _task_maker(loop)
-    # A call run eagerly runs inside this task: a cancellation it (or a
-    # listener of ``begin``) asks for, say a module's initialize() calling
+    # A call run eagerly runs inside this task: a cancellation it (or
+    # ``call`` itself) asks for, say a module's initialize() calling
     # stop(), arrives only at this task's next wait; the launches stop at
     # once and that wait is made.
     me = asyncio.current_task()
@@ -163,9 +175,7 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
     def launch(node: Node) -> None:
         nonlocal in_flight, interrupted
         launched.append(node)
-        node.prior = node.state
         node.began = True
-        begin(node)
         in_flight += 1
         node.started = _clock()
         task: asyncio.Future[Any]
@@ -190,7 +200,7 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
             node.timer = loop.call_later(seconds_each, expire, node)
         task.add_done_callback(functools.partial(_done, completed, node))
 
-    def finish(node: Node) -> BaseException | None:
+    def finish(node: Node) -> Ended:
         nonlocal in_flight
         in_flight -= 1
         task = node.task
@@ -215,8 +225,7 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 error = PhaseCancelled(f"{node.name} was cancelled while it tried to {verb}")
         else:
             error = task.exception()
-        end(node, error, _clock() - node.started)
-        return error
+        return Ended(node, error, _clock() - node.started)
 
     def cancel_in_flight() -> None:
         for node in launched:
@@ -234,11 +243,13 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
             while not finished:
                 wakeup.clear()
                 await wakeup.wait()
-            while finished:
-                if interrupted:
-                    await asyncio.sleep(0)  # raises the CancelledError asked for
-                node = finished.popleft()
-                error = finish(node)
+            if interrupted:
+                await asyncio.sleep(0)  # raises the CancelledError asked for
+            batch = [finish(node) for node in finished]
+            finished.clear()
+            yield batch
+            for ended in batch:
+                node, error = ended.node, ended.error
                 if error is not None and stop_on_failure:
                     if not stopped:
                         stopped = True
@@ -260,20 +271,21 @@ async def run_phase(  # noqa: PLR0915 - the scheduler's state lives in one frame
                 while not finished:
                     wakeup.clear()
                     await wakeup.wait()
-                while finished:
-                    finish(finished.popleft())
+                batch = [finish(node) for node in finished]
+                finished.clear()
+                yield batch
         except asyncio.CancelledError:
             # Cancelled again: stop waiting for calls that ignore cancellation.
+            batch = []
             for node in launched:
                 if node.task is not None:
                     if node.timer is not None:
                         node.timer.cancel()
                         node.timer = None
                     node.task = None
-                    end(node, asyncio.CancelledError(), _clock() - node.started)
+                    batch.append(Ended(node, asyncio.CancelledError(), _clock() - node.started))
+            yield batch
         raise
     finally:
         for node in nodes:
             node.run = None
-    began = {id(n) for n in launched}
-    return [n for n in nodes if id(n) not in began]
