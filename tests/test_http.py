@@ -198,6 +198,30 @@ def test_other_paths_and_methods_are_refused() -> None:
     run(main())
 
 
+def test_an_added_health_check_is_a_probe_like_a_module() -> None:
+    async def main() -> None:
+        ok = [True]
+
+        async def quota() -> bool:
+            return ok[0]
+
+        async with running(Service("db")) as app:
+            port = app.http_port
+            assert port is not None
+            app.add_health_check("quota", quota)
+            assert (await get(port, "/readyz"))[0] == 200
+            ok[0] = False
+            status, _, body = await get(port, "/readyz")
+            assert status == 503
+            assert "quota: unhealthy (health_check returned False)" in body
+            status, _, body = await get(port, "/health")
+            report = json.loads(body)
+            assert report["modules"]["quota"]["status"] == "unhealthy"
+            assert report["modules"]["db"]["status"] == "healthy"
+
+    run(main())
+
+
 def test_an_unhealthy_module_makes_the_application_unready() -> None:
     async def main() -> None:
         db, web = Service("db"), Service("web")

@@ -465,6 +465,79 @@ def test_health_report() -> None:
     run(main())
 
 
+def test_a_health_check_of_the_application_is_judged_as_a_modules() -> None:
+    """add_health_check: reported beside the modules under its name, healthy
+    only on True in time; bad names and checks are refused with nothing
+    added; a name clash with a module is refused either way round; the
+    returned function removes it (once)."""
+    db = Probe("db", [])
+    app = Application(db, health_timeout=0.05)
+    verdict: list[object] = [True]
+
+    async def disk() -> object:
+        value = verdict[0]
+        if isinstance(value, BaseException):
+            raise value
+        if value == "hang":
+            await asyncio.sleep(3600)
+        return value
+
+    async def main() -> None:
+        remove = app.add_health_check("disk", disk)
+        report = await app.health()
+        assert report.modules["disk"].status == "healthy"  # judged whatever the phase
+        assert report.status == "unhealthy"  # the application is not running
+        await app.start()
+        assert (await app.health()).healthy
+        for value, detail in [
+            (False, "health_check returned False"),
+            (1, "health_check returned 1"),
+            (OSError("full"), "health_check raised OSError('full')"),
+            ("hang", "health_check timed out after 0.05 s"),
+        ]:
+            verdict[0] = value
+            report = await app.health()
+            assert report.modules["disk"].status == "unhealthy"
+            assert report.modules["disk"].detail == detail
+            assert report.modules["db"].status == "healthy"  # nothing depends on a check
+            assert report.unready() == ["disk"]
+            assert report.status == "unhealthy"
+        remove()
+        remove()  # a second time: nothing
+        report = await app.health()
+        assert "disk" not in report.modules
+        assert report.healthy
+        await app.stop()
+
+    run(main())
+
+
+def test_bad_health_checks_are_refused_and_nothing_is_added() -> None:
+    db = Probe("db", [])
+    app = Application(db)
+
+    async def ok() -> bool:
+        return True
+
+    with pytest.raises(TypeError, match="must be a str, not int"):
+        app.add_health_check(3, ok)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must not be empty"):
+        app.add_health_check("", ok)
+    with pytest.raises(TypeError, match="must be callable, not str"):
+        app.add_health_check("disk", "ok")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a module and a health check are both named 'db'"):
+        app.add_health_check("db", ok)
+    app.add_health_check("disk", ok)
+    with pytest.raises(ValueError, match="a health check named 'disk' is already added"):
+        app.add_health_check("disk", ok)
+    report = run(app.health())
+    assert sorted(report.modules) == ["db", "disk"]
+    # A module added later under a check's name: refused when the graph is planned.
+    app.add(Probe("disk", []))
+    with pytest.raises(ValueError, match="a module and a health check are both named 'disk'"):
+        app.plan()
+
+
 def test_dependency_health_is_judged_once_by_the_application() -> None:
     """A DependentModule's own health_check is its own; the Application
     reports it degraded when a dependency is not healthy, also for an override

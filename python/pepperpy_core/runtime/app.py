@@ -73,7 +73,7 @@ from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
 from pepperpy_core.runtime.graph import Node, plan
-from pepperpy_core.runtime.health import HealthReport, check_all
+from pepperpy_core.runtime.health import Check, HealthReport, check_all
 from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
 from pepperpy_core.runtime.scheduler import Ended, NotStarted, run_phase
 
@@ -118,6 +118,7 @@ class Application:
         self._roots: list[Lifecycle] = []
         self._nodes: list[Node] | None = None
         self._listeners: list[AppListener] = []
+        self._checks: dict[str, Check] = {}
         self._phase: Phase = "idle"
         self._start_task: asyncio.Task[None] | None = None
         self._start_callers = 0
@@ -154,7 +155,11 @@ class Application:
 
     def _plan(self) -> list[Node]:
         if self._nodes is None:
-            self._nodes = plan(self._roots)
+            nodes = plan(self._roots)
+            for node in nodes:
+                if node.name in self._checks:
+                    raise ValueError(f"a module and a health check are both named {node.name!r}")
+            self._nodes = nodes
         return self._nodes
 
     def plan(self) -> list[str]:
@@ -523,9 +528,31 @@ class Application:
 
     # --- health --------------------------------------------------------------------------
 
+    def add_health_check(self, name: str, check: Check) -> Callable[[], None]:
+        """Judge ``check()`` with the modules, under ``name``, in ``health()``,
+        ``/health`` and ``/readyz``: healthy when it returns True within
+        ``health_timeout``. Returns a function that removes it."""
+        if not isinstance(name, str):
+            raise TypeError(f"a health check's name must be a str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("a health check's name must not be empty")
+        if not callable(check):
+            raise TypeError(f"a health check must be callable, not {type(check).__name__}")
+        if name in self._checks:
+            raise ValueError(f"a health check named {name!r} is already added")
+        if any(node.name == name for node in self._plan()):
+            raise ValueError(f"a module and a health check are both named {name!r}")
+        self._checks[name] = check
+
+        def remove() -> None:
+            if self._checks.get(name) is check:
+                del self._checks[name]
+
+        return remove
+
     async def health(self) -> HealthReport:
-        """Every module's health, checked concurrently (see health.py)."""
-        report = await check_all(self._plan(), self.health_timeout, self._phase)
+        """Every module's health and every added check's, run concurrently (see health.py)."""
+        report = await check_all(self._plan(), self.health_timeout, self._phase, self._checks)
         self._runtime_metrics.observe_health(report)
         return report
 
