@@ -38,16 +38,28 @@ async def until_true(
 
 
 async def settled(*tiers: Any, within: float = 60.0) -> None:
-    """Wait until every TieredCache listens, and every announcement made so
-    far arrived: one more from each (a delete), heard by all the others,
-    comes after every earlier one."""
+    """Wait until every TieredCache listens and has heard every other one's
+    announcements made so far: each deletes a marker key, and each waits to
+    hear every other's marker by that key (the tier's arrival events), which
+    one store delivers after everything its writer announced before it."""
     for t in tiers:
         async with asyncio.timeout(within):
             await t.subscribed()
-    before = [t.received for t in tiers]
-    for t in tiers:
-        await t.delete(f"__settle__{id(t)}")
-    await until(
-        lambda: all(t.received >= b + len(tiers) - 1 for t, b in zip(tiers, before, strict=True)),
-        within=within,
-    )
+    markers = {id(t): f"__settle__{id(t)}" for t in tiers}
+    heard = {
+        (id(t), id(o)): t._arrivals.setdefault(markers[id(o)], asyncio.Event())
+        for t in tiers
+        for o in tiers
+        if o is not t
+    }
+    try:
+        for t in tiers:
+            await t.delete(markers[id(t)])
+        async with asyncio.timeout(within):
+            for event in heard.values():
+                await event.wait()
+    finally:
+        for t in tiers:
+            for o in tiers:
+                if o is not t and t._arrivals.get(markers[id(o)]) is heard[(id(t), id(o))]:
+                    del t._arrivals[markers[id(o)]]

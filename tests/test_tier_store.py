@@ -129,3 +129,68 @@ def test_the_earlier_of_ttl_and_until_ends_a_copy() -> None:
     assert local._deadlines["j"] != soon + 7200  # the ttl's hour came first
     local.put("gone", 1, until=time.monotonic() - 1)
     assert local.peek("gone") is None
+
+
+class _HeldReplies(MemoryStore[Any]):
+    """A store whose replies to reads and writes wait at ``gate`` once they
+    are made, so that announcements can arrive while they are on their way."""
+
+    def __init__(self, shared: Shared[Any]) -> None:
+        super().__init__(shared)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def _hold(self) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+
+    async def fetch(self, keys: Any) -> Any:
+        found = await super().fetch(keys)
+        await self._hold()
+        return found
+
+    async def write(self, items: Any, **options: Any) -> int:
+        receivers = await super().write(items, **options)
+        await self._hold()
+        return receivers
+
+
+async def _with_a_change_on_the_way(
+    shared: Shared[Any], request: Any, held: _HeldReplies, change: Any, heard: TieredCache[Any]
+) -> Any:
+    """Run ``request`` and ``change`` while its reply is held; the reply goes
+    on once ``heard`` has received the change's announcement."""
+    before = heard.received
+    on_its_way = asyncio.ensure_future(request)
+    await held.waiting.wait()
+    await change
+    await until(lambda: heard.received > before, within=30)
+    held.gate.set()
+    return await on_its_way
+
+
+@pytest.mark.parametrize("changed", ["another key", "the same key"])
+def test_a_reply_is_kept_unless_its_own_key_changed_on_the_way(changed: str) -> None:
+    """A read's (or a write's) reply is kept locally when only other keys
+    changed while it was on its way; a change of its own key is why not."""
+
+    async def main() -> None:
+        shared: Shared[Any] = Shared()
+        other = _tier(shared, None, None)
+        for request in ("get", "set"):
+            held = _HeldReplies(shared)
+            tier: TieredCache[Any] = TieredCache(LocalCache(100), held)
+            await settled(tier, other)
+            await other.set("k", "old")
+            await settled(tier, other)
+            key = "k" if changed == "the same key" else "elsewhere"
+            call = tier.get("k") if request == "get" else tier.set("k", "mine")
+            await _with_a_change_on_the_way(shared, call, held, other.set(key, "new"), tier)
+            if changed == "another key":
+                assert tier.peek("k") == ("old" if request == "get" else "mine"), request
+            else:
+                assert tier.peek("k") is None, request  # which came last is not known here
+            await tier.aclose()
+        await other.aclose()
+
+    run(main())

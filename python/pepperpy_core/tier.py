@@ -8,8 +8,10 @@ first); nothing here knows Redis.
   locally for no longer than the store will keep it (its time left to live).
 - Writes and deletes go to the store, which announces the keys to every
   TieredCache on it; each drops its copies when the announcement arrives. A
-  read that overlapped any announced change is not kept locally, so a
-  process never keeps the value a concurrent write replaced.
+  reply about a key that changed while it was on its way (announced, or
+  written or deleted here) is not kept locally, so a process never keeps the
+  value a concurrent write replaced; a change of another key does not stop
+  it being kept.
 - Local copies are served only while the announcements are being received:
   when the subscription is lost (the store is down, or the listener fails),
   they are dropped and reads go to the store, until it is back.
@@ -60,6 +62,53 @@ def _not_served(key: object, default: object = None, /) -> Any:
     return default
 
 
+class _Changes:
+    """Which keys changed while requests about them were out: a reply is
+    kept locally only if its key did not change meanwhile. Only keys with a
+    request out are followed, so that this stays as small as what is in flight."""
+
+    __slots__ = ("_epoch", "_out")
+
+    def __init__(self) -> None:
+        self._epoch = 0  # moves when every key changed at once (copies were cleared)
+        self._out: dict[str, list[int]] = {}  # key -> [requests out, changes since]
+
+    def watch(self, keys: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """Follow ``keys`` for a request going out; what ``unchanged`` compares with."""
+        out = self._out
+        marks: dict[str, int] = {}
+        for key in keys:
+            entry = out.get(key)
+            if entry is None:
+                entry = out[key] = [0, 0]
+            entry[0] += 1
+            marks[key] = entry[1]
+        return self._epoch, marks
+
+    def unchanged(self, since: tuple[int, dict[str, int]], key: str) -> bool:
+        """Whether ``key`` has not changed since ``watch`` returned ``since``."""
+        epoch, marks = since
+        entry = self._out.get(key)
+        return epoch == self._epoch and entry is not None and marks.get(key) == entry[1]
+
+    def unwatch(self, keys: Iterable[str]) -> None:
+        """The request ``watch`` followed ``keys`` for is back."""
+        out = self._out
+        for key in keys:
+            entry = out[key]
+            entry[0] -= 1
+            if not entry[0]:
+                del out[key]
+
+    def changed(self, key: str) -> None:
+        entry = self._out.get(key)
+        if entry is not None:
+            entry[1] += 1
+
+    def everything(self) -> None:
+        self._epoch += 1
+
+
 def _check_key(key: object) -> str:
     if type(key) is not str:
         raise TypeError(f"a tier's key must be a str, not {type(key).__name__}")
@@ -91,9 +140,9 @@ class TieredCache(Generic[V]):
         self.remote = remote
         self.lock_ttl = seconds(lock_ttl, "lock_ttl")
         self.wait_poll = seconds(wait_poll, "wait_poll")
-        # Moves on at every change to any key (ours or announced): a read
-        # from the store is kept locally only if it did not move meanwhile.
-        self._version = 0
+        # Changes to keys with requests out (ours or announced): a reply is
+        # kept locally only if its key did not change meanwhile.
+        self._changes = _Changes()
         self._origin = secrets.token_hex(8)  # our announcements, skipped on arrival
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -150,7 +199,7 @@ class TieredCache(Generic[V]):
             arrived.set()  # a load waiting to hear from another looks again now
 
     def _clear_local(self) -> None:
-        self._version += 1
+        self._changes.everything()
         self.local.clear()
 
     # --- the store, and when it is down -----------------------------------------------------
@@ -179,17 +228,20 @@ class TieredCache(Generic[V]):
         if self._skipping():
             return {}
         self._listen()
-        before = self._version
+        changes = self._changes
+        since = changes.watch(keys)
         sent = time.monotonic()
         try:
             found = await self.remote.fetch(keys)
+            self._came_up()
+            for key, stored in found.items():
+                if changes.unchanged(since, key):
+                    self._keep(key, stored, sent)
         except CacheUnavailableError as error:
             self._went_down(error)
             return {}
-        self._came_up()
-        if self._version == before:
-            for key, stored in found.items():
-                self._keep(key, stored, sent)
+        finally:
+            changes.unwatch(keys)
         return found
 
     # --- reads --------------------------------------------------------------------------------
@@ -247,8 +299,11 @@ class TieredCache(Generic[V]):
         if not pairs:
             return
         self._listen()
-        self._version += 1
-        mine = self._version
+        changes = self._changes
+        keys = [key for key, _ in pairs]
+        for key in keys:
+            changes.changed(key)  # a read of it out now may bring the old value
+        since = changes.watch(keys)
         sent = time.monotonic()
         try:
             if self._skipping():
@@ -257,20 +312,28 @@ class TieredCache(Generic[V]):
                 pairs, ttl=ttl, tags=tuple(tags), origin=self._origin
             )
         except BaseException as error:
-            self._version += 1
-            for key, _ in pairs:
+            for key in keys:
+                changes.changed(key)
                 self.local.drop(key)
             if isinstance(error, CacheUnavailableError):
                 self._went_down(error)
             raise
-        self._came_up()
-        raced = self._version != mine  # someone changed something meanwhile
-        self._version += 1
-        for key, value in pairs:
-            if raced:
-                self.local.drop(key)
-            else:
-                self._keep(key, Stored(value, ttl if ttl is not None else self.remote.ttl), sent)
+        else:
+            self._came_up()
+            # A key another process changed meanwhile: which write came last
+            # is not known here, so no copy of it is kept.
+            keep = [changes.unchanged(since, key) for key in keys]
+            for key in keys:
+                changes.changed(key)  # a read that went out meanwhile may bring the old value
+            for (key, value), kept in zip(pairs, keep, strict=True):
+                if kept:
+                    self._keep(
+                        key, Stored(value, ttl if ttl is not None else self.remote.ttl), sent
+                    )
+                else:
+                    self.local.drop(key)
+        finally:
+            changes.unwatch(keys)
         if receivers == 0 and self._subscribed.is_set():
             # Our own listener should have heard it: the subscription is dead.
             self._restart_listener("an announcement reached no subscriber, not even this one")
@@ -278,14 +341,14 @@ class TieredCache(Generic[V]):
     async def delete(self, key: str) -> bool:
         """Remove ``key`` here, in the store and in every other process's copies."""
         self._listen()
-        self._version += 1
-        self.local.drop(_check_key(key))
+        self._changes.changed(_check_key(key))
+        self.local.drop(key)
         try:
             if self._skipping():
                 raise self._unavailable()
             existed = await self.remote.remove([key], origin=self._origin)
         finally:
-            self._version += 1
+            self._changes.changed(key)
             self.local.drop(key)
         return existed > 0
 
@@ -295,11 +358,11 @@ class TieredCache(Generic[V]):
         if type(tag) is not str:
             raise TypeError(f"a tag must be a str, not {type(tag).__name__}")
         self._listen()
-        self._version += 1
+        self._changes.everything()  # which keys are known only from the reply
         try:
             keys = await self.remote.invalidate_tag(tag, origin=self._origin)
         finally:
-            self._version += 1
+            self._changes.everything()
         for key in keys:
             self.local.drop(key)
         return len(keys)
@@ -328,16 +391,19 @@ class TieredCache(Generic[V]):
                 if self._skipping():
                     return await self._load_here(key, loader)
                 arrived.clear()
-                before = self._version
+                since = self._changes.watch((key,))
                 sent = time.monotonic()
                 try:
                     claim = await self.remote.claim(key, self.lock_ttl)
+                    kept = self._changes.unchanged(since, key)
                 except CacheUnavailableError as error:
                     self._went_down(error)
                     return await self._load_here(key, loader)
+                finally:
+                    self._changes.unwatch((key,))
                 self._came_up()
                 if claim.found is not None:
-                    if self._version == before:
+                    if kept:
                         self._keep(key, claim.found, sent)
                     return claim.found.value
                 if claim.token is not None:
@@ -373,14 +439,17 @@ class TieredCache(Generic[V]):
             await _quietly(asyncio.shield(self.remote.release(key, token, origin=self._origin)))
             raise
         renewing.cancel()
-        before = self._version
+        since = self._changes.watch((key,))
         sent = time.monotonic()
         try:
             await asyncio.shield(self.remote.commit(key, token, value, origin=self._origin))
         except CacheUnavailableError as error:
             self._went_down(error)
             _log.warning("%s: %r is kept only here (%s)", self.name, key, error)
-        if self._version == before:
+        finally:
+            kept = self._changes.unchanged(since, key)
+            self._changes.unwatch((key,))
+        if kept:
             self._keep(key, Stored(value, self.remote.ttl), sent)
         return value
 
@@ -449,9 +518,9 @@ class TieredCache(Generic[V]):
         mine = announcement.origin == self._origin
         if not mine:
             self.received += 1
-            self._version += 1
         for key in announcement.keys:
             if not mine:
+                self._changes.changed(key)
                 self.local.drop(key)
             arrived = self._arrivals.get(key)
             if arrived is not None:
