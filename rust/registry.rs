@@ -9,7 +9,7 @@
 //! `call_key`), so that the next such call is a hit.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::metrics::{Counter, Gauge, Histogram, Timer};
@@ -72,7 +72,8 @@ impl RegistryCore {
         Py::new(bounds.py(), Histogram::with_bounds(bounds)?)
     }
 
-    /// The exposition lines of a family's series (see render.rs): `children`
+    /// Appends the exposition lines of a family's series to the list `out`,
+    /// as bytes when `encoded`, else as a str (see render.rs): `children`
     /// pairs of label values and this backend's metrics, `lines` the cached
     /// prefixes per series, `make(values)` those of a new series (or None).
     #[staticmethod]
@@ -81,8 +82,10 @@ impl RegistryCore {
         children: &Bound<'_, PyAny>,
         lines: &Bound<'_, PyDict>,
         make: &Bound<'_, PyAny>,
-    ) -> PyResult<String> {
-        crate::render::samples(kind, children, lines, make)
+        out: &Bound<'_, PyList>,
+        encoded: bool,
+    ) -> PyResult<()> {
+        crate::render::samples(kind, children, lines, make, out, encoded)
     }
 }
 

@@ -3,25 +3,56 @@
 //! `pepperpy_core.exposition`) followed by the value, read from the metric
 //! here. `pepperpy_core._fallback.metrics.RegistryCore._samples` writes the
 //! same bytes in Python; the differential tests compare the two.
+//!
+//! The lines are appended to the caller's list: as one str (for
+//! `export()`), or, for a body to send, as UTF-8 bytes, at most `FLUSH` bytes
+//! (and whole series) per object, written through one small buffer that
+//! stays in the CPU's cache. The server joins those bytes once per piece it
+//! sends: a scrape's text is not copied through a str, a join and an encode,
+//! each into memory fresh from the kernel.
 
 use std::fmt::Write;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::metrics::{Counter, Gauge, Histogram};
 
-/// The lines of `children` (an iterable of (label values, metric) pairs) of a
-/// family of `kind` ("counter", "gauge" or "histogram"); `lines` caches each
-/// series' prefixes, and `make(values)` makes those of a series not yet
-/// cached (None: the series is left out).
+/// Bytes of lines gathered before they are appended to the output as one
+/// bytes object (exceeded only by a series longer than that).
+const FLUSH: usize = 64 * 1024;
+
+/// Appends the lines of `children` (an iterable of (label values, metric)
+/// pairs) of a family of `kind` ("counter", "gauge" or "histogram") to the
+/// list `out`: as bytes objects when `encoded`, else as one str; `lines`
+/// caches each series' prefixes, and `make(values)` makes those of a series
+/// not yet cached (None: the series is left out). On an error, `out` is left
+/// as it was.
 pub(crate) fn samples(
     kind: &str,
     children: &Bound<'_, PyAny>,
     lines: &Bound<'_, PyDict>,
     make: &Bound<'_, PyAny>,
-) -> PyResult<String> {
+    out: &Bound<'_, PyList>,
+    encoded: bool,
+) -> PyResult<()> {
+    let start = out.len();
+    let written = write_samples(kind, children, lines, make, out, encoded);
+    if written.is_err() && out.len() > start {
+        out.del_slice(start, out.len())?;
+    }
+    written
+}
+
+fn write_samples(
+    kind: &str,
+    children: &Bound<'_, PyAny>,
+    lines: &Bound<'_, PyDict>,
+    make: &Bound<'_, PyAny>,
+    out: &Bound<'_, PyList>,
+    encoded: bool,
+) -> PyResult<()> {
     let kind = match kind {
         "counter" => Kind::Counter,
         "gauge" => Kind::Gauge,
@@ -33,12 +64,20 @@ pub(crate) fn samples(
         }
     };
     let py = children.py();
-    let mut out = String::new();
-    // How many series are coming, if the iterable knows: once the first is
-    // written, room for all of them is made at once.
-    let expected = children.len().unwrap_or(0);
-    let mut integers = itoa::Buffer::new();
+    let mut text = if encoded {
+        String::with_capacity(FLUSH + FLUSH / 4)
+    } else {
+        String::new()
+    };
+    // One str: how many series are coming, if the iterable knows, so that
+    // once the first is written, room for all of them is made at once.
+    let expected = if encoded {
+        0
+    } else {
+        children.len().unwrap_or(0)
+    };
     let mut sized = false;
+    let mut integers = itoa::Buffer::new();
     for pair in children.try_iter()? {
         let pair = pair?;
         let pair = pair.cast::<PyTuple>()?;
@@ -59,15 +98,15 @@ pub(crate) fn samples(
         match kind {
             Kind::Counter => {
                 let value = metric.cast::<Counter>()?.get().current();
-                push_prefix(&mut out, prefixes, 0)?;
-                out.push_str(integers.format(value));
-                out.push('\n');
+                push_prefix(&mut text, prefixes, 0)?;
+                text.push_str(integers.format(value));
+                text.push('\n');
             }
             Kind::Gauge => {
                 let value = metric.cast::<Gauge>()?.get().current();
-                push_prefix(&mut out, prefixes, 0)?;
-                push_number(&mut out, value);
-                out.push('\n');
+                push_prefix(&mut text, prefixes, 0)?;
+                push_number(&mut text, value);
+                text.push('\n');
             }
             Kind::Histogram => {
                 let (buckets, sum) = metric.cast::<Histogram>()?.get().exported(py)?;
@@ -78,25 +117,34 @@ pub(crate) fn samples(
                     ));
                 }
                 for (at, (_, total)) in buckets.iter().enumerate().take(lines_here - 2) {
-                    push_prefix(&mut out, prefixes, at)?;
-                    out.push_str(integers.format(*total));
-                    out.push('\n');
+                    push_prefix(&mut text, prefixes, at)?;
+                    text.push_str(integers.format(*total));
+                    text.push('\n');
                 }
-                push_prefix(&mut out, prefixes, lines_here - 2)?;
-                push_number(&mut out, sum);
-                out.push('\n');
-                push_prefix(&mut out, prefixes, lines_here - 1)?;
+                push_prefix(&mut text, prefixes, lines_here - 2)?;
+                push_number(&mut text, sum);
+                text.push('\n');
+                push_prefix(&mut text, prefixes, lines_here - 1)?;
                 let count = buckets.last().map_or(0, |(_, total)| *total);
-                out.push_str(integers.format(count));
-                out.push('\n');
+                text.push_str(integers.format(count));
+                text.push('\n');
             }
         }
-        if !sized && expected > 1 && !out.is_empty() {
+        if encoded && text.len() >= FLUSH {
+            out.append(PyBytes::new(py, text.as_bytes()))?;
+            text.clear();
+        } else if !sized && expected > 1 && !text.is_empty() {
             sized = true;
-            out.reserve(out.len() * (expected - 1) + out.len() / 8);
+            text.reserve(text.len() * (expected - 1) + text.len() / 8);
         }
     }
-    Ok(out)
+    if text.is_empty() {
+        Ok(())
+    } else if encoded {
+        out.append(PyBytes::new(py, text.as_bytes()))
+    } else {
+        out.append(text)
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -679,3 +679,44 @@ def test_every_backend_writes_a_float_as_python_does(values: list[float]) -> Non
             assert f'level{{i="{i}"}} {number(value)}\n' in text, (backend.name, value)
             total = registry.histogram("spent_seconds", {"i": str(i)}).sum
             assert f'spent_seconds_sum{{i="{i}"}} {number(total)}\n' in text, backend.name
+
+
+class _Refused(Exception):
+    """Raised by a series' label text maker below."""
+
+
+@pytest.mark.parametrize("encoded", [True, False], ids=["bytes", "str"])
+@pytest.mark.parametrize("before", [3, 3000], ids=["few", "past-a-flush"])
+def test_a_sample_writer_appends_to_the_body_or_leaves_it_as_it_was(
+    before: int, encoded: bool
+) -> None:
+    # Each backend's writer appends a family's lines (bytes to send, or a
+    # str) to the parts of a body; a failure part-way (here making the label
+    # text of series ``before``) leaves the parts as they were, even after the
+    # native one has handed over bytes it buffered (over 64 KiB of them).
+    head = "# TYPE jobs_total counter\n"
+    bodies = []
+    for backend in BACKENDS:
+        registry = _registry(backend)
+        for i in range(before + 1):
+            registry.counter("jobs_total", {"job": f"{i:05d}" + "x" * 20}).inc(i)
+        ((_, children),) = registry.collect()
+
+        def make(values: tuple[str, ...]) -> tuple[str, ...]:
+            if values[0].startswith(f"{before:05d}"):
+                raise _Refused(values[0])
+            return (f'jobs_total{{job="{values[0]}"}} ',)
+
+        out: list[Any] = [head.encode() if encoded else head]
+        with pytest.raises(_Refused):
+            registry._samples("counter", children.items(), {}, make, out, encoded)
+        assert out == [head.encode() if encoded else head], backend.name
+        lines: dict[Any, Any] = {}
+        del children[max(children)]
+        registry._samples("counter", children.items(), lines, make, out, encoded)
+        assert {type(part) for part in out} == {bytes if encoded else str}, backend.name
+        bodies.append(b"".join(out).decode() if encoded else "".join(out))
+        assert len(lines) == before
+    assert bodies[0] == bodies[1]
+    assert bodies[0].count("\n") == before + 1
+    assert bodies[0].endswith(f'jobs_total{{job="{before - 1:05d}{"x" * 20}"}} {before - 1}\n')

@@ -281,9 +281,9 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
     released = False
     rendered = app_module.render_chunks
 
-    def held(*args: Any) -> Iterator[str]:
+    def held(*args: Any) -> Iterator[bytes]:
         while not released:  # until every scrape below has arrived
-            yield ""
+            yield b""
         yield from rendered(*args)
 
     monkeypatch.setattr(app_module, "render_chunks", held)
@@ -320,9 +320,9 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
 
 
 def test_stop_ends_a_render_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
-    def endless(*args: Any) -> Iterator[str]:
+    def endless(*args: Any) -> Iterator[bytes]:
         while True:
-            yield ""
+            yield b""
 
     monkeypatch.setattr(app_module, "render_chunks", endless)
 

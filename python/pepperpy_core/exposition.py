@@ -49,17 +49,20 @@ CONTENT_TYPES: Final[dict[Format, str]] = {
     "prometheus": "text/plain; version=0.0.4; charset=utf-8",
     "openmetrics": "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
-#: Writes the sample lines of a family's series (see ``kinds.samples``):
-#: kind, (label values, metric) pairs, the cached prefixes per series, and
-#: how to make those of a new series (None: leave it out).
+#: Appends the sample lines of a family's series to a list (see
+#: ``kinds.samples``): kind, (label values, metric) pairs, the cached prefixes
+#: per series, how to make those of a new series (None: leave it out), the
+#: list, and whether to append them UTF-8 encoded (bytes) or as a str.
 SampleWriter = Callable[
     [
         Kind,
         Iterable[tuple[tuple[str, ...], Any]],
         dict[tuple[str, ...], tuple[str, ...]],
         Callable[[tuple[str, ...]], tuple[str, ...] | None],
+        list[Any],
+        bool,
     ],
-    str,
+    None,
 ]
 _log: Final = logging.getLogger("pepperpy_core.metrics")
 #: Family name, label names and claims are checked under this one lock (by
@@ -83,9 +86,7 @@ class Family:
     lines: dict[str, dict[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     #: Writes the sample lines of its series (``kinds.samples`` or its Rust
     #: twin): the registry that made the family gives its backend's.
-    render: (
-        Callable[[Kind, Iterable[tuple[tuple[str, ...], Any]], dict[Any, Any], Any], str] | None
-    ) = None
+    render: SampleWriter | None = None
     #: Whether text that UTF-8 cannot encode was found here (logged once).
     unencodable: bool = False
 
@@ -165,22 +166,23 @@ def default_help(family: Family) -> str:
     return KINDS[family.kind].default_help(family.name)
 
 
-def _header(out: list[str], family: Family, description: str, fmt: Format) -> None:
+def _header(out: list[Any], family: Family, description: str, fmt: Format, encoded: bool) -> None:
     name = KINDS[family.kind].header_name(family.name, fmt == "openmetrics")
     if description and not encodable(description):
         _unencodable(family, "its help text")
         description = ""
     # promtool, and people, want every family described.
     description = description or default_help(family)
-    out.append(f"# HELP {name} {_escape_help(description, fmt)}\n")
-    out.append(f"# TYPE {name} {family.kind}\n")
+    text = f"# HELP {name} {_escape_help(description, fmt)}\n# TYPE {name} {family.kind}\n"
+    out.append(text.encode() if encoded else text)
 
 
 def _samples(
-    out: list[str],
+    out: list[Any],
     family: Family,
     children: Iterable[tuple[tuple[str, ...], Any]],
     extra: str,
+    encoded: bool,
 ) -> None:
     if extra and "module" in family.label_names:
         extra = ""  # the series name their module already
@@ -194,7 +196,7 @@ def _samples(
             _unencodable(family, "a series' labels")
         return prefixes
 
-    out.append((family.render or samples)(family.kind, children, cache, make))
+    (family.render or samples)(family.kind, children, cache, make, out, encoded)
 
 
 #: Each family with a copy of its children: a dict, not a list of pairs, so
@@ -208,19 +210,30 @@ Sources = Sequence[tuple[Snapshot, str]]
 def render(sources: Sources, fmt: Format) -> str:
     """The text of several registries' snapshots, each with its extra label
     text (``module="db"``, or empty), families of one name merged."""
-    return "".join(render_chunks(sources, fmt))
+    (parts,) = _render(sources, fmt, None, encoded=False)
+    return "".join(parts)
 
 
-def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> Iterator[str]:
-    """``render``'s text in pieces of about ``lines`` lines each (a family's
-    series are split between pieces), or in one piece; metric values are
-    read as each piece is made. A server renders a big registry piece by
-    piece, answering other requests in between."""
+def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> Iterator[bytes]:
+    """``render``'s text, UTF-8 encoded, in pieces of about ``lines`` lines
+    each (a family's series are split between pieces), or in one piece;
+    metric values are read as each piece is made. A server renders a big
+    registry piece by piece, answering other requests in between, and sends
+    the pieces as they are."""
+    for parts in _render(sources, fmt, lines, encoded=True):
+        yield b"".join(parts)
+
+
+def _render(
+    sources: Sources, fmt: Format, lines: int | None, *, encoded: bool
+) -> Iterator[list[Any]]:
+    """``render_chunks``' pieces, each as the parts the writers made: bytes
+    if ``encoded``, else str."""
     merged: dict[str, list[tuple[Family, dict[tuple[str, ...], Any], str]]] = {}
     for snapshot, extra in sources:
         for family, children in snapshot:
             merged.setdefault(family.name, []).append((family, children, extra))
-    out: list[str] = []
+    out: list[Any] = []
     buffered = 0  # lines in out
     for parts in merged.values():
         first = parts[0][0]
@@ -231,26 +244,26 @@ def render_chunks(sources: Sources, fmt: Format, lines: int | None = None) -> It
                     f"{other.kind} in another"
                 )
         description = next((f.description for f, _, _ in parts if f.description), "")
-        _header(out, first, description, fmt)
+        _header(out, first, description, fmt, encoded)
         buffered += 2
         for family, children, extra in parts:
             if lines is None:
-                _samples(out, family, children.items(), extra)
+                _samples(out, family, children.items(), extra, encoded)
                 continue
             per_series = KINDS[family.kind].lines_per_series(family.buckets)
             step = max(1, lines // per_series)
             items = iter(children.items())
             for start in range(0, len(children), step):
-                _samples(out, family, itertools.islice(items, step), extra)
+                _samples(out, family, itertools.islice(items, step), extra, encoded)
                 # (counted, not scanned for: a series left out counts too)
                 buffered += min(step, len(children) - start) * per_series
                 if buffered >= lines:
-                    yield "".join(out)
-                    out.clear()
+                    yield out
+                    out = []
                     buffered = 0
     if fmt == "openmetrics":
-        out.append("# EOF\n")
-    yield "".join(out)
+        out.append(b"# EOF\n" if encoded else "# EOF\n")
+    yield out
 
 
 # --- content negotiation --------------------------------------------------------

@@ -87,12 +87,15 @@ class MetricKind:
     def lines_per_series(self, buckets: tuple[float, ...]) -> int:
         return 1
 
-    def samples(self, children: Series, lines: Lines, make: Make) -> str:
-        """The sample lines of a family's series: each series' cached prefixes
-        (``make(values)`` makes those of a new one; None leaves it out), each
-        followed by a value read from its metric."""
-        out: list[str] = []
-        append = out.append
+    def samples(
+        self, children: Series, lines: Lines, make: Make, out: list[Any], encoded: bool
+    ) -> None:
+        """Append the sample lines of a family's series to ``out`` (UTF-8
+        encoded if ``encoded``): each series' cached prefixes (``make(values)``
+        makes those of a new one; None leaves it out), each followed by a
+        value read from its metric. On an error, ``out`` is left as it was."""
+        text: list[str] = []
+        append = text.append
         write = self._write
         for values, metric in children:
             prefixes = lines.get(values)
@@ -102,7 +105,9 @@ class MetricKind:
                     continue
                 lines[values] = prefixes
             write(append, prefixes, metric)
-        return "".join(out)
+        if text:
+            joined = "".join(text)
+            out.append(joined.encode() if encoded else joined)
 
     def _write(self, append: Callable[[str], None], prefixes: tuple[str, ...], metric: Any) -> None:
         raise NotImplementedError
@@ -281,7 +286,9 @@ class _Histogram(MetricKind):
 KINDS: Final[dict[str, MetricKind]] = {k.name: k for k in (_Counter(), _Gauge(), _Histogram())}
 
 
-def samples(kind: Kind, children: Series, lines: Lines, make: Make) -> str:
+def samples(
+    kind: Kind, children: Series, lines: Lines, make: Make, out: list[Any], encoded: bool
+) -> None:
     """``KINDS[kind].samples``: the pure-Python writer of a family's sample
-    lines (``rust/render.rs`` is the native backend's)."""
-    return KINDS[kind].samples(children, lines, make)
+    lines, appended to ``out`` (``rust/render.rs`` is the native backend's)."""
+    KINDS[kind].samples(children, lines, make, out, encoded)

@@ -615,10 +615,10 @@ class _Served:
     def health(self) -> Awaitable[HealthReport]:
         return self._app.health()
 
-    def metrics(self, fmt: Format, lines: int) -> Iterator[str]:
+    def metrics(self, fmt: Format, lines: int) -> Iterator[bytes]:
         exposition = self._app._exposition
         if exposition is None:  # closed meanwhile: what render_metrics() says now
-            yield self._app.render_metrics(fmt)
+            yield self._app.render_metrics(fmt).encode()
             return
         yield from render_chunks(exposition.collect(), fmt, lines)
 

@@ -125,8 +125,8 @@ class Served(Protocol):
         """Run every health check once."""
         ...
 
-    def metrics(self, fmt: Format, lines: int) -> Iterator[str]:
-        """The /metrics body in ``fmt``, about ``lines`` lines per piece."""
+    def metrics(self, fmt: Format, lines: int) -> Iterator[bytes]:
+        """The /metrics body in ``fmt``, UTF-8 encoded, about ``lines`` lines per piece."""
         ...
 
     def scraped(self, fmt: Format) -> None:
@@ -341,8 +341,8 @@ class HttpServer:
         """The body as encoded pieces, rendered a slice at a time."""
         try:
             chunks = []
-            for text in self._app.metrics(fmt, RENDER_SLICE):
-                chunks.append(text.encode())
+            for piece in self._app.metrics(fmt, RENDER_SLICE):
+                chunks.append(piece)
                 await asyncio.sleep(0)  # probes and other requests answer here
         except Exception:
             _log.exception("collecting metrics failed")
