@@ -155,7 +155,12 @@ enum Kind {
 }
 
 fn push_prefix(out: &mut String, prefixes: &Bound<'_, PyTuple>, at: usize) -> PyResult<()> {
-    out.push_str(&prefixes.get_item(at)?.cast::<PyString>()?.to_cow()?);
+    out.push_str(
+        &prefixes
+            .get_borrowed_item(at)?
+            .cast::<PyString>()?
+            .to_cow()?,
+    );
     Ok(())
 }
 
@@ -172,11 +177,18 @@ pub(crate) fn push_number(out: &mut String, value: f64) {
         return;
     }
     // Rust's shortest round-trip digits, as d.ddde<exp>: the digits Python's
-    // repr picks too; only the layout differs.
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific
-        .split_once('e')
-        .unwrap_or((scientific.as_str(), "0"));
+    // repr picks too; only the layout differs. Written on the stack: a
+    // histogram's sum is one per series, and a heap text each was a tenth of
+    // a scrape's time.
+    let mut stack = Stack::default();
+    let heap;
+    let scientific = if write!(stack, "{value:e}").is_ok() {
+        stack.as_str()
+    } else {
+        heap = format!("{value:e}"); // (never: any f64 fits the stack)
+        heap.as_str()
+    };
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let mantissa = match mantissa.strip_prefix('-') {
         Some(rest) => {
@@ -185,34 +197,66 @@ pub(crate) fn push_number(out: &mut String, value: f64) {
         }
         None => mantissa,
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if (-4..16).contains(&exponent) {
-        if exponent >= 0 {
-            let whole = usize::try_from(exponent).unwrap_or(0) + 1;
-            if digits.len() <= whole {
-                out.push_str(&digits);
-                out.extend(std::iter::repeat_n('0', whole - digits.len()));
-                out.push_str(".0");
-            } else {
-                out.push_str(&digits[..whole]);
-                out.push('.');
-                out.push_str(&digits[whole..]);
-            }
+    // The digits are `lead` (one) followed by `fraction` (those after the point).
+    let (lead, fraction) = mantissa.split_at(mantissa.len().min(1));
+    let fraction = fraction.strip_prefix('.').unwrap_or(fraction);
+    if (-4..0).contains(&exponent) {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n(
+            '0',
+            usize::try_from(-exponent - 1).unwrap_or(0),
+        ));
+        out.push_str(lead);
+        out.push_str(fraction);
+    } else if (0..16).contains(&exponent) {
+        // `exponent` of the fraction's digits go before the point.
+        let before = usize::try_from(exponent).unwrap_or(0);
+        out.push_str(lead);
+        if fraction.len() <= before {
+            out.push_str(fraction);
+            out.extend(std::iter::repeat_n('0', before - fraction.len()));
+            out.push_str(".0");
         } else {
-            out.push_str("0.");
-            out.extend(std::iter::repeat_n(
-                '0',
-                usize::try_from(-exponent - 1).unwrap_or(0),
-            ));
-            out.push_str(&digits);
+            let (whole, rest) = fraction.split_at(before);
+            out.push_str(whole);
+            out.push('.');
+            out.push_str(rest);
         }
     } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
+        out.push_str(lead);
+        if !fraction.is_empty() {
             out.push('.');
-            out.push_str(&digits[1..]);
+            out.push_str(fraction);
         }
         let sign = if exponent < 0 { '-' } else { '+' };
         let _ = write!(out, "e{sign}{:02}", exponent.unsigned_abs());
+    }
+}
+
+/// A short ASCII text on the stack (a float's digits), refusing more than
+/// fits.
+#[derive(Default)]
+struct Stack {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Stack {
+    fn as_str(&self) -> &str {
+        // Only whole str were written in, so this never fails.
+        self.bytes
+            .get(..self.len)
+            .and_then(|written| std::str::from_utf8(written).ok())
+            .unwrap_or("")
+    }
+}
+
+impl Write for Stack {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
