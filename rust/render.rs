@@ -4,12 +4,12 @@
 //! here. `pepperpy_core._fallback.metrics.RegistryCore._samples` writes the
 //! same bytes in Python; the differential tests compare the two.
 //!
-//! The lines are appended to the caller's list: as one str (for
-//! `export()`), or, for a body to send, as UTF-8 bytes, at most `FLUSH` bytes
-//! (and whole series) per object, written through one small buffer that
-//! stays in the CPU's cache. The server joins those bytes once per piece it
-//! sends: a scrape's text is not copied through a str, a join and an encode,
-//! each into memory fresh from the kernel.
+//! The lines are appended to the caller's list. For a body to send, as UTF-8
+//! bytes, at most `FLUSH` bytes (and whole series) per object, written
+//! through one buffer that stays in the CPU's cache; the server joins them
+//! once per piece it sends, so a scrape's text is not copied through a str,
+//! a join and an encode, each into memory fresh from the kernel. For
+//! `export()`, as one str, which decoding bytes would only copy again.
 
 use std::fmt::Write;
 
