@@ -166,7 +166,8 @@ fn push_prefix(out: &mut String, prefixes: &Bound<'_, PyTuple>, at: usize) -> Py
 
 /// `value` as `pepperpy_core.exposition.number` writes a float: `+Inf` and
 /// `-Inf`, else Python's `repr(float)` (the shortest text that reads back as
-/// the same float; positional from 1e-4 up to 1e16, else `1.5e-05`, `1e+16`).
+/// the same float, a tie between two such going to the even digit;
+/// positional from 1e-4 up to 1e16, else `1.5e-05`, `1e+16`).
 pub(crate) fn push_number(out: &mut String, value: f64) {
     if value.is_infinite() {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
@@ -176,30 +177,45 @@ pub(crate) fn push_number(out: &mut String, value: f64) {
         out.push_str("nan");
         return;
     }
-    // Rust's shortest round-trip digits, as d.ddde<exp>: the digits Python's
-    // repr picks too; only the layout differs. Written on the stack: a
-    // histogram's sum is one per series, and a heap text each was a tenth of
-    // a scrape's time.
-    let mut stack = Stack::default();
-    let heap;
-    let scientific = if write!(stack, "{value:e}").is_ok() {
-        stack.as_str()
-    } else {
-        heap = format!("{value:e}"); // (never: any f64 fits the stack)
-        heap.as_str()
+    if value.is_sign_negative() {
+        out.push('-');
+    }
+    // Ryu's digits are Python's: the shortest that read back, and of two
+    // equally near the even one (Rust's own formatting rounds such a tie
+    // up: 70368744177664.625 would be ...664.63, Python writes ...664.62).
+    // Only the layout differs, so the digits and the decimal exponent are
+    // taken from its text (on the stack: one per series of a histogram).
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(value.abs());
+    let (mantissa, shift) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
     };
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let mantissa = match mantissa.strip_prefix('-') {
-        Some(rest) => {
-            out.push('-');
-            rest
+    let point = mantissa.find('.').unwrap_or(mantissa.len());
+    let mut digits = [0u8; 32];
+    let mut count = 0;
+    for byte in mantissa.bytes().filter(|b| b.is_ascii_digit()) {
+        if let Some(slot) = digits.get_mut(count) {
+            *slot = byte;
+            count += 1;
         }
-        None => mantissa,
-    };
+    }
+    let written = digits.get(..count).unwrap_or(&[]);
+    // Leading zeros (0.001) and trailing ones (120.0) are layout, not digits.
+    let first = written
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(count.saturating_sub(1));
+    let last = written
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(first + 1, |at| at + 1)
+        .max(first + 1);
+    let significant = std::str::from_utf8(written.get(first..last).unwrap_or(b"0")).unwrap_or("0");
+    let exponent =
+        i32::try_from(point).unwrap_or(0) - 1 - i32::try_from(first).unwrap_or(0) + shift;
     // The digits are `lead` (one) followed by `fraction` (those after the point).
-    let (lead, fraction) = mantissa.split_at(mantissa.len().min(1));
-    let fraction = fraction.strip_prefix('.').unwrap_or(fraction);
+    let (lead, fraction) = significant.split_at(significant.len().min(1));
     if (-4..0).contains(&exponent) {
         out.push_str("0.");
         out.extend(std::iter::repeat_n(
@@ -230,33 +246,5 @@ pub(crate) fn push_number(out: &mut String, value: f64) {
         }
         let sign = if exponent < 0 { '-' } else { '+' };
         let _ = write!(out, "e{sign}{:02}", exponent.unsigned_abs());
-    }
-}
-
-/// A short ASCII text on the stack (a float's digits), refusing more than
-/// fits.
-#[derive(Default)]
-struct Stack {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl Stack {
-    fn as_str(&self) -> &str {
-        // Only whole str were written in, so this never fails.
-        self.bytes
-            .get(..self.len)
-            .and_then(|written| std::str::from_utf8(written).ok())
-            .unwrap_or("")
-    }
-}
-
-impl Write for Stack {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        let end = self.len + text.len();
-        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        room.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
