@@ -31,41 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
+from pepperpy_core._loading import awaited, load_async
 from pepperpy_core._singleflight import SingleFlight
 from pepperpy_core.cache import FIFOCache
-from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.module._shared_cache import make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
 from pepperpy_core.protocols import AsyncCacheProtocol, CacheProtocol
-
-_MISSING: Final = object()
-_log: Final = logging.getLogger("pepperpy_core.cached")
 
 V = TypeVar("V")
 
 #: What ``cache=`` takes: a FIFOCache or any cache with its methods, an async
 #: cache (LocalCache, RedisCache, TieredCache), or a mapping (the spec's dict).
 AnyCache = CacheProtocol[Any, Any] | AsyncCacheProtocol[Any, Any] | MutableMapping[Any, Any]
-
-
-class _Loading(Protocol):
-    """A cache that loads a missing key itself, once across processes (a TieredCache)."""
-
-    async def load(self, key: Any, loader: Callable[[], Awaitable[Any]]) -> Any: ...
-
-
-def _awaited(cache: object) -> TypeGuard[AsyncCacheProtocol[Any, Any]]:
-    """Whether ``cache`` is read and written with ``await`` (its ``set`` is a coroutine)."""
-    return inspect.iscoroutinefunction(getattr(cache, "set", None))
-
-
-def _loading(cache: AsyncCacheProtocol[Any, Any]) -> TypeGuard[_Loading]:
-    return inspect.iscoroutinefunction(getattr(cache, "load", None))
 
 
 @dataclass(frozen=True)
@@ -135,40 +116,16 @@ class CachedModule(BaseModule):
     async def _run(self, key: Hashable, loader: Callable[[], Awaitable[V]], generation: int) -> V:
         cache = self.cache
         try:
-            if _awaited(cache):
-                return await self._run_async(cache, key, loader, generation)
+            if awaited(cache):
+                return await load_async(
+                    cache, key, loader, self, lambda: generation == self._generation
+                )
             value = await loader()
         except BaseException:
             self._failures += 1
             raise
         if generation == self._generation:  # no cleanup since the load began
             cache[key] = value
-        return value
-
-    async def _run_async(
-        self,
-        cache: AsyncCacheProtocol[Any, Any],
-        key: Hashable,
-        loader: Callable[[], Awaitable[V]],
-        generation: int,
-    ) -> V:
-        if _loading(cache):  # a TieredCache: one load across processes
-            loaded: V = await cache.load(key, loader)
-            return loaded
-        try:
-            found = await cache.get(key, _MISSING)
-        except CacheUnavailableError as error:
-            _log.warning("%s: %s loads %r without it", error, self.name, key)
-            found = _MISSING
-        if found is not _MISSING:
-            stored: V = found
-            return stored
-        value = await loader()
-        if generation == self._generation:
-            try:
-                await cache.set(key, value)
-            except CacheUnavailableError as error:
-                _log.warning("%s: %s did not cache %r", error, self.name, key)
         return value
 
     def cache_stats(self) -> LoadStats:
