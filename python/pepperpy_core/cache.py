@@ -1,5 +1,6 @@
 """FIFOCache: the bounded FIFO mapping, from the active backend; LocalCache:
-any such local cache behind the async cache protocol.
+any such local cache behind the async cache protocol; ``cached``: a
+function's results kept in any of these caches (see ``_cached.py``).
 
 ``FIFOCache[K, V](maxsize)`` evicts the oldest inserted key when a new key
 arrives at ``maxsize`` entries; overwriting keeps a key's position and reads
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar, overload
 
 from pepperpy_core._backend import ACTIVE
+from pepperpy_core._cached import cached
 from pepperpy_core._seconds import seconds_or_none
 from pepperpy_core.protocols import CacheProtocol
 
@@ -24,7 +26,7 @@ else:
     CacheStats = ACTIVE.CacheStats
     FIFOCache = ACTIVE.FIFOCache
 
-__all__ = ["CacheStats", "FIFOCache", "LocalCache"]
+__all__ = ["CacheStats", "FIFOCache", "LocalCache", "cached"]
 
 K = TypeVar("K")
 V = TypeVar("V")
