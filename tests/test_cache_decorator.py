@@ -16,6 +16,7 @@ import pytest
 
 from pepperpy_core.cache import FIFOCache, LocalCache, cached
 from pepperpy_core.errors import CacheUnavailableError, CircularLoadError
+from pepperpy_core.module import CachedModule, ModuleConfig
 from pepperpy_core.protocols import AsyncCacheProtocol, CacheProtocol
 from pepperpy_core.redis import RedisCache
 from pepperpy_core.tier import TieredCache
@@ -446,6 +447,17 @@ def test_a_circle_through_two_functions_is_an_error_and_recursion_on_other_keys_
         assert await fib(60) == 1548008755920
 
     run(main(), timeout=60)
+
+
+def test_a_circle_through_a_cached_modules_load_is_an_error() -> None:
+    module = CachedModule(ModuleConfig(name="reports"))
+
+    @cached(FIFOCache[Hashable, str](10))
+    async def report(k: int) -> str:
+        return await module.get_or_load(k, lambda: report(k))
+
+    with pytest.raises(CircularLoadError, match=r"reports\[1\] -> cached .*report\[\(1,\)\]"):
+        run(report(1), timeout=60)
 
 
 class _SlowCache(LocalCache[Hashable, Any]):
