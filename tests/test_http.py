@@ -27,11 +27,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from pepperpy_core import Application
 from pepperpy_core.errors import MetricError
+from pepperpy_core.exposition import CONTENT_TYPES
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module import BaseModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
 from pepperpy_core.runtime import StartupError, accept_errors
 from pepperpy_core.runtime import app as app_module
+from pepperpy_core.runtime import endpoints as endpoints_module
 from pepperpy_core.runtime import http as http_module
 from tests.asyncutil import run, until
 from tests.hiding import hide
@@ -153,7 +155,7 @@ def test_each_endpoint_answers() -> None:
                 status, kind, _ = await get(
                     port, f"/metrics?format={query}", Accept=PROMETHEUS_ACCEPT
                 )
-                assert (status, kind) == (200, http_module.CONTENT_TYPES[fmt])
+                assert (status, kind) == (200, CONTENT_TYPES[fmt])
             status, _, body = await get(port, "/metrics?format=json")
             assert status == 400
             assert "'json'" in body
@@ -287,7 +289,7 @@ def test_concurrent_scrapes_share_one_render_and_later_ones_render_again(
         yield from rendered(*args)
 
     monkeypatch.setattr(app_module, "render_chunks", held)
-    monkeypatch.setattr(http_module, "RENDER_SLICE", 50)
+    monkeypatch.setattr(endpoints_module, "RENDER_SLICE", 50)
 
     async def main() -> None:
         nonlocal released
@@ -327,15 +329,22 @@ def test_stop_ends_a_render_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_module, "render_chunks", endless)
 
     async def main() -> None:
-        async with running(Service("db")) as app:  # checks that no task is left
-            server = app._http
-            assert server is not None
-            assert app.http_port is not None
-            scrape = asyncio.ensure_future(get(app.http_port, "/metrics"))
-            await until(lambda: server.scrapes_in_flight == 1)
+        before = asyncio.all_tasks()
+        app = Application(Service("db"), http=LOCAL)
+        await app.start()
+        server = app._http
+        assert server is not None
+        assert app.http_port is not None
+        scrape = asyncio.ensure_future(get(app.http_port, "/metrics"))
+        await until(lambda: server.scrapes_in_flight == 1)
+        await app.stop()
+        # The client's own task ends when it has seen the close (and its retry
+        # refused): awaited before counting what is left, not raced.
         with pytest.raises(aiohttp.ClientError):
             await scrape
-        assert server.bodies_held == 0
+        assert (server.bodies_held, server.endpoints.renders_in_flight) == (0, 0)
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() - before == set()
 
     run(main())
 
@@ -831,7 +840,7 @@ def test_a_client_that_never_reads_its_answer_is_cut_off(monkeypatch: pytest.Mon
 
 
 def test_bodies_held_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_module, "MAX_BODIES", 2)
+    monkeypatch.setattr(endpoints_module, "MAX_BODIES", 2)
 
     async def main() -> None:
         db = Service("db")
@@ -845,7 +854,11 @@ def test_bodies_held_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None
             for held in (1, 2):  # each sent a body of its own, read by no one
                 stuck.append(reader_that_never_reads(port))
                 await until(lambda held=held: server.bodies_held == held)
-                await until(lambda held=held: server.renders == held and not server._rendering)
+                await until(
+                    lambda held=held: (
+                        server.renders == held and not server.endpoints.renders_in_flight
+                    )
+                )
             status, _, text = await get(port, "/metrics")
             assert status == 503
             assert "too many" in text
