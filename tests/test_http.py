@@ -165,16 +165,27 @@ def test_each_endpoint_answers() -> None:
             assert (await get(port, "/readyz"))[::2] == (200, "ready\n")
             status, kind, body = await get(port, "/health")
             assert (status, kind) == (200, "application/json; charset=utf-8")
+            report = json.loads(body)  # no details unless asked: they quote exceptions
+            assert report == {
+                "status": "healthy",
+                "phase": "running",
+                "modules": {"db": {"status": "healthy"}},
+            }
+            status, kind, body = await get(port, "/health?verbose")
+            assert (status, kind) == (200, "application/json; charset=utf-8")
             report = json.loads(body)
             assert report["status"] == "healthy"
             assert report["phase"] == "running"
             assert report["modules"]["db"]["status"] == "healthy"
             assert report["modules"]["db"]["detail"] == "ok"
             assert report["modules"]["db"]["latency"] >= 0
+            assert json.loads((await get(port, "/health?verbose=0"))[2])["modules"] == {
+                "db": {"status": "healthy"}
+            }
 
             status, _, body = await get(port, "/metrics")
             seen = samples(body)
-            assert seen[("pepperpy_health_check_seconds_count", (("module", "db"),))] == 2.0
+            assert seen[("pepperpy_health_check_seconds_count", (("module", "db"),))] == 4.0
             healthy = (("module", "db"), ("status", "healthy"))
             assert seen[("pepperpy_module_health", healthy)] == 1.0
 
@@ -418,7 +429,7 @@ def test_scrapes_during_start_and_stop_never_hold_the_transitions() -> None:
         expected = {"/metrics": 200, "/livez": 200, "/readyz": 503, "/startupz": 503}
         for path, status in expected.items():
             assert (await get(port, path))[0] == status, path
-        status, _, body = await get(port, "/health")  # not running yet: unhealthy
+        status, _, body = await get(port, "/health?verbose")  # not running yet: unhealthy
         assert status == 503
         assert json.loads(body)["modules"]["db"]["detail"] == "not running"
         db.gate_start.set()

@@ -11,7 +11,10 @@ it gives, so both answer with the same statuses, headers and bodies.
 - ``GET /startupz``: 503 until ``start()`` has finished, then 200.
 - ``GET /readyz``: 200 when the application runs and no module is
   unhealthy; 503 otherwise, the body naming what is not ready.
-- ``GET /health``: the HealthReport as JSON; 503 when a module is unhealthy.
+- ``GET /health``: the overall status, the phase and each module's status as
+  JSON; ``?verbose`` adds each module's detail and check latency (details
+  quote exceptions, which may name hosts and users: asked for, never given);
+  503 when unhealthy.
 - HEAD answers as GET does, without the body; another method is a 405 that
   says ``Allow: GET, HEAD``; another path a 404.
 
@@ -57,6 +60,7 @@ _FORMATS: Final[dict[str, Format]] = {
 _TEXT: Final = "text/plain; charset=utf-8"
 _JSON: Final = "application/json; charset=utf-8"
 _METHODS: Final = ("GET", "HEAD")
+_FALSE: Final = ("0", "false", "no")
 
 
 class Served(Protocol):
@@ -135,7 +139,7 @@ class Endpoints:
         elif path == "/readyz":
             yield await self._readyz()
         else:
-            yield await self._health()
+            yield await self._health(query.get("verbose", "no").lower() not in _FALSE)
 
     @property
     def bodies_held(self) -> int:
@@ -182,10 +186,12 @@ class Endpoints:
             return text(503, "not ready:\n" + "".join(f"  {line}\n" for line in lines))
         return text(200, "ready\n")
 
-    async def _health(self) -> Answer:
+    async def _health(self, verbose: bool) -> Answer:
         report = await self._shared_health()
         status = 503 if report.status == "unhealthy" else 200
         data = report.to_dict()
+        if not verbose:
+            data["modules"] = {name: {"status": m.status} for name, m in report.modules.items()}
         # ensure_ascii (the default) escapes lone surrogates too: the body always encodes.
         return Answer(status, _JSON, (json.dumps(data, allow_nan=False).encode(),))
 
