@@ -43,6 +43,13 @@ anything starts.
 - ``app.metrics`` is the application's own MetricsRegistry, where the
   runtime keeps per-module series (see ``observe.py``);
   ``render_metrics(fmt)`` exports it with every module's registry.
+- Inside an ASGI framework: ``FastAPI(lifespan=app.lifespan)`` (or
+  Starlette's) starts the modules on the server's startup and stops them on
+  its shutdown; a failed start fails the startup. The lifespan state holds
+  every module by name. ``app.module(Database)`` is the one module of that
+  class, typed as such; ``app.provide(Database)`` the same as a function of
+  no arguments, for FastAPI's ``Depends``. ``pepperpy_core.asgi`` serves the
+  probes and /metrics as an ASGI app.
 - ``Application(..., http="127.0.0.1:9464")`` serves /metrics and health
   probes (see ``http.py``; needs the ``http`` extra) from before the first
   module starts until after the last one stops; port 0 picks a free port,
@@ -56,9 +63,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from pepperpy_core._callbacks import register
 from pepperpy_core._seconds import seconds_or_none
@@ -85,6 +93,7 @@ _log: Final = logging.getLogger("pepperpy_core.runtime")
 #: Called as ``listener(module, old_state, new_state)``.
 AppListener = Callable[[Any, ModuleState, ModuleState], None]
 Phase = Literal["idle", "starting", "running", "stopping"]
+M = TypeVar("M")
 _INTERRUPTED: Final = "start() was interrupted: the application was stopped while it was starting"
 #: The applications whose start or stop the running code works for: their
 #: phase tasks set it, and every task started from them (each module's
@@ -136,6 +145,9 @@ class Application:
         self._runtime_metrics.watch(self.start_durations, self.stop_durations)
         self._exposition: Exposition | None = None
         self._http: HttpServer | None = None  # while listening
+        #: module() answers, per (class, name), until the graph changes.
+        self._found: dict[tuple[type[Any], str | None], Any] = {}
+        self._providers: dict[tuple[type[Any], str | None], Callable[[], Any]] = {}
         self.add(*modules)
 
     # --- the graph ---------------------------------------------------------------
@@ -152,6 +164,7 @@ class Application:
             raise RuntimeError("cannot add modules to a running application")
         self._roots.extend(modules)
         self._nodes = None
+        self._found.clear()
 
     def _plan(self) -> list[Node]:
         if self._nodes is None:
@@ -170,6 +183,58 @@ class Application:
     def modules(self) -> list[Any]:
         """Every module, dependencies first."""
         return [node.module for node in self._plan()]
+
+    def module(self, kind: type[M], name: str | None = None) -> M:
+        """The one module that is a ``kind`` (and named ``name``, if given),
+        typed as ``kind``; LookupError naming the candidates when none is, or
+        several are and no name tells them apart."""
+        if not isinstance(kind, type):
+            raise TypeError(f"module() takes a class, not {type(kind).__name__}")
+        found = self._found.get((kind, name))
+        if isinstance(found, kind):
+            return found
+        nodes = [n for n in self._plan() if isinstance(n.module, kind)]
+        matches = [n for n in nodes if name is None or n.name == name]
+        if len(matches) != 1:
+            wanted = kind.__name__ if name is None else f"{kind.__name__} named {name!r}"
+            if not matches:
+                seen = ", ".join(repr(n.name) for n in nodes) or "none of that class"
+                raise LookupError(f"no module is a {wanted} (modules of that class: {seen})")
+            names = ", ".join(repr(n.name) for n in matches)
+            raise LookupError(f"several modules are a {wanted} ({names}): give a name")
+        module: M = matches[0].module
+        self._found[kind, name] = module
+        return module
+
+    def provide(self, kind: type[M], name: str | None = None) -> Callable[[], M]:
+        """``module(kind, name)`` as a function of no arguments, for FastAPI's
+        ``Depends``; the same function for the same arguments, so that FastAPI
+        resolves it once per request."""
+        key = (kind, name)
+        provider = self._providers.get(key)
+        if provider is None:
+
+            def provider() -> M:
+                return self.module(kind, name)
+
+            provider.__name__ = provider.__qualname__ = f"provide_{kind.__name__}"
+            self._providers[key] = provider
+        return provider
+
+    def lifespan(self, app: object = None) -> AbstractAsyncContextManager[dict[str, Any]]:
+        """For ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` (which
+        pass their ``app``): start on entry, giving every module by name as
+        the lifespan state, and stop on exit. A failed start raises there, so
+        the server reports ``lifespan.startup.failed`` and exits."""
+        return self._lifespan()
+
+    @asynccontextmanager
+    async def _lifespan(self) -> AsyncIterator[dict[str, Any]]:
+        await self.start()
+        try:
+            yield {node.name: node.module for node in self._plan()}
+        finally:
+            await self.stop()
 
     @property
     def phase(self) -> Phase:
