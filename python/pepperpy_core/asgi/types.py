@@ -1,0 +1,16 @@
+"""The ASGI calling convention as types: the same shapes Starlette declares,
+so that an app or middleware from here passes wherever one of its is wanted
+(``mount``, ``add_middleware``), without importing any framework."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
