@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -430,3 +432,55 @@ def test_a_failed_start_makes_uvicorn_exit_with_the_error(tmp_path: Path, target
     assert "ConnectionError: no route to the broker" in done.stderr
     assert "Application startup failed" in done.stderr
     assert "Broker" in done.stderr  # the module the StartupError names
+
+
+# --- the README's apps, served ----------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_app(marker: str, name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``name`` from the README's python block that holds ``marker``, run as a module."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    (source,) = [b for b in blocks if marker in b]
+    module = types.ModuleType(f"readme_{name}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(source, f"README {name}", "exec"), module.__dict__)
+    return module.__dict__[name]
+
+
+@pytest.mark.parametrize(
+    ("marker", "name"),
+    [("FastAPI(lifespan=core.lifespan)", "api"), ("Starlette(", "site")],
+    ids=["fastapi", "starlette"],
+)
+def test_the_readmes_apps_serve_routes_probes_and_metrics(
+    marker: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = readme_app(marker, name, monkeypatch)
+
+    async def main() -> None:
+        async with serving(app) as base:
+            for item_id, found in (("1", "tea"), ("2", "cake"), ("1", "tea"), ("9", None)):
+                status, _, body = await fetch(f"{base}/items/{item_id}")
+                assert (status, json.loads(body)) == (200, {"item": found})
+            assert (await fetch(f"{base}/ops/readyz"))[::2] == (200, b"ready\n")
+            assert (await fetch(f"{base}/ops/startupz"))[0] == 200
+            assert (await fetch(f"{base}/nowhere"))[0] == 404
+            status, _, body = await fetch(f"{base}/ops/metrics")
+        assert status == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in parse_text(body.decode())
+            for s in family.samples
+        }
+        count = "http_server_request_duration_seconds_count"
+        found = (("method", "GET"), ("route", "/items/{item_id}"), ("status", "200"))
+        assert samples[count, found] == 4
+        probe = (("method", "GET"), ("route", "/ops/readyz"), ("status", "200"))
+        assert samples[count, probe] == 1
+        unmatched = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+        assert samples[count, unmatched] == 1
+        assert samples["pepperpy_module_up", (("module", "db"),)] == 1
+
+    run(main(), timeout=60)
