@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.routing import Mount, Route
 from pepperpy_core import Application
 from pepperpy_core.asgi import ASGIApp, RequestMetrics, make_asgi_app
 from pepperpy_core.asgi.metrics import ACTIVE, BUCKETS, DURATION
+from pepperpy_core.asgi.routes import template
 from pepperpy_core.asgi.types import Receive, Scope, Send
 from pepperpy_core.errors import MetricError
 from pepperpy_core.metrics import MetricsRegistry
@@ -328,3 +330,15 @@ def test_served_by_uvicorn_the_durations_reach_the_applications_metrics() -> Non
         assert all("/items/0" not in str(key) for key in samples)
 
     run(main(), timeout=60)
+
+
+def test_a_mount_whose_regex_leaves_the_tail_out_gives_an_empty_tail() -> None:
+    class Optional:  # a router's mount whose path group may not take part
+        path_format = "/x/{path}"
+        path_regex = re.compile(r"^/x(?:/(?P<path>.*))?$")
+
+    class Router:
+        routes = (Optional(),)
+
+    scope = {"root_path": "/x", "router": Router(), "route": None}
+    assert template(scope, "/x", "", {}) == "/x/{path}"

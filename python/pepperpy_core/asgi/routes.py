@@ -83,7 +83,8 @@ def _mounts(routes: Iterable[Any], path: str, prefix: str) -> tuple[str, object]
         match = regex.match(path)
         if match is None:
             continue
-        rest = "/" + match.groupdict().get("path", "")
+        tail = match.groupdict().get("path")
+        rest = "" if tail is None else "/" + tail
         taken = path[: len(path) - len(rest)]
         if not taken or not prefix.startswith(taken):
             continue
