@@ -104,14 +104,25 @@ def normalized(status: int, headers: dict[str, str], body: bytes) -> tuple[Any, 
     return status, kept, text, headers.get("content-length")
 
 
-async def transcript(base: str, db: Service) -> list[tuple[Any, ...]]:
-    """Every request of REQUESTS, healthy, then with ``db`` unhealthy."""
+class Quota:
+    """A check added with ``add_health_check``, whose verdict the test sets."""
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    async def __call__(self) -> bool:
+        return self.ok
+
+
+async def transcript(base: str, db: Service, quota: Quota) -> list[tuple[Any, ...]]:
+    """Every request of REQUESTS, healthy, then with ``db`` unhealthy, then
+    with only the added check ``quota`` failing."""
     answers = []
-    for healthy in (True, False):
-        db.healthy = healthy
+    for db_ok, quota_ok in ((True, True), (False, True), (True, False)):
+        db.healthy, quota.ok = db_ok, quota_ok
         for method, path, headers in REQUESTS:
             answers.append((method, path, normalized(*await fetch(base + path, method, **headers))))
-    db.healthy = True
+    db.healthy = quota.ok = True
     return answers
 
 
@@ -160,9 +171,11 @@ def test_the_asgi_app_answers_as_the_aiohttp_server_does(server: Server) -> None
             db = Service("db")
             db.metrics.counter("jobs_total", {"queue": "mail"}).inc(3)
             core = Application(db, Service("web"), http=http)
+            quota = Quota()
+            core.add_health_check("quota", quota)
             async with serve(core) as base:
                 assert core.phase == "running"
-                answers.append(await transcript(base, db))
+                answers.append(await transcript(base, db, quota))
             assert core.phase == "idle"
         expected, got = answers
         assert got == expected
@@ -177,10 +190,28 @@ def test_the_asgi_app_answers_as_the_aiohttp_server_does(server: Server) -> None
         assert ("jobs_total", (("module", "db"), ("queue", "mail"))) in by_request[
             "GET", "/metrics"
         ][2]
-        unhealthy = {(m, p): a for m, p, a in expected[len(REQUESTS) :]}
+        unhealthy = {(m, p): a for m, p, a in expected[len(REQUESTS) : 2 * len(REQUESTS)]}
         assert unhealthy["GET", "/readyz"][0] == 503
         assert unhealthy["GET", "/health?verbose"][2]["modules"]["db"]["detail"] == (
             "health_check returned False"
+        )
+        # A check the application added is judged and named as a module is.
+        over = {(m, p): a for m, p, a in expected[2 * len(REQUESTS) :]}
+        assert over["GET", "/readyz"][:3:2] == (
+            503,
+            "not ready:\n  quota: unhealthy (health_check returned False)\n",
+        )
+        assert over["GET", "/health"][:3:2] == (
+            503,
+            {
+                "status": "unhealthy",
+                "phase": "running",
+                "modules": {
+                    "db": {"status": "healthy"},
+                    "web": {"status": "healthy"},
+                    "quota": {"status": "unhealthy"},
+                },
+            },
         )
 
     run(main(), timeout=120)
