@@ -36,6 +36,12 @@ anything starts.
   flight and rolls back; a second signal cancels the cleanups still running
   (of the stop or of the rollback) and skips the rest, which are
   reported.
+- ``Application(drain=seconds)``: a stop asked by SIGTERM (any signal but
+  SIGINT) or ``request_stop()`` while running, or by an ASGI server (see
+  ``lifespan``), first drains: /readyz answers 503 at once, everything else
+  serves on for ``drain`` seconds, then the modules stop. A second signal
+  or ``request_stop()``, or a ``stop()``, ends the drain at once. See
+  ``drain.py`` for the default (5 s inside Kubernetes, else 0) and why.
 - The runtime reports the same transitions for every module, whatever its
   class, to listeners added with ``add_listener(fn)``: ``fn(module, old,
   new)``. ``start_durations`` and ``stop_durations`` hold seconds per module.
@@ -80,6 +86,7 @@ from pepperpy_core.exposition import Exposition, Format, render_chunks
 from pepperpy_core.metrics import MetricsRegistry
 from pepperpy_core.module.base import ModuleState
 from pepperpy_core.protocols import Lifecycle, is_lifecycle
+from pepperpy_core.runtime.drain import Drain, SignalRelay, drain_seconds
 from pepperpy_core.runtime.graph import Node, plan
 from pepperpy_core.runtime.health import Check, HealthReport, check_all
 from pepperpy_core.runtime.observe import RuntimeMetrics, open_exposition
@@ -114,7 +121,9 @@ class Application:
         stop_timeout: float | None = None,
         health_timeout: float = 5.0,
         http: str | None = None,
+        drain: float | None = None,
     ) -> None:
+        self._drain = Drain(drain_seconds(drain))
         self._address: tuple[str, int] | None = None
         if http is not None:
             from pepperpy_core.runtime.http import parse_address, require_aiohttp  # noqa: PLC0415
@@ -145,6 +154,7 @@ class Application:
         self._runtime_metrics.watch(self.start_durations, self.stop_durations)
         self._exposition: Exposition | None = None
         self._http: HttpServer | None = None  # while listening
+        self._held: asyncio.Task[None] | None = None  # a SIGTERM held for the drain
         #: module() answers, per (class, name), until the graph changes.
         self._found: dict[tuple[type[Any], str | None], Any] = {}
         self._providers: dict[tuple[type[Any], str | None], Callable[[], Any]] = {}
@@ -225,16 +235,53 @@ class Application:
         """For ``FastAPI(lifespan=...)`` and ``Starlette(lifespan=...)`` (which
         pass their ``app``): start on entry, giving every module by name as
         the lifespan state, and stop on exit. A failed start raises there, so
-        the server reports ``lifespan.startup.failed`` and exits."""
+        the server reports ``lifespan.startup.failed`` and exits. With a
+        drain, a SIGTERM is held back from the server until the drain ends
+        (the server would stop accepting connections at once), or, when no
+        signal came, the lifespan shutdown drains (see ``drain.py``)."""
         return self._lifespan()
 
     @asynccontextmanager
     async def _lifespan(self) -> AsyncIterator[dict[str, Any]]:
         await self.start()
+        relay = SignalRelay(asyncio.get_running_loop(), self._hold_term, self._drain.end)
         try:
-            yield {node.name: node.module for node in self._plan()}
+            with relay.installed() if self.drain else contextlib.nullcontext(relay):
+                yield {node.name: node.module for node in self._plan()}
+            if not relay.interrupted and self._phase == "running":
+                self._drain.begin()  # (a SIGTERM may have begun it: then it is over)
+                await self._drain.wait()
         finally:
             await self.stop()
+            held, self._held = self._held, None
+            if held is not None:  # the drain is over: it hands the signal on, if it has not
+                await held
+
+    def _hold_term(self, hand_on: Callable[[], None]) -> None:
+        """A SIGTERM for the server: handed on once the drain is over."""
+        if self._drain.under_way:  # a second one: no more waiting
+            self._drain.end()
+        elif self._phase == "running" and not self._drain.begun:
+            self._drain.begin()
+            self._held = asyncio.ensure_future(self._hand_on_after_drain(hand_on))
+        else:
+            hand_on()
+
+    async def _hand_on_after_drain(self, hand_on: Callable[[], None]) -> None:
+        await self._drain.wait()
+        hand_on()
+
+    @property
+    def drain(self) -> float:
+        """Seconds a stop asked by a supervisor waits, /readyz answering 503,
+        before the modules stop (``Application(drain=...)``)."""
+        return self._drain.seconds
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment a drained stop is asked for until the
+        application has stopped: /readyz answers 503 meanwhile."""
+        return self._drain.begun and self._phase != "idle"
 
     @property
     def phase(self) -> Phase:
@@ -444,6 +491,7 @@ class Application:
 
     async def stop(self) -> None:
         """Clean up every started module (see this module's doc)."""
+        self._drain.end()
         if self._stop_requested is not None:
             self._stop_requested.set()  # run() goes on to the stop
         if self in _WORKING_FOR.get():
@@ -494,6 +542,7 @@ class Application:
                 await self._close_outside()
             finally:
                 self._phase = "idle"
+                self._drain.reset()
         self._raise_interrupt()
         if errors:
             raise ShutdownError(f"{len(errors)} module(s) failed to stop", errors)
@@ -537,8 +586,18 @@ class Application:
     # --- run until a signal --------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Make ``run()`` stop gracefully, as SIGTERM does."""
+        """Make ``run()`` stop gracefully, as SIGTERM does (after the drain);
+        during a drain, end it."""
+        if self._drain.under_way:
+            self._drain.end()
+            return
+        self._ask_stop(drain=True)
+
+    def _ask_stop(self, *, drain: bool) -> None:
+        """Make ``run()`` stop, draining first if ``drain`` and it runs."""
         if self._stop_requested is not None:
+            if drain and self._phase == "running":
+                self._drain.begin()
             self._stop_requested.set()
         self._cancel_start()
 
@@ -560,7 +619,12 @@ class Application:
             if received == 1:
                 first = sig
                 _log.warning("received %s: stopping gracefully", sig.name)
-                self.request_stop()
+                # Ctrl-C is someone at a terminal, whom no load balancer serves.
+                self._ask_stop(drain=sig is not signal.SIGINT)
+                return
+            if self._drain.under_way:
+                _log.warning("received %s again: ending the drain", sig.name)
+                self._drain.end()
                 return
             busy = self._phase in ("starting", "stopping")
             _log.warning(
@@ -579,6 +643,7 @@ class Application:
             except StartInterrupted:
                 return first  # a signal during start: rolled back
             await requested.wait()
+            await self._drain.wait()  # (none unless one was begun)
         finally:
             try:
                 await self.stop()
@@ -676,6 +741,10 @@ class _Served:
     @property
     def phase(self) -> Phase:
         return self._app.phase
+
+    @property
+    def draining(self) -> bool:
+        return self._app.draining
 
     def health(self) -> Awaitable[HealthReport]:
         return self._app.health()

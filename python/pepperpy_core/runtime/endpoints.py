@@ -9,8 +9,8 @@ it gives, so both answer with the same statuses, headers and bodies.
   scrapers and people that cannot set it); another format is a 400.
 - ``GET /livez``: 200 while the event loop answers.
 - ``GET /startupz``: 503 until ``start()`` has finished, then 200.
-- ``GET /readyz``: 200 when the application runs and no module is
-  unhealthy; 503 otherwise, the body naming what is not ready.
+- ``GET /readyz``: 200 when the application runs, does not drain to stop
+  and no module is unhealthy; 503 otherwise, the body naming what is not ready.
 - ``GET /health``: the overall status, the phase and each module's status as
   JSON; ``?verbose`` adds each module's detail and check latency (details
   quote exceptions, which may name hosts and users: asked for, never given);
@@ -69,6 +69,11 @@ class Served(Protocol):
     @property
     def phase(self) -> str:
         """``idle``, ``starting``, ``running`` or ``stopping``."""
+        ...
+
+    @property
+    def draining(self) -> bool:
+        """True while a stop drains (see ``drain.py``): not ready."""
         ...
 
     def health(self) -> Awaitable[HealthReport]:
@@ -171,12 +176,13 @@ class Endpoints:
         return text(503, f"not started: the application is {self._app.phase}\n")
 
     async def _readyz(self) -> Answer:
-        phase = self._app.phase
-        if phase != "running":
-            return text(503, f"not ready: the application is {phase}\n")
+        unready = self._not_running()
+        if unready is not None:
+            return unready
         report = await self._shared_health()
-        if self._app.phase != "running":
-            return text(503, f"not ready: the application is {self._app.phase}\n")
+        unready = self._not_running()
+        if unready is not None:
+            return unready
         if report.status == "unhealthy":
             lines = [
                 f"{name}: {m.status} ({m.detail})"
@@ -185,6 +191,15 @@ class Endpoints:
             ]
             return text(503, "not ready:\n" + "".join(f"  {line}\n" for line in lines))
         return text(200, "ready\n")
+
+    def _not_running(self) -> Answer | None:
+        """The 503 of an application that is not running, or drains to stop."""
+        phase = self._app.phase
+        if phase != "running":
+            return text(503, f"not ready: the application is {phase}\n")
+        if self._app.draining:
+            return text(503, "not ready: draining before the stop\n")
+        return None
 
     async def _health(self, verbose: bool) -> Answer:
         report = await self._shared_health()
