@@ -272,6 +272,37 @@ def test_the_lifespan_holds_a_sigterm_back_from_the_server_for_the_drain(
     run_virtual(main())
 
 
+def test_the_lifespan_holds_a_sigterm_back_from_an_event_loops_handler_too() -> None:
+    """aiohttp's run_app and hypercorn have the loop dispatch SIGTERM
+    (``loop.add_signal_handler``): held back the same way, put back after."""
+    before = signal.getsignal(signal.SIGTERM)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        heard: list[str] = []
+        loop.add_signal_handler(signal.SIGTERM, heard.append, "server")
+        try:
+            db = Service()
+            core = Application(db, drain=30)
+            async with core.lifespan():
+                sent = loop.time()
+                os.kill(os.getpid(), signal.SIGTERM)
+                await until(lambda: core.draining)
+                await asyncio.sleep(29.99)
+                assert heard == []
+                await until(lambda: heard == ["server"])
+                assert loop.time() == pytest.approx(sent + 30, abs=0.01)
+            os.kill(os.getpid(), signal.SIGTERM)  # the server's own handler again
+            await until(lambda: heard == ["server", "server"])
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        run_virtual(main())
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_a_second_sigterm_or_a_sigint_ends_the_held_drain(
     server_handlers: list[int], second: signal.Signals

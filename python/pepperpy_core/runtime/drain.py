@@ -9,13 +9,13 @@ says it is not ready (so that whatever routes by readiness stops at once),
 answers every request for ``drain`` seconds, and only then stops.
 
 What drains: in ``Application.run()``, the first SIGTERM (any stop signal
-but SIGINT) or ``request_stop()``; inside an ASGI server, a SIGTERM the
-lifespan holds back from the server's own handler until the drain ends (the
-server would otherwise stop accepting connections at once), or the lifespan
-shutdown when no signal came first. What does not: SIGINT (Ctrl-C: someone
-at a terminal, no load balancer), ``stop()``, leaving ``async with``. A
-second request to stop (a signal, ``request_stop()``) or ``stop()`` ends a
-drain under way at once.
+but SIGINT) or ``request_stop()``; inside a server (an ASGI lifespan,
+aiohttp's cleanup context), a SIGTERM held back from the server's own
+handler until the drain ends (the server would otherwise stop accepting
+connections at once), or the shutdown when no signal came first. What
+does not: SIGINT (Ctrl-C: someone at a terminal, no load balancer),
+``stop()``, leaving ``async with``. A second request to stop (a signal,
+``request_stop()``) or ``stop()`` ends a drain under way at once.
 """
 
 from __future__ import annotations
@@ -109,15 +109,15 @@ class Drain:
 
 
 class SignalRelay:
-    """While an ASGI server runs the application, SIGTERM and SIGINT pass
-    through here before the handlers the server installed with
-    ``signal.signal`` (uvicorn, gunicorn's uvicorn worker): SIGTERM goes to
-    ``on_term`` with the function that hands it on (called after the
-    drain); SIGINT is handed on at once, noted in ``interrupted``, and
-    ``on_int`` called (it ends a drain). Nothing is chained outside the main thread, or in front
-    of a handler that is not a Python function (none, or ignored) or of an
-    event loop's (``loop.add_signal_handler``, hypercorn's), which cannot be
-    held back; then the lifespan shutdown drains instead."""
+    """While a server runs the application (an ASGI server, or aiohttp's
+    ``run_app``), SIGTERM and SIGINT pass through here before the server's
+    own handler, wherever the server put it: set with ``signal.signal``
+    (uvicorn, gunicorn's uvicorn worker) or with ``loop.add_signal_handler``
+    (aiohttp's runner, or a program's own). SIGTERM goes to ``on_term`` with the
+    function that hands it on (called after the drain); SIGINT is handed on
+    at once, noted in ``interrupted``, and ``on_int`` called (it ends a
+    drain). Nothing is chained outside the main thread or in front of no
+    handler (the default, or ignored): then the shutdown drains instead."""
 
     def __init__(
         self,
@@ -128,44 +128,90 @@ class SignalRelay:
         self._loop = loop
         self._on_term = on_term
         self._on_int = on_int
-        self._before: dict[signal.Signals, Handler] = {}
+        #: Per signal: how to hand it on, and how to put the server's handler back.
+        self._chained: dict[signal.Signals, tuple[Callable[[], None], Callable[[], None]]] = {}
         self.interrupted = False
-        #: True when SIGTERM is held back here.
-        self.holding = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[SignalRelay]:
-        """Chain in front of the server's handlers, and restore them after
+        """Chain in front of the server's handlers, and put them back after
         (unless something replaced ours meanwhile)."""
         if threading.current_thread() is threading.main_thread():
-            for sig, mine in ((signal.SIGTERM, self._term), (signal.SIGINT, self._int)):
-                before = signal.getsignal(sig)
-                if callable(before) and not _loops_own(before):
-                    self._before[sig] = before
-                    signal.signal(sig, mine)
-        self.holding = signal.SIGTERM in self._before
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                link = self._chain_loops(sig) or self._chain_pythons(sig)
+                if link is not None:
+                    self._chained[sig] = link
         try:
             yield self
         finally:
-            for sig, before in self._before.items():
-                if signal.getsignal(sig) in (self._term, self._int):
-                    signal.signal(sig, before)
-            self._before.clear()
-            self.holding = False
+            chained, self._chained = self._chained, {}
+            for _, put_back in chained.values():
+                put_back()
 
-    def _term(self, signum: int, frame: FrameType | None) -> None:
-        before = self._before[signal.SIGTERM]
-        # A signal handler runs between two bytecodes of whatever the loop was
-        # doing: only a thread-safe wakeup is safe here.
-        self._loop.call_soon_threadsafe(self._on_term, lambda: before(signum, None))
+    def _received(self, sig: signal.Signals, hand_on: Callable[[], None]) -> None:
+        """In the loop: a signal the server would have had."""
+        if sig is signal.SIGTERM:
+            self._on_term(hand_on)
+        else:
+            self.interrupted = True
+            self._on_int()
+            hand_on()
 
-    def _int(self, signum: int, frame: FrameType | None) -> None:
-        self.interrupted = True
-        self._loop.call_soon_threadsafe(self._on_int)
-        self._before[signal.SIGINT](signum, frame)  # as if it had come straight there
+    def _chain_pythons(
+        self, sig: signal.Signals
+    ) -> tuple[Callable[[], None], Callable[[], None]] | None:
+        before = signal.getsignal(sig)
+        if not callable(before) or _loops_own(before):
+            return None
+        server: Handler = before
+
+        def mine(signum: int, frame: FrameType | None) -> None:
+            if sig is signal.SIGINT:
+                # As if it had come straight there (default_int_handler raises here).
+                self.interrupted = True
+                self._loop.call_soon_threadsafe(self._on_int)
+                server(signum, frame)
+                return
+            # A handler runs between two bytecodes of whatever the loop was
+            # doing: only a thread-safe wakeup is safe here.
+            self._loop.call_soon_threadsafe(self._on_term, lambda: server(signum, None))
+
+        def put_back() -> None:
+            if signal.getsignal(sig) is mine:
+                signal.signal(sig, server)
+
+        signal.signal(sig, mine)
+        return (lambda: server(sig, None)), put_back
+
+    def _chain_loops(
+        self, sig: signal.Signals
+    ) -> tuple[Callable[[], None], Callable[[], None]] | None:
+        # asyncio keeps the handlers a loop dispatches in this registry; reading
+        # it is the only way to chain in front of one and put it back.
+        registry: object = getattr(self._loop, "_signal_handlers", None)
+        if not isinstance(registry, dict) or not _loops_own(signal.getsignal(sig)):
+            return None
+        handlers: dict[int, object] = registry
+        server = handlers.get(sig)
+        callback = getattr(server, "_callback", None)
+        if not isinstance(server, asyncio.Handle) or not callable(callback):
+            return None
+        args = tuple(server._args)
+
+        def hand_on() -> None:
+            self._loop.call_soon(callback, *args)  # as the loop would have
+
+        self._loop.add_signal_handler(sig, self._received, sig, hand_on)
+        mine = handlers.get(sig)
+
+        def put_back() -> None:
+            if handlers.get(sig) is mine:
+                self._loop.add_signal_handler(sig, callback, *args)
+
+        return hand_on, put_back
 
 
 def _loops_own(handler: object) -> bool:
-    """An asyncio loop's stand-in handler: the loop dispatches that signal
-    itself, whatever handler is installed."""
-    return getattr(handler, "__module__", None) == "asyncio.unix_events"
+    """An event loop's stand-in handler (asyncio's, uvloop's): the loop
+    dispatches that signal itself, whatever handler is installed."""
+    return getattr(handler, "__name__", None) == "_sighandler_noop"
