@@ -1,6 +1,7 @@
 """The probes app (``make_asgi_app``) and the lifespan: called directly as
 ASGI, and served by uvicorn on its own and mounted in FastAPI and Starlette,
-answering exactly as the aiohttp server does."""
+answering exactly as the aiohttp server does (and so do the routes
+``pepperpy_core.aiohttp.attach`` adds to a user's aiohttp app)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from fastapi import Depends, FastAPI, Request
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
@@ -26,6 +28,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from pepperpy_core import Application
+from pepperpy_core.aiohttp import attach
 from pepperpy_core.asgi import ProbesApp, make_asgi_app
 from pepperpy_core.asgi import probes as probes_module
 from pepperpy_core.asgi.routes import Route
@@ -156,15 +159,32 @@ async def starlette_mounted(core: Application) -> AsyncIterator[str]:
         yield base + "/ops/probes"
 
 
+@asynccontextmanager
+async def aiohttp_attached(core: Application) -> AsyncIterator[str]:
+    """The routes ``attach`` adds to a user's own aiohttp app, under /ops."""
+    site_app = web.Application()
+    attach(site_app, core)
+    runner = web.AppRunner(site_app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        (address,) = [a for a in runner.addresses if isinstance(a, tuple)]
+        yield f"http://127.0.0.1:{address[1]}/ops"
+    finally:
+        await runner.cleanup()
+
+
 SERVERS: dict[str, Server] = {
     "uvicorn": uvicorn_alone,
     "fastapi-mounted": fastapi_mounted,
     "starlette-mounted": starlette_mounted,
+    "aiohttp-attached": aiohttp_attached,
 }
 
 
 @pytest.mark.parametrize("server", SERVERS.values(), ids=SERVERS.keys())
-def test_the_asgi_app_answers_as_the_aiohttp_server_does(server: Server) -> None:
+def test_every_server_answers_as_the_aiohttp_side_server_does(server: Server) -> None:
     async def main() -> None:
         answers = []
         for serve, http in ((aiohttp_server, "127.0.0.1:0"), (server, None)):

@@ -55,7 +55,8 @@ anything starts.
   every module by name. ``app.module(Database)`` is the one module of that
   class, typed as such; ``app.provide(Database)`` the same as a function of
   no arguments, for FastAPI's ``Depends``. ``pepperpy_core.asgi`` serves the
-  probes and /metrics as an ASGI app.
+  probes and /metrics as an ASGI app; ``pepperpy_core.aiohttp.attach`` runs
+  the application and serves them inside a user's own aiohttp app.
 - ``Application(..., http="127.0.0.1:9464")`` serves /metrics and health
   probes (see ``http.py``; needs the ``http`` extra) from before the first
   module starts until after the last one stops; port 0 picks a free port,

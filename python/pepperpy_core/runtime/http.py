@@ -26,7 +26,7 @@ from pepperpy_core.runtime.endpoints import Endpoints, Served
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["HttpServer", "Served", "parse_address", "require_aiohttp"]
+__all__ = ["HttpServer", "Responder", "Served", "parse_address", "require_aiohttp"]
 
 _log: Final = logging.getLogger("pepperpy_core.http")
 
@@ -83,11 +83,10 @@ class HttpServer:
 
     def __init__(self, served: Served, host: str, port: int) -> None:
         self.endpoints = Endpoints(served)
+        self._responder = Responder(self.endpoints)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
-        #: Connections closed because their client did not read an answer in time.
-        self.cut_off = 0
         self._accept_errors: AcceptErrors | None = None  # while listening
         self.port: int | None = None
 
@@ -98,7 +97,7 @@ class HttpServer:
         routes = web.Application(handler_args={"keepalive_timeout": KEEPALIVE})
         # Every path and method reaches the endpoints, which answer 404 and 405
         # as the ASGI app does.
-        routes.router.add_route("*", "/{path:.*}", self._answer)
+        routes.router.add_route("*", "/{path:.*}", self._responder.answer)
         runner = web.AppRunner(
             routes, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
         )
@@ -144,11 +143,46 @@ class HttpServer:
                 self._accept_errors = None
             await self.endpoints.close()  # renders left by requests cut off
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
+    @property
+    def cut_off(self) -> int:
+        """Connections closed because their client did not read an answer in time."""
+        return self._responder.cut_off
+
+    @property
+    def renders(self) -> int:
+        """/metrics bodies rendered so far (concurrent scrapes share one)."""
+        return self.endpoints.renders
+
+    @property
+    def bodies_held(self) -> int:
+        """Distinct /metrics bodies being rendered or sent now."""
+        return self.endpoints.bodies_held
+
+    @property
+    def scrapes_in_flight(self) -> int:
+        """/metrics requests waiting for a body or sending one now."""
+        return self.endpoints.scrapes_in_flight
+
+
+class Responder:
+    """Answers aiohttp requests from ``endpoints``, sending each within
+    ``SEND_TIMEOUT`` seconds: for this module's server, and as routes of a
+    user's own aiohttp app (``pepperpy_core.aiohttp``)."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        #: Connections closed because their client did not read an answer in time.
+        self.cut_off = 0
+
+    async def answer(self, request: web.Request, path: str | None = None) -> web.StreamResponse:
+        """Answer ``request`` as the endpoint at ``path`` (default: its path)."""
         from aiohttp import web  # noqa: PLC0415
 
         async with self.endpoints.answer(
-            request.path, request.method, request.query, request.headers.get("Accept")
+            request.path if path is None else path,
+            request.method,
+            request.query,
+            request.headers.get("Accept"),
         ) as answer:
             response = web.StreamResponse(status=answer.status)
             response.headers["Content-Type"] = answer.content_type
@@ -174,21 +208,6 @@ class HttpServer:
         transport = request.transport
         if transport is not None:
             transport.abort()
-
-    @property
-    def renders(self) -> int:
-        """/metrics bodies rendered so far (concurrent scrapes share one)."""
-        return self.endpoints.renders
-
-    @property
-    def bodies_held(self) -> int:
-        """Distinct /metrics bodies being rendered or sent now."""
-        return self.endpoints.bodies_held
-
-    @property
-    def scrapes_in_flight(self) -> int:
-        """/metrics requests waiting for a body or sending one now."""
-        return self.endpoints.scrapes_in_flight
 
 
 async def _send(
