@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from pepperpy_core import Application
-from pepperpy_core.module import CachedModule, ModuleConfig, RetryModule
+from pepperpy_core.module import CachedModule, MetricsModule, ModuleConfig, RetryModule
 from pepperpy_core.module.retry import RetryStats, no_retry_waits
 from tests.asyncutil import run
 
@@ -135,5 +135,31 @@ def test_a_module_that_is_both_is_counted_as_both_and_others_not_at_all() -> Non
             assert counters(app, "retry", "both") == dict.fromkeys(RETRY, 0)
             assert counters(app, "retry", "plain") == {}
             assert counters(app, "cache", "plain") == {}
+
+    run(main())
+
+
+def test_every_series_the_library_names_starts_with_pepperpy_and_the_users_keep_theirs() -> None:
+    class Shop(MetricsModule, CachedModule, RetryModule):
+        pass
+
+    async def main() -> None:
+        shop = Shop(ModuleConfig(name="shop"))
+        app = Application(shop, Catalog(ModuleConfig(name="catalog")), Flaky())
+        async with app:
+            shop.record_success()
+            shop.record_failure("timeout")
+            with shop.timer("checkout_seconds"):
+                shop.metrics.counter("orders_total").inc()
+            await app.health()
+            names = {
+                family.name
+                for fmt, parse in (("prometheus", parse_text), ("openmetrics", parse_openmetrics))
+                for family in parse(app.render_metrics(fmt))
+            }
+        mine = {"orders", "checkout_seconds"}  # (counters' families drop "_total")
+        assert mine <= names
+        assert {n for n in names - mine if not n.startswith("pepperpy_")} == set()
+        assert {"pepperpy_module_lifecycle_seconds", "pepperpy_module_successes"} <= names
 
     run(main())

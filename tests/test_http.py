@@ -135,7 +135,7 @@ def test_each_endpoint_answers() -> None:
             assert (status, kind) == (200, "text/plain; version=0.0.4; charset=utf-8")
             seen = samples(body)
             assert seen[("queries_total", (("module", "db"),))] == 3.0
-            assert seen[("successes_total", (("module", "db"),))] == 1.0
+            assert seen[("pepperpy_module_successes_total", (("module", "db"),))] == 1.0
             assert seen[("pepperpy_module_up", (("module", "db"),))] == 1.0
             assert seen[("pepperpy_module_state", (("module", "db"), ("state", "ready")))] == 1.0
             assert seen[("pepperpy_module_state", (("module", "db"), ("state", "created")))] == 0.0
@@ -576,7 +576,15 @@ def test_a_refused_label_value_leaves_every_scrape_working() -> None:
                 status, _, body = await get(port, f"/metrics?format={fmt}")
                 assert status == 200
                 seen = samples(body, fmt)
-                assert seen[("failures_total", (("module", "db"), ("reason", "timeout")))] == 1
+                assert (
+                    seen[
+                        (
+                            "pepperpy_module_failures_total",
+                            (("module", "db"), ("reason", "timeout")),
+                        )
+                    ]
+                    == 1
+                )
                 assert not any("files" in name for name, _ in seen)
 
     run(main())

@@ -52,15 +52,39 @@ def test_lifecycle_is_timed_and_counted_for_subclasses() -> None:
 
     run(main())
     labels = {"module": "flaky"}
-    assert registry.histogram("lifecycle_seconds", {**labels, "phase": "initialize"}).count == 2
-    assert registry.histogram("lifecycle_seconds", {**labels, "phase": "cleanup"}).count == 1
+    assert (
+        registry.histogram(
+            "pepperpy_module_lifecycle_seconds", {**labels, "phase": "initialize"}
+        ).count
+        == 2
+    )
+    assert (
+        registry.histogram(
+            "pepperpy_module_lifecycle_seconds", {**labels, "phase": "cleanup"}
+        ).count
+        == 1
+    )
     count = registry.counter
     assert (
-        count("lifecycle_total", {**labels, "phase": "initialize", "outcome": "failed"}).value == 1
+        count(
+            "pepperpy_module_lifecycle_total",
+            {**labels, "phase": "initialize", "outcome": "failed"},
+        ).value
+        == 1
     )
-    assert count("lifecycle_total", {**labels, "phase": "initialize", "outcome": "ok"}).value == 1
-    assert count("lifecycle_total", {**labels, "phase": "cleanup", "outcome": "ok"}).value == 1
-    assert "lifecycle_seconds_bucket" in registry.to_prometheus()
+    assert (
+        count(
+            "pepperpy_module_lifecycle_total", {**labels, "phase": "initialize", "outcome": "ok"}
+        ).value
+        == 1
+    )
+    assert (
+        count(
+            "pepperpy_module_lifecycle_total", {**labels, "phase": "cleanup", "outcome": "ok"}
+        ).value
+        == 1
+    )
+    assert "pepperpy_module_lifecycle_seconds_bucket" in registry.to_prometheus()
 
 
 def test_timer_follows_the_module_name_when_the_config_is_replaced() -> None:

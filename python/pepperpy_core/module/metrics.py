@@ -3,10 +3,16 @@
 - ``timer(name)``: a Timer on the histogram ``name`` (labelled with the
   module's name), for ``with`` and ``async with``.
 - ``record_success()`` and ``record_failure(reason)``: counters
-  ``successes_total`` and ``failures_total`` (the latter per reason).
+  ``pepperpy_module_successes_total`` and ``pepperpy_module_failures_total``
+  (the latter per reason).
 - ``initialize()`` and ``cleanup()`` are timed and counted automatically, for
-  every subclass: ``lifecycle_seconds{phase}`` and
-  ``lifecycle_total{phase, outcome}``, from the module's state transitions.
+  every subclass: ``pepperpy_module_lifecycle_seconds{phase}`` and
+  ``pepperpy_module_lifecycle_total{phase, outcome}``, from the module's
+  state transitions.
+
+Every series the library names itself starts with ``pepperpy_``; those the
+module's own code makes (``timer(name)``, ``metrics.counter(...)``) are
+exported as named.
 """
 
 from __future__ import annotations
@@ -18,11 +24,15 @@ from pepperpy_core.metrics import Histogram, MetricsRegistry, Timer
 from pepperpy_core.module.base import BaseModule, ModuleState
 
 _PHASES = {ModuleState.INITIALIZING: "initialize", ModuleState.CLEANING_UP: "cleanup"}
+_LIFECYCLE_SECONDS = "pepperpy_module_lifecycle_seconds"
+_LIFECYCLE = "pepperpy_module_lifecycle_total"
+_SUCCESSES = "pepperpy_module_successes_total"
+_FAILURES = "pepperpy_module_failures_total"
 _HELP = {
-    "lifecycle_seconds": "Seconds the module's initialize() and cleanup() took.",
-    "lifecycle_total": "The module's initialize() and cleanup() calls, by outcome.",
-    "successes_total": "Successes the module recorded.",
-    "failures_total": "Failures the module recorded, by reason.",
+    _LIFECYCLE_SECONDS: "Seconds the module's initialize() and cleanup() took.",
+    _LIFECYCLE: "The module's initialize() and cleanup() calls, by outcome.",
+    _SUCCESSES: "Successes the module recorded.",
+    _FAILURES: "Failures the module recorded, by reason.",
 }
 _OUTCOMES = {ModuleState.READY: "ok", ModuleState.CLOSED: "ok", ModuleState.FAILED: "failed"}
 
@@ -60,8 +70,8 @@ class MetricsModule(BaseModule):
         phase, started = self._phase_started
         self._phase_started = None
         labels = self._labels(phase=phase)
-        self.metrics.histogram("lifecycle_seconds", labels).observe(time.perf_counter() - started)
-        self.metrics.counter("lifecycle_total", {**labels, "outcome": outcome}).inc()
+        self.metrics.histogram(_LIFECYCLE_SECONDS, labels).observe(time.perf_counter() - started)
+        self.metrics.counter(_LIFECYCLE, {**labels, "outcome": outcome}).inc()
 
     def timer(self, name: str) -> Timer:
         """A new Timer on the histogram ``name``, labelled with the module."""
@@ -77,18 +87,18 @@ class MetricsModule(BaseModule):
 
     def record_success(self) -> None:
         """Count one success."""
-        self.metrics.counter("successes_total", self._labels()).inc()
+        self.metrics.counter(_SUCCESSES, self._labels()).inc()
 
     def record_failure(self, reason: str) -> None:
         """Count one failure for ``reason``."""
         if not isinstance(reason, str):
             raise TypeError(f"reason must be a str, not {type(reason).__name__}")
-        self.metrics.counter("failures_total", self._labels(reason=reason)).inc()
+        self.metrics.counter(_FAILURES, self._labels(reason=reason)).inc()
 
     def successes(self) -> int:
         """Successes recorded so far."""
-        return self.metrics.counter("successes_total", self._labels()).value
+        return self.metrics.counter(_SUCCESSES, self._labels()).value
 
     def failures(self, reason: str) -> int:
         """Failures recorded so far for ``reason``."""
-        return self.metrics.counter("failures_total", self._labels(reason=reason)).value
+        return self.metrics.counter(_FAILURES, self._labels(reason=reason)).value
