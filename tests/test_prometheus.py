@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a running Application over loopback, in both
-formats, and its query API returns the numbers the application counted;
-``promtool check metrics`` accepts what /metrics serves."""
+formats, from the side server and from the ASGI app mounted in FastAPI
+under uvicorn, and its query API returns the numbers the application
+counted; ``promtool check metrics`` accepts what /metrics serves."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from fastapi import FastAPI
 
 from pepperpy_core import Application
-from pepperpy_core.module import ModuleConfig
+from pepperpy_core.asgi import RequestMetrics, make_asgi_app
+from pepperpy_core.module import CachedModule, ModuleConfig
 from pepperpy_core.module.metrics import MetricsModule
+from tests.asgiutil import serving
 from tests.asyncutil import run
 from tests.servers import binary, free_port, stop
 
@@ -26,10 +30,12 @@ global:
 scrape_configs:
   # Prometheus 2.x asks for OpenMetrics first: this job gets OpenMetrics.
   - job_name: negotiated
+    metrics_path: {path}
     static_configs:
       - targets: ["127.0.0.1:{port}"]
   # This one asks for the text format 0.0.4 by name.
   - job_name: text
+    metrics_path: {path}
     params:
       format: [prometheus]
     static_configs:
@@ -57,9 +63,9 @@ class Prometheus:
     """A Prometheus server of its own: temporary config and storage, a free
     loopback port, stopped by ``close()``."""
 
-    def __init__(self, directory: Path, target_port: int) -> None:
+    def __init__(self, directory: Path, target_port: int, path: str = "/metrics") -> None:
         config = directory / "prometheus.yml"
-        config.write_text(CONFIG.format(port=target_port))
+        config.write_text(CONFIG.format(port=target_port, path=path))
         self.port = free_port()
         self.log = directory / "prometheus.log"
         with self.log.open("wb") as log:
@@ -158,6 +164,70 @@ def test_a_real_prometheus_scrapes_both_formats(tmp_path: Path) -> None:
                 async with session.get(f"{prometheus.base}/api/v1/targets") as response:
                     targets = (await response.json())["data"]["activeTargets"]
                 assert {t["labels"]["job"] for t in targets} == {"negotiated", "text"}
+                assert all(t["health"] == "up" and t["lastError"] == "" for t in targets), targets
+            finally:
+                prometheus.close()
+
+    run(main(), timeout=120)
+
+
+class Catalog(CachedModule):
+    """Counted on /metrics with no wiring."""
+
+
+def test_a_real_prometheus_scrapes_the_asgi_app_mounted_in_fastapi(tmp_path: Path) -> None:
+    binary("prometheus", "prometheus")
+    catalog = Catalog(ModuleConfig(name="catalog"))
+    core = Application(Shop(), catalog)
+    api = FastAPI(lifespan=core.lifespan)
+    api.add_middleware(RequestMetrics, registry=core.metrics)
+    api.mount("/ops", make_asgi_app(core))
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: str) -> str:
+        async def load() -> str:
+            return item_id * 2
+
+        return await catalog.get_or_load(item_id, load)
+
+    async def main() -> None:
+        async with serving(api) as base, aiohttp.ClientSession() as session:
+            for item_id in ("1", "2", "1"):  # two misses and loads, a hit
+                async with session.get(f"{base}/items/{item_id}") as response:
+                    assert response.status == 200
+            port = int(base.rsplit(":", 1)[1])
+            prometheus = Prometheus(tmp_path, port, path="/ops/metrics")
+            try:
+                await prometheus.until(session, ready(prometheus), "prometheus ready")
+
+                def equals(query: str, wanted: float) -> Any:
+                    async def check(session: aiohttp.ClientSession) -> bool:
+                        return await prometheus.value(session, query) == wanted
+
+                    return check
+
+                for job in ("negotiated", "text"):
+                    found = {
+                        f'up{{job="{job}"}}': 1,
+                        f'orders_total{{job="{job}",module="shop"}}': 7,
+                        f'pepperpy_module_up{{job="{job}",module="catalog"}}': 1,
+                        f'pepperpy_cache_hits_total{{job="{job}",module="catalog"}}': 1,
+                        f'pepperpy_cache_loads_total{{job="{job}",module="catalog"}}': 2,
+                        (
+                            "http_server_request_duration_seconds_count"
+                            f'{{job="{job}",method="GET",route="/items/{{item_id}}",status="200"}}'
+                        ): 3,
+                    }
+                    for query, wanted in found.items():
+                        await prometheus.until(session, equals(query, wanted), f"{job}: {query}")
+                # Prometheus's own scrapes are requests too, under the mount's route.
+                scraped = 'http_server_request_duration_seconds_count{route="/ops/metrics"} > 0'
+                await prometheus.until(
+                    session, lambda s: prometheus.value(s, scraped), "scrapes counted"
+                )
+                async with session.get(f"{prometheus.base}/api/v1/targets") as response:
+                    targets = (await response.json())["data"]["activeTargets"]
+                assert {t["scrapeUrl"].split("?")[0] for t in targets} == {f"{base}/ops/metrics"}
                 assert all(t["health"] == "up" and t["lastError"] == "" for t in targets), targets
             finally:
                 prometheus.close()
