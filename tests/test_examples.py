@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.asgiutil import fetch
+from tests.asyncutil import run, until_true
+from tests.servers import free_port
 
 pytestmark = pytest.mark.backend
 
@@ -27,7 +34,7 @@ def _run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"service.py", "cache_and_metrics.py", "retry_and_state.py"}
+    tested = {"service.py", "cache_and_metrics.py", "retry_and_state.py", "fastapi_service.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -75,6 +82,8 @@ def test_service_stops_on_a_signal_and_exits_like_the_demo(
         ("service.py", ("--bogus",), "unrecognized arguments: --bogus"),
         ("cache_and_metrics.py", ("--bogus",), "unrecognized arguments: --bogus"),
         ("retry_and_state.py", ("x",), "unrecognized arguments: x"),
+        ("fastapi_service.py", ("--port", "x"), "invalid int value: 'x'"),
+        ("fastapi_service.py", ("--drain", "-1"), "drain must be a finite number of seconds >= 0"),
     ],
 )
 def test_examples_refuse_bad_arguments(name: str, args: tuple[str, ...], message: str) -> None:
@@ -100,3 +109,66 @@ def test_retry_and_state() -> None:
     assert "watcher saw versions [1, 2, 3]" in out.stdout
     assert "state version: 3" in out.stdout
     assert "attempt 1 of 3 failed" in out.stderr
+
+
+def test_fastapi_service_serves_counts_drains_and_stops() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "fastapi_service.py"),
+            "--port",
+            str(port),
+            "--drain",
+            "3600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    async def answers(path: str, status: int) -> bool:
+        try:
+            return (await fetch(base + path))[0] == status
+        except aiohttp.ClientConnectionError:
+            return False
+
+    async def main() -> None:
+        await until_true(lambda: answers("/ops/readyz", 200), within=60)
+        for _ in range(2):
+            status, _, body = await fetch(base + "/products/tea")
+            assert (status, json.loads(body)) == (
+                200,
+                {"sku": "tea", "name": "Green tea", "stock": 12},
+            )
+        assert (await fetch(base + "/products/nope"))[0] == 404
+        status, _, body = await fetch(base + "/ops/metrics")
+        seen = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+        }
+        catalog, inventory = (("module", "catalog"),), (("module", "inventory"),)
+        assert seen["pepperpy_cache_hits_total", catalog] == 1
+        assert seen["pepperpy_cache_loads_total", catalog] == 2  # tea, nope
+        assert seen["pepperpy_retry_calls_total", inventory] == 2
+        assert seen["pepperpy_retry_attempts_total", inventory] == 4  # each call retried once
+        route = (("method", "GET"), ("route", "/products/{sku}"))
+        assert seen["http_server_request_duration_seconds_count", (*route, ("status", "200"))] == 2
+        assert seen["http_server_request_duration_seconds_count", (*route, ("status", "404"))] == 1
+        proc.send_signal(signal.SIGTERM)
+        await until_true(lambda: answers("/ops/readyz", 503), within=30)
+        assert (await fetch(base + "/products/cake"))[0] == 200  # serving through the drain
+        proc.send_signal(signal.SIGTERM)  # ends the drain
+
+    try:
+        run(main(), timeout=120)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "Application shutdown complete" in err, err
+    assert "Traceback" not in err
+    assert proc.returncode == -signal.SIGTERM  # uvicorn ends by the signal it caught
