@@ -1,7 +1,8 @@
 //! The algorithms behind pepperpy-core's native core, with no Python in them:
-//! the bounded FIFO table and the log-linear histogram. The PyO3 bindings in
-//! the parent crate are a thin layer over these, so `cargo test` runs them
-//! without an interpreter.
+//! the cache table and its eviction policies (FIFO, S3-FIFO), and the
+//! log-linear histogram. The PyO3 bindings in the parent crate are a thin
+//! layer over these, so `cargo test` runs them without an interpreter.
 
-pub mod fifo;
 pub mod histogram;
+pub mod policy;
+pub mod table;

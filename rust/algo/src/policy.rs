@@ -1,0 +1,769 @@
+//! Eviction policies over a [`Table`], and [`Cache`], a table with a policy.
+//!
+//! A policy decides three things: which list a new key joins ([`Policy::admit`]),
+//! what a read or an overwrite does to an entry's meta, and which entry leaves
+//! to make room ([`Policy::victim`], which may move others on the way). It
+//! never sees a key or a value, so it cannot run user code.
+//!
+//! - [`Fifo`]: one list; the oldest inserted key leaves. Reads change nothing.
+//! - [`S3Fifo`]: S3-FIFO (Yang et al., SOSP 2023), as libCacheSim's S3FIFO.c:
+//!   a small list for new keys, a main list for keys that proved themselves,
+//!   a ghost of the hashes of keys that left the small list unused, and a
+//!   frequency per entry capped at 3.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashTable;
+
+use crate::table::{Meta, Table};
+
+/// How a cache chooses what to keep.
+pub trait Policy: Default {
+    type Meta: Meta;
+
+    /// A read found the entry.
+    fn on_hit(meta: &mut Self::Meta);
+
+    /// An overwrite found the entry.
+    fn on_overwrite(meta: &mut Self::Meta);
+
+    /// The meta (so the list) of a new key of this hash, room already made.
+    fn admit<K, V>(
+        &mut self,
+        table: &Table<K, V, Self::Meta>,
+        hash: u64,
+        maxsize: usize,
+    ) -> Self::Meta;
+
+    /// The entry to remove to make room, having moved others on the way;
+    /// None only for an empty table. The caller removes it and calls
+    /// [`Policy::evicted`].
+    fn victim<K, V>(&mut self, table: &mut Table<K, V, Self::Meta>, maxsize: usize) -> Option<u32>;
+
+    /// The entry `victim` chose has left.
+    fn evicted(&mut self, hash: u64, meta: Self::Meta, maxsize: usize);
+
+    /// Forgets everything (the table was emptied).
+    fn clear(&mut self);
+}
+
+/// First in, first out: the oldest inserted key leaves; reads and overwrites
+/// leave the order alone. Every operation is worst-case O(1).
+#[derive(Default)]
+pub struct Fifo;
+
+impl Policy for Fifo {
+    type Meta = ();
+
+    #[inline(always)]
+    fn on_hit(_: &mut ()) {}
+
+    #[inline(always)]
+    fn on_overwrite(_: &mut ()) {}
+
+    #[inline(always)]
+    fn admit<K, V>(&mut self, _: &Table<K, V, ()>, _: u64, _: usize) {}
+
+    #[inline(always)]
+    fn victim<K, V>(&mut self, table: &mut Table<K, V, ()>, _: usize) -> Option<u32> {
+        table.front(0)
+    }
+
+    #[inline(always)]
+    fn evicted(&mut self, _: u64, _: (), _: usize) {}
+
+    fn clear(&mut self) {}
+}
+
+/// S3-FIFO's per-entry state: which list (bit 2: main) and the frequency
+/// (bits 0-1, 0..=3).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct S3Meta(u8);
+
+/// The list of new keys.
+pub const SMALL: usize = 0;
+/// The list of keys read again while in the small list, or back from the ghost.
+pub const MAIN: usize = 1;
+/// Frequencies stop counting here (two bits).
+pub const MAX_FREQ: u8 = 3;
+/// A key leaving the small list read at least this often moves to main.
+pub const PROMOTE_AT: u8 = 2;
+
+impl S3Meta {
+    /// A fresh entry of the small list (`main` false) or of main.
+    pub const fn new(main: bool) -> Self {
+        S3Meta(if main { 4 } else { 0 })
+    }
+
+    /// The meta whose [`S3Meta::bits`] are `bits`; None when no meta has them.
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        if bits < 8 {
+            Some(S3Meta(bits))
+        } else {
+            None
+        }
+    }
+
+    /// `freq + 4 * in_main`: what a copy or a pickle keeps.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub const fn freq(self) -> u8 {
+        self.0 & 3
+    }
+
+    pub const fn in_main(self) -> bool {
+        self.0 & 4 != 0
+    }
+
+    #[inline(always)]
+    fn bump(&mut self) {
+        if self.0 & 3 != MAX_FREQ {
+            self.0 += 1;
+        }
+    }
+}
+
+impl Meta for S3Meta {
+    const LISTS: usize = 2;
+
+    #[inline(always)]
+    fn list(self) -> usize {
+        ((self.0 >> 2) & 1) as usize
+    }
+}
+
+/// The small list's share of `maxsize` (at least one).
+pub fn small_share(maxsize: usize) -> usize {
+    (maxsize / 10).max(1)
+}
+
+/// How many hashes the ghost remembers (as many as main's share, about).
+pub fn ghost_size(maxsize: usize) -> usize {
+    (maxsize as u128 * 9 / 10) as usize
+}
+
+/// S3-FIFO. Amortized O(1): making room may move several entries (each
+/// move spends a unit of frequency a read paid for, or promotes a key once).
+///
+/// - read hit, overwrite: freq + 1, capped at 3. Nothing moves.
+/// - new key: main if its hash is in the ghost (which forgets it) or, until
+///   the first eviction, when the small list has its share; else small.
+/// - making room: from main when main holds more than its share or small is
+///   empty, else from small. Small's oldest with freq >= 2 moves to main
+///   (freq 0), else leaves and its hash joins the ghost; main's oldest with
+///   freq > 0 goes back to main's end with freq - 1, else leaves.
+#[derive(Default)]
+pub struct S3Fifo {
+    ghost: Ghost,
+    evicted_once: bool,
+}
+
+impl S3Fifo {
+    /// Whether the cache has evicted since it was made or cleared (new keys
+    /// then stop filling main directly).
+    pub fn evicted_once(&self) -> bool {
+        self.evicted_once
+    }
+
+    pub fn set_evicted_once(&mut self, evicted: bool) {
+        self.evicted_once = evicted;
+    }
+
+    /// How many hashes the ghost holds.
+    pub fn ghost_len(&self) -> usize {
+        self.ghost.len()
+    }
+
+    /// Forgets the ghost's hashes.
+    pub fn forget_ghost(&mut self) {
+        self.ghost = Ghost::default();
+    }
+
+    fn from_main<K, V>(table: &mut Table<K, V, S3Meta>) -> Option<u32> {
+        while let Some(at) = table.front(MAIN) {
+            let freq = table.meta(at).freq();
+            if freq == 0 {
+                return Some(at);
+            }
+            table.move_to_back(at, S3Meta(4 | (freq - 1)));
+        }
+        None
+    }
+
+    fn from_small<K, V>(table: &mut Table<K, V, S3Meta>) -> Option<u32> {
+        while let Some(at) = table.front(SMALL) {
+            if table.meta(at).freq() < PROMOTE_AT {
+                return Some(at);
+            }
+            table.move_to_back(at, S3Meta::new(true));
+        }
+        None
+    }
+}
+
+impl Policy for S3Fifo {
+    type Meta = S3Meta;
+
+    #[inline(always)]
+    fn on_hit(meta: &mut S3Meta) {
+        meta.bump();
+    }
+
+    #[inline(always)]
+    fn on_overwrite(meta: &mut S3Meta) {
+        meta.bump();
+    }
+
+    fn admit<K, V>(&mut self, table: &Table<K, V, S3Meta>, hash: u64, maxsize: usize) -> S3Meta {
+        let main = self.ghost.take(hash)
+            || (!self.evicted_once && table.list_len(SMALL) >= small_share(maxsize));
+        S3Meta::new(main)
+    }
+
+    fn victim<K, V>(&mut self, table: &mut Table<K, V, S3Meta>, maxsize: usize) -> Option<u32> {
+        self.evicted_once = true;
+        let main_share = maxsize - small_share(maxsize).min(maxsize);
+        loop {
+            if table.list_len(MAIN) > main_share || table.list_len(SMALL) == 0 {
+                // None only when main is empty too: an empty table.
+                return Self::from_main(table);
+            }
+            if let Some(at) = Self::from_small(table) {
+                return Some(at);
+            }
+            // Every key of small moved to main: main's turn.
+        }
+    }
+
+    fn evicted(&mut self, hash: u64, meta: S3Meta, maxsize: usize) {
+        if !meta.in_main() {
+            self.ghost.push(hash, ghost_size(maxsize));
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = S3Fifo::default();
+    }
+}
+
+/// A FIFO of hashes with O(1) membership: a ring of (hash, sequence) in push
+/// order and a table of each hash's latest sequence. Pushing a hash again
+/// makes it the newest; an entry of the ring whose sequence is not its hash's
+/// latest is stale and skipped (and swept out when stale ones dominate).
+#[derive(Default)]
+struct Ghost {
+    ring: VecDeque<(u64, u64)>,
+    latest: HashTable<(u64, u64)>,
+    seq: u64,
+}
+
+impl Ghost {
+    fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    fn is_latest(latest: &HashTable<(u64, u64)>, (hash, seq): (u64, u64)) -> bool {
+        latest
+            .find(hash, |e| e.0 == hash)
+            .is_some_and(|e| e.1 == seq)
+    }
+
+    /// Remembers `hash` as the newest, forgetting the oldest beyond `size`.
+    fn push(&mut self, hash: u64, size: usize) {
+        if size == 0 {
+            return;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        match self.latest.find_mut(hash, |e| e.0 == hash) {
+            Some(entry) => entry.1 = seq,
+            None => {
+                self.latest.insert_unique(hash, (hash, seq), |e| e.0);
+            }
+        }
+        self.ring.push_back((hash, seq));
+        while self.latest.len() > size {
+            let Some(oldest) = self.ring.pop_front() else {
+                break;
+            };
+            if Self::is_latest(&self.latest, oldest) {
+                if let Ok(entry) = self.latest.find_entry(oldest.0, |e| e.0 == oldest.0) {
+                    entry.remove();
+                }
+            }
+        }
+        if self.ring.len() > 2 * self.latest.len() + 16 {
+            let latest = &self.latest;
+            self.ring.retain(|&e| Self::is_latest(latest, e));
+        }
+    }
+
+    /// Whether `hash` was remembered; it is forgotten either way.
+    fn take(&mut self, hash: u64) -> bool {
+        match self.latest.find_entry(hash, |e| e.0 == hash) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A table run by a policy: what the bindings hold.
+pub struct Cache<K, V, P: Policy> {
+    table: Table<K, V, P::Meta>,
+    policy: P,
+}
+
+impl<K, V, P: Policy> Default for Cache<K, V, P> {
+    fn default() -> Self {
+        Cache {
+            table: Table::new(),
+            policy: P::default(),
+        }
+    }
+}
+
+impl<K, V, P: Policy> Cache<K, V, P> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn table(&self) -> &Table<K, V, P::Meta> {
+        &self.table
+    }
+
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    pub fn policy_mut(&mut self) -> &mut P {
+        &mut self.policy
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The value of the entry in slot `at`, read as a use (a hit).
+    #[inline]
+    pub fn hit(&mut self, at: u32) -> &V {
+        let (meta, value) = self.table.meta_and_value(at);
+        P::on_hit(meta);
+        value
+    }
+
+    /// Replaces the value of the entry in slot `at` (a use; it keeps its
+    /// place) and returns the old one.
+    pub fn overwrite(&mut self, at: u32, value: V) -> V {
+        P::on_overwrite(self.table.meta_and_value(at).0);
+        self.table.replace(at, value)
+    }
+
+    /// Inserts a key the caller found absent; at `maxsize` entries one entry
+    /// leaves first, and is returned. `maxsize` is at least 1.
+    pub fn insert(&mut self, hash: u64, key: K, value: V, maxsize: usize) -> (u32, Option<(K, V)>) {
+        let evicted = if self.table.len() >= maxsize {
+            self.evict(maxsize)
+        } else {
+            None
+        };
+        let meta = self.policy.admit(&self.table, hash, maxsize);
+        (self.table.push_back(hash, key, value, meta), evicted)
+    }
+
+    fn evict(&mut self, maxsize: usize) -> Option<(K, V)> {
+        let at = self.policy.victim(&mut self.table, maxsize)?;
+        let (hash, key, value, meta) = self.table.remove_entry(at);
+        self.policy.evicted(hash, meta, maxsize);
+        Some((key, value))
+    }
+
+    /// Removes the entry in slot `at` (not an eviction: the policy is not told).
+    pub fn remove(&mut self, at: u32) -> (K, V) {
+        let (key, value, _) = self.table.remove(at);
+        (key, value)
+    }
+
+    /// Puts the entry in slot `at` at the back of `meta`'s list with `meta`
+    /// (rebuilding a copy).
+    pub fn place(&mut self, at: u32, meta: P::Meta) {
+        self.table.move_to_back(at, meta);
+    }
+
+    /// Empties the cache (the policy forgets too) and hands back the entries.
+    pub fn take(&mut self) -> Table<K, V, P::Meta> {
+        self.policy.clear();
+        self.table.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::spread;
+    use std::collections::VecDeque;
+
+    fn h(k: u64) -> u64 {
+        spread(k)
+    }
+
+    /// `set` as the bindings do it: overwrite when present, else insert.
+    fn set<P: Policy>(
+        c: &mut Cache<u64, u64, P>,
+        k: u64,
+        v: u64,
+        maxsize: usize,
+    ) -> Option<(u64, u64)> {
+        if let Some(at) = c.table().find(h(k), |&x| x == k) {
+            c.overwrite(at, v);
+            return None;
+        }
+        c.insert(h(k), k, v, maxsize).1
+    }
+
+    fn get<P: Policy>(c: &mut Cache<u64, u64, P>, k: u64) -> Option<u64> {
+        let at = c.table().find(h(k), |&x| x == k)?;
+        Some(*c.hit(at))
+    }
+
+    fn items<P: Policy>(c: &Cache<u64, u64, P>) -> Vec<(u64, u64)> {
+        c.table().iter().map(|(k, v, _)| (*k, *v)).collect()
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn fifo_evicts_oldest_and_keeps_position_on_overwrite() {
+        let mut c: Cache<u64, u64, Fifo> = Cache::new();
+        assert_eq!(set(&mut c, 1, 10, 2), None);
+        assert_eq!(set(&mut c, 2, 20, 2), None);
+        assert_eq!(get(&mut c, 1), Some(10));
+        assert_eq!(set(&mut c, 1, 11, 2), None);
+        assert_eq!(set(&mut c, 3, 30, 2), Some((1, 11)));
+        assert_eq!(items(&c), vec![(2, 20), (3, 30)]);
+    }
+
+    #[test]
+    fn take_empties_the_cache_and_its_policy() {
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        for k in 0..30 {
+            set(&mut c, k, k, 10);
+        }
+        assert!(c.policy().evicted_once());
+        assert!(c.policy().ghost_len() > 0);
+        let old = c.take();
+        assert_eq!(old.len(), 10);
+        assert!(c.is_empty());
+        assert!(!c.policy().evicted_once());
+        assert_eq!(c.policy().ghost_len(), 0);
+    }
+
+    /// Pseudo-random operations against a VecDeque model.
+    #[test]
+    fn fifo_matches_a_model_under_random_operations() {
+        let mut rng = Rng(0x1234_5678);
+        let maxsize = 16;
+        let mut c: Cache<u64, u64, Fifo> = Cache::new();
+        let mut model: VecDeque<(u64, u64)> = VecDeque::new();
+        for step in 0..20_000u64 {
+            let k = rng.next() % 40;
+            match rng.next() % 4 {
+                0 => {
+                    let got = c.table().find(h(k), |&x| x == k).map(|at| c.remove(at));
+                    let want = model
+                        .iter()
+                        .position(|&(mk, _)| mk == k)
+                        .and_then(|i| model.remove(i));
+                    assert_eq!(got, want);
+                }
+                1 => {
+                    let want = model.iter().find(|e| e.0 == k).map(|e| e.1);
+                    assert_eq!(get(&mut c, k), want);
+                }
+                _ => {
+                    set(&mut c, k, step, maxsize);
+                    if let Some(e) = model.iter_mut().find(|e| e.0 == k) {
+                        e.1 = step;
+                    } else {
+                        if model.len() >= maxsize {
+                            model.pop_front();
+                        }
+                        model.push_back((k, step));
+                    }
+                }
+            }
+            assert_eq!(items(&c), model.iter().copied().collect::<Vec<_>>());
+        }
+    }
+
+    /// S3-FIFO written plainly (the groundwork's s3fifo_model.py): queues of
+    /// (key, value, freq), the ghost a queue of hashes.
+    struct Model {
+        maxsize: usize,
+        small: VecDeque<(u64, u64, u8)>,
+        main: VecDeque<(u64, u64, u8)>,
+        ghost: VecDeque<u64>,
+        evicted_once: bool,
+        evictions: usize,
+    }
+
+    impl Model {
+        fn new(maxsize: usize) -> Self {
+            Model {
+                maxsize,
+                small: VecDeque::new(),
+                main: VecDeque::new(),
+                ghost: VecDeque::new(),
+                evicted_once: false,
+                evictions: 0,
+            }
+        }
+
+        fn len(&self) -> usize {
+            self.small.len() + self.main.len()
+        }
+
+        fn entry(&mut self, k: u64) -> Option<&mut (u64, u64, u8)> {
+            self.small
+                .iter_mut()
+                .chain(self.main.iter_mut())
+                .find(|e| e.0 == k)
+        }
+
+        fn get(&mut self, k: u64) -> Option<u64> {
+            let e = self.entry(k)?;
+            e.2 = (e.2 + 1).min(3);
+            Some(e.1)
+        }
+
+        fn set(&mut self, k: u64, v: u64) {
+            if let Some(e) = self.entry(k) {
+                e.1 = v;
+                e.2 = (e.2 + 1).min(3);
+                return;
+            }
+            while self.len() >= self.maxsize {
+                self.evict_one();
+            }
+            let small_target = (self.maxsize / 10).max(1);
+            if let Some(i) = self.ghost.iter().position(|&g| g == h(k)) {
+                self.ghost.remove(i);
+                self.main.push_back((k, v, 0));
+            } else if !self.evicted_once && self.small.len() >= small_target {
+                self.main.push_back((k, v, 0));
+            } else {
+                self.small.push_back((k, v, 0));
+            }
+        }
+
+        fn evict_one(&mut self) {
+            self.evicted_once = true;
+            let main_target = self.maxsize - (self.maxsize / 10).max(1);
+            if self.main.len() > main_target || self.small.is_empty() {
+                while let Some((k, v, f)) = self.main.pop_front() {
+                    if f > 0 {
+                        self.main.push_back((k, v, f - 1));
+                        continue;
+                    }
+                    self.evictions += 1;
+                    return;
+                }
+            } else {
+                while let Some((k, v, f)) = self.small.pop_front() {
+                    if f >= 2 {
+                        self.main.push_back((k, v, 0));
+                        continue;
+                    }
+                    self.evictions += 1;
+                    let size = self.maxsize * 9 / 10;
+                    if size > 0 {
+                        if let Some(i) = self.ghost.iter().position(|&g| g == h(k)) {
+                            self.ghost.remove(i);
+                        }
+                        self.ghost.push_back(h(k));
+                        if self.ghost.len() > size {
+                            self.ghost.pop_front();
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+
+        fn pop(&mut self, k: u64) -> Option<u64> {
+            for q in [&mut self.small, &mut self.main] {
+                if let Some(i) = q.iter().position(|e| e.0 == k) {
+                    return q.remove(i).map(|e| e.1);
+                }
+            }
+            None
+        }
+
+        fn items(&self) -> Vec<(u64, u64, u8)> {
+            self.small.iter().chain(self.main.iter()).copied().collect()
+        }
+    }
+
+    fn s3_items(c: &Cache<u64, u64, S3Fifo>) -> Vec<(u64, u64, u8)> {
+        c.table()
+            .iter()
+            .map(|(k, v, m)| (*k, *v, m.freq()))
+            .collect()
+    }
+
+    #[test]
+    fn s3fifo_matches_a_model_under_random_operations() {
+        for (seed, maxsize, keys) in [(1, 1, 4), (2, 2, 6), (3, 10, 30), (4, 16, 40), (5, 37, 120)]
+        {
+            let mut rng = Rng(0x9E37_79B9 * seed);
+            let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+            let mut model = Model::new(maxsize);
+            let mut evictions = 0;
+            for step in 0..20_000u64 {
+                // Skewed keys, so that some are read often enough to be kept.
+                let k = (rng.next() % keys) * (rng.next() % keys) / keys;
+                match rng.next() % 10 {
+                    0 => {
+                        let got = c.table().find(h(k), |&x| x == k).map(|at| c.remove(at).1);
+                        assert_eq!(got, model.pop(k));
+                    }
+                    1 if step % 997 == 0 => {
+                        drop(c.take());
+                        model = Model {
+                            evictions: model.evictions,
+                            ..Model::new(maxsize)
+                        };
+                    }
+                    1..=5 => assert_eq!(get(&mut c, k), model.get(k), "step {step}"),
+                    _ => {
+                        evictions += usize::from(set(&mut c, k, step, maxsize).is_some());
+                        model.set(k, step);
+                    }
+                }
+                assert_eq!(
+                    s3_items(&c),
+                    model.items(),
+                    "maxsize {maxsize}, step {step}"
+                );
+                assert_eq!(c.table().list_len(SMALL), model.small.len());
+                assert_eq!(c.policy().ghost_len(), model.ghost.len());
+                assert_eq!(c.policy().evicted_once(), model.evicted_once);
+                assert!(c.len() <= maxsize);
+            }
+            assert_eq!(evictions, model.evictions);
+            assert!(evictions > 100, "the run evicted ({evictions})");
+        }
+    }
+
+    #[test]
+    fn s3fifo_keeps_keys_read_again_and_forgets_one_hit_wonders() {
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        let maxsize = 10;
+        for k in 0..10 {
+            set(&mut c, k, k, maxsize);
+        }
+        // Warm-up: the first key filled small's share, the rest went to main.
+        let metas: Vec<bool> = c.table().iter().map(|(_, _, m)| m.in_main()).collect();
+        assert_eq!(
+            metas,
+            [false, true, true, true, true, true, true, true, true, true]
+        );
+        for k in 1..10 {
+            get(&mut c, k);
+        }
+        // A scan of new keys goes through small and leaves from there.
+        for k in 100..200 {
+            set(&mut c, k, k, maxsize);
+        }
+        let kept: Vec<u64> = items(&c).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(&kept[1..], &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(kept[0], 199);
+        // A key back from the ghost goes straight to main.
+        set(&mut c, 198, 0, maxsize);
+        let at = c.table().find(h(198), |&x| x == 198).expect("admitted");
+        assert!(c.table().meta(at).in_main());
+    }
+
+    #[test]
+    fn s3fifo_promotes_keys_read_twice_in_small() {
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        let maxsize = 20; // small's share is 2
+        for k in 0..20 {
+            set(&mut c, k, k, maxsize);
+        }
+        set(&mut c, 100, 0, maxsize); // evicts 0 (small, unread): 0's hash to the ghost
+        assert_eq!(c.policy().ghost_len(), 1);
+        // 1 is small's oldest now; read twice, it moves to main instead of leaving.
+        get(&mut c, 1);
+        get(&mut c, 1);
+        set(&mut c, 101, 0, maxsize);
+        let at = c.table().find(h(1), |&x| x == 1).expect("kept");
+        assert_eq!(c.table().meta(at), S3Meta::new(true));
+        assert!(c.table().find(h(100), |&x| x == 100).is_none());
+    }
+
+    #[test]
+    fn ghost_forgets_the_oldest_and_refreshes_a_hash_pushed_again() {
+        let mut g = Ghost::default();
+        for hash in 0..5 {
+            g.push(hash, 3);
+        }
+        assert_eq!(g.len(), 3);
+        assert!(!g.take(1));
+        g.push(2, 3); // 2 becomes the newest: 3 is the oldest now
+        g.push(9, 3);
+        assert!(!g.take(3));
+        assert!(g.take(2) && g.take(4) && g.take(9));
+        assert_eq!(g.len(), 0);
+        // Stale ring entries are swept: the ring stays in proportion.
+        for round in 0..10_000 {
+            g.push(round, 3);
+            assert!(g.take(round));
+        }
+        assert!(g.ring.len() <= 2 * g.len() + 17);
+        g.push(7, 0);
+        assert_eq!(g.len(), 0);
+    }
+
+    #[test]
+    fn meta_bits_round_trip() {
+        for bits in 0..8 {
+            let meta = S3Meta::from_bits(bits).expect("valid");
+            assert_eq!(meta.bits(), bits);
+            assert_eq!(meta.freq(), bits & 3);
+            assert_eq!(meta.in_main(), bits >= 4);
+            assert_eq!(meta.list(), usize::from(bits >= 4));
+        }
+        assert_eq!(S3Meta::from_bits(8), None);
+        let mut m = S3Meta::new(false);
+        for _ in 0..10 {
+            S3Fifo::on_hit(&mut m);
+        }
+        assert_eq!(m, S3Meta::from_bits(3).expect("valid"));
+    }
+
+    #[test]
+    fn shares() {
+        assert_eq!((small_share(1), ghost_size(1)), (1, 0));
+        assert_eq!((small_share(19), ghost_size(19)), (1, 17));
+        assert_eq!((small_share(1000), ghost_size(1000)), (100, 900));
+        assert_eq!(ghost_size(u32::MAX as usize), 3_865_470_565);
+    }
+}
