@@ -1,7 +1,7 @@
-//! `FIFOCache`: the Python face of [`pepperpy_core_algo::policy::Cache`] with
-//! the [`Fifo`] policy. One generic core ([`Core`]) does the work; a macro
-//! makes each class, which only forwards to it (PyO3 classes cannot be
-//! generic), so a policy's class is one more line.
+//! `FIFOCache` and `S3FIFOCache`: the Python faces of
+//! [`pepperpy_core_algo::policy::Cache`] with the [`Fifo`] and [`S3Fifo`]
+//! policies. One generic core ([`Core`]) does the work; a macro makes each
+//! class, which only forwards to it (PyO3 classes cannot be generic).
 //!
 //! The one rule that keeps it safe against hostile keys and values: no Python
 //! code runs while the table is held (see [`crate::exclusive`]). Hashes are
@@ -28,7 +28,7 @@ use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyMapping, PyString, PyTuple};
 use pyo3::{ffi, intern, PyClass, PyTraverseError, PyVisit};
 
-use pepperpy_core_algo::policy::{Cache, Fifo, Policy};
+use pepperpy_core_algo::policy::{Cache, Fifo, Policy, S3Fifo, S3Meta};
 use pepperpy_core_algo::table::{spread, Table, MAX_ENTRIES};
 
 use crate::exclusive::{Exclusive, Guard};
@@ -76,6 +76,28 @@ impl Kind for Fifo {
         false
     }
     fn restore(&mut self, _: bool) {}
+}
+
+impl Kind for S3Fifo {
+    const CLASS: &'static str = "S3FIFOCache";
+    const BAD_STATE: &'static str =
+        "S3FIFOCache state must be a (maxsize, items, attributes, slots, policy) tuple";
+    const KEEPS_POLICY: bool = true;
+
+    fn bits(meta: S3Meta) -> u8 {
+        meta.bits()
+    }
+    fn meta(bits: u8) -> Option<S3Meta> {
+        S3Meta::from_bits(bits)
+    }
+    fn flag(&self) -> bool {
+        self.evicted_once()
+    }
+    fn restore(&mut self, flag: bool) {
+        // The ghost's hashes are not kept: str hashes differ between processes.
+        self.forget_ghost();
+        self.set_evicted_once(flag);
+    }
 }
 
 type Entries<P> = Cache<Py<PyAny>, Py<PyAny>, P>;
@@ -1123,9 +1145,21 @@ cache_class!(
     FIFO_GET
 );
 
+cache_class!(
+    /// A bounded mapping that evicts by S3-FIFO: new keys enter a small FIFO,
+    /// keys read again there move to a main FIFO, which keeps keys while they
+    /// are read; a ghost of recently evicted keys' hashes readmits them to
+    /// main. Thread-safe; every operation is O(1), eviction amortized.
+    S3FIFOCache,
+    S3Fifo,
+    S3FIFO_GET
+);
+
 /// Adds the raw methods and slots to the classes.
 pub fn install_methods(py: Python<'_>) -> PyResult<()> {
     install(&py.get_type::<FIFOCache>(), &FIFO_GET)?;
     install_slots(&py.get_type::<FIFOCache>(), &FIFOCache::SLOTS);
+    install(&py.get_type::<S3FIFOCache>(), &S3FIFO_GET)?;
+    install_slots(&py.get_type::<S3FIFOCache>(), &S3FIFOCache::SLOTS);
     Ok(())
 }

@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::FIFOCache>()?;
+    m.add_class::<cache::S3FIFOCache>()?;
     cache::install_methods(m.py())?;
     m.add_class::<cache::CacheStats>()?;
     m.add_class::<metrics::Counter>()?;
