@@ -23,7 +23,13 @@ import pytest
 
 from pepperpy_core._fallback.cache import _BUSY, _CHANGED, FIFOCache
 
-_METHODS = {f.__code__ for f in vars(FIFOCache).values() if hasattr(f, "__code__")}
+#: The code of every method of the cache, its base classes' included.
+_METHODS = {
+    f.__code__
+    for klass in FIFOCache.__mro__
+    for f in vars(klass).values()
+    if hasattr(f, "__code__")
+}
 #: Where the pure-Python cache's own functions live.
 _SOURCES = str(Path(inspect.getfile(FIFOCache)).parent)
 
