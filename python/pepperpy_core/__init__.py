@@ -19,18 +19,20 @@ __all__ = [
     "FIFOCache",
     "HealthReport",
     "ModuleHealth",
+    "S3FIFOCache",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from pepperpy_core._backend import BACKEND
-    from pepperpy_core.cache import CacheStats, FIFOCache
+    from pepperpy_core.cache import CacheStats, FIFOCache, S3FIFOCache
     from pepperpy_core.runtime import Application, HealthReport, ModuleHealth
 
 _WHERE = {
     "BACKEND": "pepperpy_core._backend",
     "CacheStats": "pepperpy_core.cache",
     "FIFOCache": "pepperpy_core.cache",
+    "S3FIFOCache": "pepperpy_core.cache",
     "Application": "pepperpy_core.runtime",
     "HealthReport": "pepperpy_core.runtime",
     "ModuleHealth": "pepperpy_core.runtime",

@@ -35,6 +35,7 @@ class Backend:
 
     name: Name
     FIFOCache: type[CacheProtocol[Any, Any]]
+    S3FIFOCache: type[CacheProtocol[Any, Any]]
     CacheStats: type[Any]
     Counter: type[CounterProtocol]
     Gauge: type[GaugeProtocol]
@@ -51,6 +52,7 @@ def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
     return Backend(
         name=name,
         FIFOCache=cache.FIFOCache,
+        S3FIFOCache=cache.S3FIFOCache,
         CacheStats=cache.CacheStats,
         Counter=metrics.Counter,
         Gauge=metrics.Gauge,

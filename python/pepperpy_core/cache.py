@@ -1,11 +1,25 @@
-"""FIFOCache: the bounded FIFO mapping, from the active backend; LocalCache:
-any such local cache behind the async cache protocol; ``cached``: a
-function's results kept in any of these caches (see ``_cached.py``).
+"""FIFOCache and S3FIFOCache: the bounded mappings, from the active backend;
+LocalCache: any such local cache behind the async cache protocol; ``cached``:
+a function's results kept in any of these caches (see ``_cached.py``).
 
 ``FIFOCache[K, V](maxsize)`` evicts the oldest inserted key when a new key
 arrives at ``maxsize`` entries; overwriting keeps a key's position and reads
-never reorder. Both backends behave the same; see ``_fallback/cache.py`` for
-the documented contract of each method.
+never reorder. Every operation is worst-case O(1).
+
+``S3FIFOCache[K, V](maxsize)`` has the same methods and contract but evicts
+by S3-FIFO (Yang et al., SOSP 2023): a new key enters a small FIFO (a tenth
+of maxsize) and leaves from there unless it was read twice meanwhile, when it
+moves to the main FIFO; main's oldest key goes back to main's end while it
+was read since (up to three times), else it leaves. Keys that left small
+unread are remembered by hash (about 0.9 x maxsize of them), and one that
+comes back goes straight to main. Reads and overwrites count as uses, ``in``
+does not. ``keys()``/``items()`` list small's keys oldest first, then main's.
+Eviction is amortized O(1). It keeps more of a skewed workload than FIFO or
+LRU (see benches/README.md); for recency-shaped or write-heavy use FIFOCache
+is cheaper.
+
+Both backends behave the same; see ``_fallback/cache.py`` and
+``_fallback/s3fifo.py`` for the documented contract of each method.
 """
 
 from __future__ import annotations
@@ -21,12 +35,13 @@ from pepperpy_core._seconds import seconds_or_none
 from pepperpy_core.protocols import CacheProtocol
 
 if TYPE_CHECKING:
-    from pepperpy_core._fallback.cache import CacheStats, FIFOCache
+    from pepperpy_core._fallback.cache import CacheStats, FIFOCache, S3FIFOCache
 else:
     CacheStats = ACTIVE.CacheStats
     FIFOCache = ACTIVE.FIFOCache
+    S3FIFOCache = ACTIVE.S3FIFOCache
 
-__all__ = ["CacheStats", "FIFOCache", "LocalCache", "cached"]
+__all__ = ["CacheStats", "FIFOCache", "LocalCache", "S3FIFOCache", "cached"]
 
 K = TypeVar("K")
 V = TypeVar("V")

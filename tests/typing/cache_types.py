@@ -1,10 +1,10 @@
-"""Type-checked by ``mypy --strict`` in CI, never run: FIFOCache is generic."""
+"""Type-checked by ``mypy --strict`` in CI, never run: the caches are generic."""
 
 from __future__ import annotations
 
 from typing import assert_type
 
-from pepperpy_core import CacheStats, FIFOCache, _native
+from pepperpy_core import CacheStats, FIFOCache, S3FIFOCache, _native
 
 cache: FIFOCache[str, int] = FIFOCache(10)
 assert_type(cache.get("a"), int | None)
@@ -30,3 +30,15 @@ assert_type(native.items(), list[tuple[str, int]])
 
 aliased = FIFOCache[str, int](5)
 assert_type(aliased, FIFOCache[str, int])
+
+s3: S3FIFOCache[str, int] = S3FIFOCache(10)
+assert_type(s3.get("a"), int | None)
+assert_type(s3.get("a", "x"), int | str)
+assert_type(s3["a"], int)
+assert_type(s3.pop("a", None), int | None)
+assert_type(s3.items(), list[tuple[str, int]])
+assert_type(s3.get_many(["a"]), dict[str, int])
+assert_type(s3.stats(), CacheStats)
+native_s3: _native.S3FIFOCache[str, int] = _native.S3FIFOCache(10)
+assert_type(native_s3.get("a"), int | None)
+assert_type(native_s3.keys(), list[str])

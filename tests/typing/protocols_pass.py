@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import assert_type
 
-from pepperpy_core import FIFOCache, _native
+from pepperpy_core import FIFOCache, S3FIFOCache, _native
 from pepperpy_core._fallback import cache as fallback
 from pepperpy_core.cache import LocalCache
 from pepperpy_core.config import ModuleConfig
@@ -41,6 +41,9 @@ health: HealthCheckable = BaseModule()
 cache: CacheProtocol[str, int] = FIFOCache[str, int](10)
 native_cache: CacheProtocol[str, int] = _native.FIFOCache[str, int](10)
 fallback_cache: CacheProtocol[str, int] = fallback.FIFOCache[str, int](10)
+s3_cache: CacheProtocol[str, int] = S3FIFOCache[str, int](10)
+native_s3_cache: CacheProtocol[str, int] = _native.S3FIFOCache[str, int](10)
+fallback_s3_cache: CacheProtocol[str, int] = fallback.S3FIFOCache[str, int](10)
 assert_type(cache.get("a"), int | None)
 
 config: ConfigProtocol = ModuleConfig(name="x")

@@ -67,12 +67,14 @@ from pepperpy_core._fallback.core import (
     says,
 )
 from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
+from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
 __all__ = [
     "MAX_ENTRIES",
     "MAX_ROUNDS",
     "CacheStats",
     "FIFOCache",
+    "S3FIFOCache",
     "check_maxsize",
 ]
 
