@@ -510,6 +510,55 @@ def test_value_del_that_touches_the_cache_on_overwrite_pop_and_clear(
     assert cache.keys() == ["from-del-c"]
 
 
+class _Gone:
+    """A key with no __eq__ of its own, sharing a hash with _Pops."""
+
+    def __hash__(self) -> int:
+        return 5
+
+
+class _Pops:
+    """A probe whose __eq__ pops the stored key it is compared with."""
+
+    cache: Any = None
+
+    def __hash__(self) -> int:
+        return 5
+
+    def __eq__(self, other: object) -> bool:
+        self.cache.pop(other, None)
+        return False
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda c: c.get(_Pops()),
+        lambda c: _Pops() in c,
+        lambda c: c.__setitem__(_Pops(), 1),
+        lambda c: c.pop(_Pops(), None),
+        lambda c: c.get_many([_Pops()]),
+    ],
+    ids=["get", "in", "[]=", "pop", "get_many"],
+)
+@pytest.mark.parametrize("kind", ["FIFOCache", "S3FIFOCache"])
+def test_a_key_that_leaves_during_a_lookup_is_freed_when_it_returns(
+    backend: Backend, kind: str, use: Any
+) -> None:
+    """The references a lookup took to compare keys go when it returns, not
+    at some later call: the stored key popped by the probe's __eq__ is freed
+    (and its finalizer run) by then."""
+    cache = getattr(backend, kind)(4)
+    _Pops.cache = cache
+    stored = _Gone()
+    freed = weakref.ref(stored)
+    cache[stored] = "stored"
+    del stored
+    use(cache)
+    assert freed() is None
+    assert len(cache) <= 1
+
+
 # --- threads -----------------------------------------------------------------
 
 

@@ -66,7 +66,7 @@ from pepperpy_core._fallback.core import (
     pairs_of,
     says,
 )
-from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
+from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, wrap
 from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
 __all__ = [
@@ -236,12 +236,15 @@ class FIFOCache(CacheCore[K, V]):
 
     def keys(self) -> list[K]:
         """The keys, oldest first (a snapshot)."""
-        dkeys, version = self._copied(_dkeys)
-        # No wrapper was stored since the snapshot was taken: nothing to map
-        # (a wrapper's removal moves the version on).
-        if not self._wrapped and self._version == version:
-            return cast("list[K]", dkeys)
-        return [key_of(dkey) for dkey in dkeys]
+        if not self._wrapped:
+            dkeys, version = self._copied(_dkeys)
+            # No wrapper was stored since the snapshot was taken: nothing to
+            # map (a wrapper's removal moves the version on).
+            if not self._wrapped and self._version == version:
+                return cast("list[K]", dkeys)
+        # Mapped within the copy: a pop empties the wrapper it removes.
+        keys, _ = self._copied(_keys)
+        return keys
 
     def values(self) -> list[V]:
         """The values, oldest first (a snapshot)."""
@@ -252,10 +255,12 @@ class FIFOCache(CacheCore[K, V]):
         """The (key, value) pairs, oldest first (a snapshot)."""
         # Keys, then values: neither copy allocates an object the collector
         # tracks while it walks the dict, so no finalizer runs in the middle.
-        (dkeys, values), version = self._copied(_keys_and_values)
-        if self._wrapped or self._version != version:
-            dkeys = [key_of(dkey) for dkey in dkeys]
-        return cast("list[tuple[K, V]]", list(zip(dkeys, values, strict=True)))
+        if not self._wrapped:
+            (dkeys, values), version = self._copied(_keys_and_values)
+            if not self._wrapped and self._version == version:
+                return cast("list[tuple[K, V]]", list(zip(dkeys, values, strict=True)))
+        (keys, values), _ = self._copied(_mapped_keys_and_values)
+        return list(zip(keys, values, strict=True))
 
     def _state(self) -> tuple[list[tuple[K, V]], tuple[object, ...]]:
         return self.items(), ()
@@ -441,6 +446,11 @@ class FIFOCache(CacheCore[K, V]):
                 self._unlink(dkey)
                 stale = self._stale
                 stale[dkey] = stale.get(dkey, 0) + 1
+                if is_wrapper(dkey):
+                    # _order and _stale keep the wrapper until it is reached,
+                    # not the key: this frame lets go of it, after the lock.
+                    holder = cast("Wrapper", dkey)[2]
+                    _left, holder.key = holder.key, None
         except BaseException:
             self._stale[_OUT_OF_STEP] = 1
             raise
@@ -520,3 +530,12 @@ def _values(cache: FIFOCache[Any, V]) -> list[V]:
 def _keys_and_values(cache: FIFOCache[Any, V]) -> tuple[list[object], list[V]]:
     data = cache._data
     return list(data), list(data.values())
+
+
+def _keys(cache: FIFOCache[K, Any]) -> list[K]:
+    return [key_of(dkey) for dkey in cache._data]
+
+
+def _mapped_keys_and_values(cache: FIFOCache[K, V]) -> tuple[list[K], list[V]]:
+    data = cache._data
+    return [key_of(dkey) for dkey in data], list(data.values())

@@ -360,6 +360,8 @@ class CacheCore(Generic[K, V]):
         if group:
             for wrapper in tuple(group):
                 stored = wrapper[2].key
+                if stored is None:
+                    continue  # popped meanwhile (a key that is None is plain, never wrapped)
                 # As a dict does: identity, then the stored key's __eq__.
                 if stored is key or stored == key:
                     return wrapper
@@ -406,7 +408,7 @@ class CacheCore(Generic[K, V]):
             if group:
                 for wrapper in tuple(group):
                     stored = wrapper[2].key
-                    if stored is key or stored == key:
+                    if stored is not None and (stored is key or stored == key):
                         found = wrapper
                         break
             if self._version == version:

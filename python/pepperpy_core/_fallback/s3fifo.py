@@ -184,10 +184,12 @@ class S3FIFOCache(CacheCore[K, V]):
 
     def keys(self) -> list[K]:
         """The keys, small's oldest first, then main's (a snapshot)."""
-        entries, version = self._copied(_live)
+        # The dict keys are taken within the copy (a pop empties the entry it
+        # removes); the wrappers among them keep their keys.
+        dkeys, version = self._copied(_live_dkeys)
         if not self._wrapped and self._version == version:
-            return [entry[2] for entry in entries]
-        return [key_of(entry[2]) for entry in entries]
+            return cast("list[K]", dkeys)
+        return [key_of(dkey) for dkey in dkeys]
 
     def values(self) -> list[V]:
         """The values, in the order of ``keys()`` (a snapshot)."""
@@ -562,9 +564,8 @@ class S3FIFOCache(CacheCore[K, V]):
         """The items and, per item, ``freq + 4 * in main``, and whether the
         cache has evicted (the ghost is not kept: str hashes differ between
         processes)."""
-        entries, _ = self._copied(_live)
-        items = [(key_of(entry[2]), entry[0]) for entry in entries]
-        bits = bytes(MAX_FREQ - min(max(entry[1], 0), MAX_FREQ) + 4 * entry[3] for entry in entries)
+        (dkeys, values, bits), _ = self._copied(_live_state)
+        items = [(key_of(dkey), value) for dkey, value in zip(dkeys, values, strict=True)]
         return items, ((bits, self._evicted_once),)
 
     def _check_policy(self, parts: tuple[Any, ...], count: int) -> object:
@@ -612,9 +613,20 @@ def _live(cache: S3FIFOCache[Any, Any]) -> list[Entry]:
     return [*small, *main]
 
 
+def _live_dkeys(cache: S3FIFOCache[Any, Any]) -> list[object]:
+    return [entry[2] for entry in _live(cache)]
+
+
 def _live_pairs(cache: S3FIFOCache[Any, V]) -> tuple[list[object], list[V]]:
     entries = _live(cache)
     return [entry[2] for entry in entries], [entry[0] for entry in entries]
+
+
+def _live_state(cache: S3FIFOCache[Any, V]) -> tuple[list[object], list[V], bytes]:
+    """Dict keys, values, and per entry freq + 4 * in main."""
+    entries = _live(cache)
+    bits = bytes(MAX_FREQ - min(max(entry[1], 0), MAX_FREQ) + 4 * entry[3] for entry in entries)
+    return [entry[2] for entry in entries], [entry[0] for entry in entries], bits
 
 
 def _queues(cache: S3FIFOCache[Any, Any]) -> tuple[deque[Entry], deque[Entry]]:
