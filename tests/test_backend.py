@@ -41,6 +41,7 @@ def test_active_backend_is_the_one_asked_for() -> None:
         else ("pepperpy_core._fallback.cache")
     )
     assert cache.FIFOCache.__module__ == expected
+    assert cache.S3FIFOCache.__module__ == expected.replace(".cache", ".s3fifo")
 
 
 def test_python_backend_never_imports_the_extension() -> None:

@@ -1,7 +1,8 @@
-"""The pure-Python FIFOCache's write token: a use nested in a write on the same
+"""The pure-Python caches' write token: a use nested in a write on the same
 thread (what a signal handler or a finalizer does) is either done or refused
 with RuntimeError, never a deadlock or a half-made change; a write that finds
-the token taken by another thread waits for it and then happens.
+the token taken by another thread waits for it and then happens. Every test
+runs on FIFOCache and S3FIFOCache (``cls``), which share that machinery.
 
 A profile hook stands in for the signal handler: it runs at every call a
 cache method makes, on the same thread, nested in that method's frame. The
@@ -11,6 +12,7 @@ is entered, so the interrupting hook raises at those points.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import sys
 import threading
@@ -21,17 +23,37 @@ from typing import Any
 
 import pytest
 
-from pepperpy_core._fallback.cache import _BUSY, _CHANGED, FIFOCache
+from pepperpy_core._fallback.cache import FIFOCache
+from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
-#: The code of every method of the cache, its base classes' included.
+CLASSES = [FIFOCache, S3FIFOCache]
+#: The code of every method of the caches, their shared base's included.
 _METHODS = {
     f.__code__
-    for klass in FIFOCache.__mro__
+    for cls in CLASSES
+    for klass in cls.__mro__
     for f in vars(klass).values()
     if hasattr(f, "__code__")
 }
 #: Where the pure-Python cache's own functions live.
 _SOURCES = str(Path(inspect.getfile(FIFOCache)).parent)
+
+Cache = FIFOCache[Any, Any] | S3FIFOCache[Any, Any]
+
+
+@pytest.fixture(params=CLASSES, ids=[c.__name__ for c in CLASSES])
+def cls(request: pytest.FixtureRequest) -> type[Cache]:
+    """Each pure-Python cache class in turn."""
+    made: type[Cache] = request.param
+    return made
+
+
+def _busy(cache: Cache) -> str:
+    return cache._says.busy
+
+
+def _changed(cache: Cache) -> str:
+    return cache._says.changed
 
 
 class _Key:
@@ -47,7 +69,7 @@ class _Key:
         return isinstance(other, _Key) and other.n == self.n
 
 
-_NESTED: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
+_NESTED: dict[str, Callable[[Cache, int], object]] = {
     "set str": lambda c, n: c.set(f"nested-{n}", n),
     "set int": lambda c, n: c.set(10_000 + n, n),
     "set wrapped": lambda c, n: c.set(_Key(n), n),
@@ -57,7 +79,7 @@ _NESTED: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
 }
 
 
-def _check(cache: FIFOCache[Any, Any], maxsize: int) -> None:
+def _check(cache: Cache, maxsize: int) -> None:
     keys = cache.keys()
     assert len(keys) <= maxsize
     assert len(keys) == len(set(keys))
@@ -66,13 +88,30 @@ def _check(cache: FIFOCache[Any, Any], maxsize: int) -> None:
         assert key in cache
     stats = cache.stats()
     assert stats.inserts - stats.evictions >= len(cache)
+    if isinstance(cache, S3FIFOCache):
+        _check_queues(cache)
+
+
+def _check_queues(cache: S3FIFOCache[Any, Any]) -> None:
+    """S3FIFOCache's deques and count agree with its entries once repaired:
+    each live entry once, in the deque it says, and the count of main's."""
+    if cache._out_of_step:
+        return  # repaired by the next insert
+    data = cache._data
+    live = [[e for e in q if data.get(e[2]) is e] for q in (cache._small, cache._main)]
+    assert sorted(map(id, live[0] + live[1])) == sorted(map(id, data.values()))
+    assert [e[3] for e in live[0]] == [False] * len(live[0])
+    assert [e[3] for e in live[1]] == [True] * len(live[1])
+    assert cache._nmain == len(live[1])
 
 
 @pytest.mark.parametrize("nested", sorted(_NESTED))
 @pytest.mark.parametrize("outer_key", ["str", "int", "wrapped"])
-def test_a_use_nested_in_a_write_is_done_or_refused(nested: str, outer_key: str) -> None:
+def test_a_use_nested_in_a_write_is_done_or_refused(
+    cls: type[Cache], nested: str, outer_key: str
+) -> None:
     maxsize = 64
-    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    cache: Cache = cls(maxsize)
     for n in range(maxsize):
         cache[f"seed-{n}"] = n
     if outer_key == "wrapped":
@@ -122,8 +161,8 @@ def test_a_use_nested_in_a_write_is_done_or_refused(nested: str, outer_key: str)
     assert errors == []
     # Nested uses ran at points where the token was held (refused) and where
     # it was free (done): both paths were taken.
-    assert set(outcomes) == {"done", _BUSY}
-    assert set(changed) <= ({_CHANGED} if outer_key == "wrapped" else set())
+    assert set(outcomes) == {"done", _busy(cache)}
+    assert set(changed) <= ({_changed(cache)} if outer_key == "wrapped" else set())
     _check(cache, maxsize)
 
 
@@ -134,14 +173,13 @@ def _catching(work: Callable[[], None], errors: list[BaseException]) -> None:
         errors.append(error)
 
 
-def _hold_the_token_in_set(
-    cache: FIFOCache[Any, Any], inside: threading.Event, go: threading.Event
-) -> None:
-    """Run ``cache.set`` on this thread and stop it while it holds the token."""
+def _hold_the_token_in_set(cache: Cache, inside: threading.Event, go: threading.Event) -> None:
+    """Run ``cache.set`` on this thread and stop it while it holds the token
+    (FIFOCache's in ``set`` itself, its fast path; S3FIFOCache's in ``_set``)."""
 
     def hook(frame: FrameType, event: str, arg: object) -> None:
-        # A call in set made with the token taken.
-        if event == "c_call" and frame.f_code is FIFOCache.set.__code__ and not cache._token:
+        # A call in the cache made with the token taken.
+        if event == "c_call" and frame.f_code in _METHODS and not cache._token:
             sys.setprofile(None)
             inside.set()
             assert go.wait(timeout=60)
@@ -165,9 +203,9 @@ def _hold_the_token_in_set(
     ids=["set str", "set wrapped", "pop", "clear", "stats"],
 )
 def test_a_write_waits_for_a_set_on_another_thread(
-    other: Callable[[FIFOCache[Any, Any]], object],
+    cls: type[Cache], other: Callable[[Cache], object]
 ) -> None:
-    cache: FIFOCache[Any, Any] = FIFOCache(4)
+    cache: Cache = cls(4)
     for n in range(4):
         cache[f"seed-{n}"] = n
     before = cache.stats()
@@ -271,8 +309,8 @@ class _Interrupt(BaseException):
     """What a signal handler raises (KeyboardInterrupt, say)."""
 
 
-_OPERATIONS: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
-    "set str": lambda c, n: c.set(f"k-{n}", n),
+_OPERATIONS: dict[str, Callable[[Cache, int], object]] = {
+    "set str": lambda c, n: c.set(f"s-{n}", n),  # a new key each time, for every policy
     "set int": lambda c, n: c.set(n, n),
     "set wrapped": lambda c, n: c.set(_Key(n % 5), n),
     "set_many": lambda c, n: c.set_many([(f"m-{n}", n), (_Key(n % 3), n)]),
@@ -283,7 +321,7 @@ _OPERATIONS: dict[str, Callable[[FIFOCache[Any, Any], int], object]] = {
 
 
 def _in_the_cache(frame: FrameType, event: str) -> bool:
-    """Whether a signal handler could run here, inside a FIFOCache method: as
+    """Whether a signal handler could run here, inside a cache method: as
     a C call it made returns, or as a function of the cache's own that it
     called is entered (not a collector's callback that runs meanwhile)."""
     if event == "c_return":
@@ -299,7 +337,7 @@ def _in_the_cache(frame: FrameType, event: str) -> bool:
 
 def _interrupted_at(point: int, run: Callable[[], object]) -> bool:
     """Run ``run`` and raise _Interrupt at the ``point``-th place inside a
-    FIFOCache method where a signal handler could run; whether there were
+    cache method where a signal handler could run; whether there were
     that many."""
     calls = 0
 
@@ -321,7 +359,7 @@ def _interrupted_at(point: int, run: Callable[[], object]) -> bool:
     return False
 
 
-def _used_from_another_thread(cache: FIFOCache[Any, Any]) -> None:
+def _used_from_another_thread(cache: Cache) -> None:
     errors: list[BaseException] = []
 
     def use() -> None:
@@ -337,12 +375,14 @@ def _used_from_another_thread(cache: FIFOCache[Any, Any]) -> None:
 
 
 @pytest.mark.parametrize("operation", sorted(_OPERATIONS))
-def test_an_exception_as_any_call_returns_leaves_the_cache_usable(operation: str) -> None:
+def test_an_exception_as_any_call_returns_leaves_the_cache_usable(
+    cls: type[Cache], operation: str
+) -> None:
     """A signal handler may raise as any call inside a write returns. The
     write is then cut short, but the cache is never left locked or busy: this
     thread and others go on using it, within its bound."""
     maxsize = 8
-    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    cache: Cache = cls(maxsize)
     for n in range(maxsize):
         cache[f"k-{n}"] = n
     cache[_Key(1)] = "wrapped"
@@ -357,9 +397,11 @@ def test_an_exception_as_any_call_returns_leaves_the_cache_usable(operation: str
     assert point > 3  # each of the operation's calls was interrupted in turn
 
 
-def _fresh_order(cache: FIFOCache[Any, Any], maxsize: int) -> None:
+def _fresh_order(cache: Cache, maxsize: int) -> None:
     """Writes go on from this thread and another, within the bound, and the
-    FIFO order is whole again: maxsize new keys leave only them, in order."""
+    order is whole again: for FIFO, maxsize new keys leave only them, in
+    order; for S3-FIFO, the cache goes on as a clean copy of it does (every
+    key, its queue and freq, in order)."""
     errors: list[BaseException] = []
 
     def insert(prefix: str) -> None:
@@ -375,6 +417,16 @@ def _fresh_order(cache: FIFOCache[Any, Any], maxsize: int) -> None:
     assert not other.is_alive(), "the cache stayed locked"
     assert errors == []
     insert("here")
+    if isinstance(cache, S3FIFOCache):
+        clone = copy.copy(cache)
+        for n in range(4 * maxsize):
+            for each in (cache, clone):
+                each[f"fresh-{n}"] = n
+                each.get(f"fresh-{n // 2}")
+            assert cache.items() == clone.items()
+            assert cache.__reduce__()[2][4] == clone.__reduce__()[2][4]
+            _check(cache, maxsize)
+        return
     fresh = [f"fresh-{n}" for n in range(maxsize)]
     for key in fresh:
         cache[key] = key
@@ -384,11 +436,13 @@ def _fresh_order(cache: FIFOCache[Any, Any], maxsize: int) -> None:
 
 @pytest.mark.parametrize("maxsize", [1, 2, 3, 8])
 @pytest.mark.parametrize("operation", sorted(_OPERATIONS))
-def test_writes_cut_short_in_a_row_never_break_later_ones(operation: str, maxsize: int) -> None:
+def test_writes_cut_short_in_a_row_never_break_later_ones(
+    cls: type[Cache], operation: str, maxsize: int
+) -> None:
     """Every place of an operation where a signal handler could raise, in
     turn, three times over, with nothing in between: later writes neither
-    raise nor break the bound, and the FIFO order repairs itself."""
-    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    raise nor break the bound, and the order repairs itself."""
+    cache: Cache = cls(maxsize)
     for n in range(maxsize):
         cache[f"k-{n}"] = n
     cache[_Key(1)] = "wrapped"
@@ -407,7 +461,7 @@ def test_writes_cut_short_in_a_row_never_break_later_ones(operation: str, maxsiz
 
 def _cut_after(name: str, run: Callable[[], object]) -> bool:
     """Run ``run``, raising _Interrupt as the first C call named ``name``
-    that a FIFOCache method makes returns; whether one did."""
+    that a cache method makes returns; whether one did."""
 
     def hook(frame: FrameType, event: str, arg: object) -> None:
         named = getattr(arg, "__name__", "") == name
@@ -426,11 +480,14 @@ def _cut_after(name: str, run: Callable[[], object]) -> bool:
 
 
 @pytest.mark.parametrize("maxsize", [1, 4])
-@pytest.mark.parametrize("name", ["popleft", "pop"])
-def test_an_eviction_cut_short_after_the_order_pops(maxsize: int, name: str) -> None:
+@pytest.mark.parametrize("name", ["popleft", "pop", "append"])
+def test_an_eviction_cut_short_after_the_order_pops(
+    cls: type[Cache], maxsize: int, name: str
+) -> None:
     """The reported case: Ctrl-C as an eviction's ``popleft()`` (or the
-    entry's ``pop``) returns, more times in a row than there are entries."""
-    cache: FIFOCache[Any, Any] = FIFOCache(maxsize)
+    entry's ``pop``, or a deque's ``append``) returns, more times in a row
+    than there are entries."""
+    cache: Cache = cls(maxsize)
     for n in range(maxsize):
         cache[f"k-{n}"] = n
     for n in range(3 * maxsize):

@@ -1,8 +1,10 @@
 """Differential fuzzing: the extension, the fallback and a reference model,
 driven with the same random operations, must agree on every observable.
 
-For the cache: each call's outcome (its value, or its exception's type and
-message), then the entries in order, the length and the stats. Keys include
+For the caches (FIFOCache, and S3FIFOCache against ``S3Reference``): each
+call's outcome (its value, or its exception's type and message), then the
+entries in order, the length and the stats, and for S3FIFOCache each entry's
+queue and frequency as a copy keeps them. Keys include
 hostile ones: raising ``__hash__`` and ``__eq__``, many keys with one hash,
 ints that share a hash, bytes that hash like a str, a str subclass, keys whose
 hash changes after insertion, keys whose ``__eq__`` writes to the cache, and
@@ -35,6 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from pepperpy_core import _backend
 from pepperpy_core._fallback.cache import MAX_ROUNDS
+from pepperpy_core._fallback.core import says
 from pepperpy_core.errors import MetricError
 from pepperpy_core.kinds import number
 from pepperpy_core.metrics import RegistryBase
@@ -45,6 +48,7 @@ CHANGED = (
     "FIFOCache changed during the operation: a key's __eq__ modified the cache "
     f"each time it was compared (gave up after {MAX_ROUNDS} tries)"
 )
+S3_CHANGED = says("S3FIFOCache", "").changed
 
 # --- keys ------------------------------------------------------------------------
 
@@ -96,7 +100,9 @@ class Rehash:
 
 class Noisy:
     """A key whose __eq__ writes to the cache being used (the same write each
-    time, so every implementation ends in the same state)."""
+    time, so every implementation ends in the same state, however often it
+    compares: for S3-FIFO, where an overwrite is a use, the write is an insert
+    of a key that is absent)."""
 
     current: Any = None
 
@@ -107,7 +113,9 @@ class Noisy:
         return 17
 
     def __eq__(self, other: object) -> bool:
-        Noisy.current.set("noise", 0)
+        cache = Noisy.current
+        if not isinstance(cache, S3_KINDS) or "noise" not in cache:
+            cache.set("noise", 0)
         return isinstance(other, Noisy) and other.n == self.n
 
     def __repr__(self) -> str:
@@ -200,6 +208,8 @@ class Reference:
     was when stored), then identity, then the stored key's __eq__; a search
     during which the cache changed is redone, as the real ones do."""
 
+    CHANGED = CHANGED
+
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self.entries: list[list[Any]] = []  # [key, stored hash, value]
@@ -217,7 +227,7 @@ class Reference:
                     break
             if self.version == version:
                 return found
-        raise RuntimeError(CHANGED)
+        raise RuntimeError(self.CHANGED)
 
     def get(self, key: Any, default: Any = None) -> Any:
         entry = self._find(key)
@@ -297,7 +307,7 @@ class Reference:
             self.set(key, value)
 
     def items(self) -> list[tuple[Any, Any]]:
-        return [(k, v) for k, _, v in self.entries]
+        return [(entry[0], entry[2]) for entry in self.entries]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -313,6 +323,161 @@ class Reference:
         return clone
 
 
+class S3Reference(Reference):
+    """S3-FIFO written plainly on Reference's search: entries ``[key, stored
+    hash, value, in main, freq]`` in two lists, small's and main's, oldest
+    first; the ghost a list of stored hashes. Every rule is the one of
+    rust/algo/src/policy.rs and of the groundwork's s3fifo_model.py."""
+
+    CHANGED = S3_CHANGED
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.small: list[list[Any]] = []
+        self.main: list[list[Any]] = []
+        self.ghost: list[int] = []
+        self.evicted_once = False
+        self.small_share = max(1, maxsize // 10)
+        self.ghost_size = maxsize * 9 // 10
+
+    @property  # type: ignore[override]
+    def entries(self) -> list[list[Any]]:
+        return self.small + self.main
+
+    @entries.setter
+    def entries(self, value: list[list[Any]]) -> None:
+        assert value == []  # Reference.__init__ and clear
+
+    @staticmethod
+    def _use(entry: list[Any]) -> None:
+        entry[4] = min(entry[4] + 1, 3)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            self.misses += 1
+            return default
+        self.hits += 1
+        self._use(entry)
+        return entry[2]
+
+    def __getitem__(self, key: Any) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            self.misses += 1
+            raise KeyError(key)
+        self.hits += 1
+        self._use(entry)
+        return entry[2]
+
+    def set(self, key: Any, value: Any) -> None:
+        self._set(key, value)
+
+    __setitem__ = set
+
+    def _set(self, key: Any, value: Any) -> list[Any]:
+        h = _hash(key)
+        entry = self._find(key)
+        if entry is not None:
+            entry[2] = value
+            self._use(entry)
+            return entry
+        if len(self) >= self.maxsize:
+            self._evict()
+        if h in self.ghost:
+            self.ghost.remove(h)
+            main = True
+        else:
+            main = not self.evicted_once and len(self.small) >= self.small_share
+        entry = [key, h, value, main, 0]
+        (self.main if main else self.small).append(entry)
+        self.version += 1
+        self.inserts += 1
+        return entry
+
+    def _evict(self) -> None:
+        self.evicted_once = True
+        while True:
+            if len(self.main) > self.maxsize - self.small_share or not self.small:
+                while True:
+                    entry = self.main.pop(0)
+                    if entry[4] == 0:
+                        break
+                    entry[4] -= 1
+                    self.main.append(entry)
+                break
+            entry = self.small.pop(0)
+            if entry[4] >= 2:
+                entry[3], entry[4] = True, 0
+                self.main.append(entry)
+                continue
+            if self.ghost_size:
+                if entry[1] in self.ghost:
+                    self.ghost.remove(entry[1])
+                self.ghost.append(entry[1])
+                del self.ghost[: -self.ghost_size]
+            break
+        self.evictions += 1
+        self.version += 1
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        entry = self._find(key)
+        if entry is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        queue = self.main if entry[3] else self.small
+        del queue[next(i for i, e in enumerate(queue) if e is entry)]
+        self.version += 1
+        return entry[2]
+
+    def clear(self) -> None:
+        self.small, self.main, self.ghost = [], [], []
+        self.evicted_once = False
+        self.version += 1
+
+    def get_many(self, wanted: Iterable[Any]) -> dict[Any, Any]:
+        found, misses = [], 0
+        for key in wanted:
+            entry = self._find(key)
+            if entry is None:
+                misses += 1
+            else:
+                self._use(entry)
+                found.append((key, entry[2]))
+        result = dict(found)
+        self.hits += len(found)
+        self.misses += misses
+        return result
+
+    def policy(self) -> tuple[bytes, bool]:
+        """What a copy keeps of the policy (the fifth part of the state)."""
+        return bytes(e[4] + 4 * e[3] for e in self.entries), self.evicted_once
+
+    def copied(self) -> S3Reference:
+        """What copy.copy gives: each entry set again, then moved to the back
+        of its queue with its freq; the ghost is not kept."""
+        clone = S3Reference(self.maxsize)
+        for key, _, value, main, freq in self.entries:
+            entry = clone._set(key, value)
+            for queue in (clone.small, clone.main):
+                if any(e is entry for e in queue):
+                    del queue[next(i for i, e in enumerate(queue) if e is entry)]
+            entry[3], entry[4] = main, freq
+            (clone.main if main else clone.small).append(entry)
+        clone.evicted_once = self.evicted_once
+        clone.ghost = []
+        return clone
+
+
+S3_KINDS = (S3Reference, *(b.S3FIFOCache for b in BACKENDS))
+
+
+#: The cache classes and their references.
+KINDS = ("FIFOCache", "S3FIFOCache")
+REFERENCES: dict[str, type[Reference]] = {"FIFOCache": Reference, "S3FIFOCache": S3Reference}
+
+
 def _subclass(base: type) -> type:
     class Named(base):  # type: ignore[misc, valid-type]
         """A subclass whose __init__ takes arguments of its own."""
@@ -324,7 +489,7 @@ def _subclass(base: type) -> type:
     return Named
 
 
-SUBCLASSES = {b.name: _subclass(b.FIFOCache) for b in BACKENDS}
+SUBCLASSES = {(b.name, kind): _subclass(getattr(b, kind)) for b in BACKENDS for kind in KINDS}
 
 
 def counts(cache: Any) -> tuple[int, int, int, int]:
@@ -348,6 +513,8 @@ def outcome(subject: Any, call: Callable[[Any], Any]) -> tuple[Any, ...]:
 
 
 class CacheAgreement(RuleBasedStateMachine):
+    kind = "FIFOCache"
+
     def __init__(self) -> None:
         super().__init__()
         self.subjects: list[Any] = []
@@ -357,10 +524,12 @@ class CacheAgreement(RuleBasedStateMachine):
         for key in REHASH:
             key.h = 100 + key.n
         made = [
-            SUBCLASSES[b.name]("fuzz", maxsize) if subclass else b.FIFOCache(maxsize)
+            SUBCLASSES[b.name, self.kind]("fuzz", maxsize)
+            if subclass
+            else getattr(b, self.kind)(maxsize)
             for b in BACKENDS
         ]
-        self.subjects = [Reference(maxsize), *made]
+        self.subjects = [REFERENCES[self.kind](maxsize), *made]
 
     def agree(self, call: Callable[[Any], Any]) -> None:
         seen = [outcome(s, call) for s in self.subjects]
@@ -450,10 +619,94 @@ class CacheAgreement(RuleBasedStateMachine):
             assert cache.values() == [v for _, v in want]
             assert len(cache) == len(want) <= cache.maxsize
             assert counts(cache) == counts(reference)
+            if isinstance(reference, S3Reference):
+                assert cache.__reduce__()[2][4] == reference.policy()
 
 
 CacheAgreement.TestCase.settings = settings(stateful_step_count=40)
 TestCacheAgreement = CacheAgreement.TestCase
+
+
+class S3CacheAgreement(CacheAgreement):
+    """The same operations and keys for S3FIFOCache (maxsize up to 12, so that
+    small, main and the ghost all have room) against S3Reference."""
+
+    kind = "S3FIFOCache"
+
+    @initialize(maxsize=st.integers(min_value=1, max_value=12), subclass=st.booleans())
+    def make(self, maxsize: int, subclass: bool) -> None:
+        super().make(maxsize, subclass)
+
+
+S3CacheAgreement.TestCase.settings = settings(stateful_step_count=60)
+TestS3CacheAgreement = S3CacheAgreement.TestCase
+
+#: Few keys, some sharing a hash: they come back often enough to be read
+#: twice in small, promoted, reinserted in main, readmitted from the ghost.
+policy_keys = st.one_of(
+    st.integers(min_value=0, max_value=15),
+    st.builds(Collide, st.integers(min_value=0, max_value=3)),
+    st.sampled_from([7 + k * SHARED for k in range(3)]),
+)
+
+
+class S3PolicyAgreement(RuleBasedStateMachine):
+    """S3-FIFO's decisions, step by step: both backends and S3Reference on
+    keys that recur, compared after every step by entries in order, each
+    entry's queue and freq (as a copy keeps them) and the stats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subjects: list[Any] = []
+
+    @initialize(maxsize=st.integers(min_value=1, max_value=12))
+    def make(self, maxsize: int) -> None:
+        self.subjects = [S3Reference(maxsize), *(b.S3FIFOCache(maxsize) for b in BACKENDS)]
+
+    def agree(self, call: Callable[[Any], Any]) -> None:
+        seen = [outcome(s, call) for s in self.subjects]
+        assert all(o == seen[0] for o in seen), seen
+
+    @rule(key=policy_keys, value=values)
+    def set(self, key: Any, value: int) -> None:
+        self.agree(lambda c: c.set(key, value))
+
+    @rule(key=policy_keys)
+    def get(self, key: Any) -> None:
+        self.agree(lambda c: c.get(key))
+
+    @rule(wanted=st.lists(policy_keys, max_size=3))
+    def get_many(self, wanted: list[Any]) -> None:
+        self.agree(lambda c: c.get_many(wanted))
+
+    @rule(key=policy_keys)
+    def pop(self, key: Any) -> None:
+        self.agree(lambda c: c.pop(key, None))
+
+    @rule(key=policy_keys)
+    def contains(self, key: Any) -> None:
+        self.agree(lambda c: key in c)
+
+    @rule()
+    def copied(self) -> None:
+        self.subjects = [
+            s.copied() if isinstance(s, Reference) else copy.copy(s) for s in self.subjects
+        ]
+
+    @invariant()
+    def same_entries_policy_and_stats(self) -> None:
+        if not self.subjects:
+            return
+        reference = self.subjects[0]
+        want = [(id(k), v) for k, v in reference.items()]
+        for cache in self.subjects[1:]:
+            assert [(id(k), v) for k, v in cache.items()] == want
+            assert cache.__reduce__()[2][4] == reference.policy()
+            assert counts(cache) == counts(reference)
+
+
+S3PolicyAgreement.TestCase.settings = settings(stateful_step_count=100)
+TestS3PolicyAgreement = S3PolicyAgreement.TestCase
 
 
 # --- metrics -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pepperpy_core import _backend
 STUB = Path(_backend.__file__).with_name("_native.pyi")
 CLASSES = [
     "FIFOCache",
+    "S3FIFOCache",
     "CacheStats",
     "Counter",
     "Gauge",
