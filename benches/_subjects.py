@@ -79,6 +79,11 @@ def plain_dict(maxsize: int) -> dict[Any, Any]:
 NO_SUBSCRIPT = frozenset({"moka-py", "theine"})
 
 
+def s3_subjects() -> dict[str, Callable[[int], Any]]:
+    """S3FIFOCache of each backend, by name (``native-s3fifo``, ``python-s3fifo``)."""
+    return {f"{b.name}-s3fifo": b.S3FIFOCache for b in _backend.available()}
+
+
 def subjects() -> dict[str, Callable[[int], Any]]:
     """Name -> factory taking maxsize, for what is installed here."""
     found: dict[str, Callable[[int], Any]] = {b.name: b.FIFOCache for b in _backend.available()}

@@ -12,13 +12,13 @@ import sys
 N = 1_000_000
 CHILD = """
 import resource, sys
-from benches._subjects import subjects
+from benches._subjects import s3_subjects, subjects
 keys = list(range(10**7, 10**7 + {n}))
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
 before = rss()
-cache = subjects()[sys.argv[1]]({n})
+cache = {{**subjects(), **s3_subjects()}}[sys.argv[1]]({n})
 for k in keys:
     cache[k] = k
 print(rss() - before)
@@ -27,7 +27,8 @@ print(rss() - before)
 
 def main() -> None:
     rows = []
-    for name in ("dict", "native", "python", "cachebox", "cachetools"):
+    names = ("dict", "native", "python", "native-s3fifo", "python-s3fifo", "cachebox", "cachetools")
+    for name in names:
         out = subprocess.run(
             [sys.executable, "-c", CHILD.format(n=N), name],
             capture_output=True,
