@@ -9,6 +9,7 @@ mod metrics;
 mod raw;
 mod registry;
 mod render;
+mod shared;
 
 use pepperpy_core_algo::histogram;
 
@@ -32,6 +33,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::Histogram>()?;
     m.add_class::<metrics::Timer>()?;
     m.add_class::<registry::RegistryCore>()?;
+    m.add_class::<shared::SharedStore>()?;
+    m.add_function(wrap_pyfunction!(shared::_after_fork, m)?)?;
     registry::install_methods(m.py())?;
     m.add("DEFAULT_BUCKETS", metrics::DEFAULT_BUCKETS.to_vec())?;
     m.add("QUANTILE_RELATIVE_ERROR", histogram::RELATIVE_ERROR)?;

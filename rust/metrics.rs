@@ -6,68 +6,114 @@ use std::time::Instant;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyFloat;
+use pyo3::PyErr;
 
 use pepperpy_core_algo::histogram::Histogram as Core;
+use pepperpy_core_algo::shm::{Slot, Totals};
 
 use crate::exclusive::Exclusive;
+use crate::shared::{Cell, SharedCell};
 
 /// prometheus_client's default bucket bounds, in seconds.
 pub const DEFAULT_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// A monotonically increasing count; increments are atomic.
+/// A monotonically increasing count; increments are atomic. In a shared
+/// registry its value is this process's, in the shared directory.
 #[pyclass(frozen, weakref, module = "pepperpy_core._native")]
-#[derive(Default)]
 pub struct Counter {
-    value: AtomicU64,
+    value: Cell<AtomicU64>,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Counter {
+            value: Cell::Local(AtomicU64::new(0)),
+        }
+    }
+}
+
+fn overflow() -> PyErr {
+    PyOverflowError::new_err("counter would exceed 2**64 - 1")
 }
 
 #[pymethods]
 impl Counter {
     #[new]
     fn new() -> Self {
-        Counter {
-            value: AtomicU64::new(0),
-        }
+        Counter::default()
     }
 
     /// Adds `n` (an int >= 0).
     #[pyo3(signature = (n = None))]
-    fn inc(&self, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn inc(&self, py: Python<'_>, n: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let n = match n {
             None => 1,
             Some(n) => step(n)?,
         };
-        self.value
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(n))
-            .map(|_| ())
-            .map_err(|_| PyOverflowError::new_err("counter would exceed 2**64 - 1"))
+        match &self.value {
+            Cell::Local(value) => value
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_add(n))
+                .map(|_| ())
+                .map_err(|_| overflow()),
+            Cell::Shared(cell) => cell
+                .with(py, |slot| slot.add(n))
+                .and_then(|added| added.map_err(|_| overflow())),
+        }
     }
 
     #[getter]
-    fn value(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+    fn value(&self, py: Python<'_>) -> PyResult<u64> {
+        match &self.value {
+            Cell::Local(value) => Ok(value.load(Ordering::Relaxed)),
+            Cell::Shared(cell) => cell.with(py, Slot::count),
+        }
     }
 
-    fn __repr__(&self) -> String {
-        format!("Counter(value={})", self.value())
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("Counter(value={})", self.value(py)?))
     }
 }
 
 impl Counter {
     /// The count now (what `value` reads).
-    pub(crate) fn current(&self) -> u64 {
-        self.value.load(Ordering::Relaxed)
+    pub(crate) fn current(&self, py: Python<'_>) -> PyResult<u64> {
+        self.value(py)
+    }
+
+    pub(crate) fn shared(cell: SharedCell) -> Self {
+        Counter {
+            value: Cell::Shared(cell),
+        }
+    }
+
+    /// A counter holding `n`, or set to it if it is one (an aggregate).
+    pub(crate) fn set_local(&self, n: u64) {
+        if let Cell::Local(value) = &self.value {
+            value.store(n, Ordering::Relaxed);
+        }
     }
 }
 
 /// A value that goes up and down: the current number of something, a size,
 /// a temperature. Updates are atomic (compare-and-swap on the f64's bits).
+/// In a shared registry its value is this process's, in the shared directory.
 #[pyclass(frozen, weakref, module = "pepperpy_core._native")]
-#[derive(Default)]
 pub struct Gauge {
-    bits: AtomicU64,
+    bits: Cell<AtomicU64>,
+}
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge {
+            bits: Cell::Local(AtomicU64::new(0f64.to_bits())),
+        }
+    }
+}
+
+fn not_finite() -> PyErr {
+    PyOverflowError::new_err("gauge value would not be finite")
 }
 
 fn finite(py: Python<'_>, what: &str, value: f64) -> PyResult<f64> {
@@ -83,20 +129,43 @@ fn finite(py: Python<'_>, what: &str, value: f64) -> PyResult<f64> {
 
 impl Gauge {
     /// The value now (what `value` reads).
-    pub(crate) fn current(&self) -> f64 {
-        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    pub(crate) fn current(&self, py: Python<'_>) -> PyResult<f64> {
+        match &self.bits {
+            Cell::Local(bits) => Ok(f64::from_bits(bits.load(Ordering::Relaxed))),
+            Cell::Shared(cell) => cell.with(py, Slot::gauge),
+        }
     }
 
     /// Applies `change` atomically; an OverflowError, and no change, when the
     /// result would not be finite.
-    fn update(&self, change: impl Fn(f64) -> f64) -> PyResult<()> {
-        self.bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                let next = change(f64::from_bits(bits));
-                next.is_finite().then(|| next.to_bits())
-            })
-            .map(|_| ())
-            .map_err(|_| PyOverflowError::new_err("gauge value would not be finite"))
+    fn update(&self, py: Python<'_>, change: impl Fn(f64) -> f64) -> PyResult<()> {
+        let done = match &self.bits {
+            Cell::Local(bits) => bits
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    let next = change(f64::from_bits(bits));
+                    next.is_finite().then(|| next.to_bits())
+                })
+                .is_ok(),
+            Cell::Shared(cell) => cell.with(py, |slot| slot.update(&change))?,
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(not_finite())
+        }
+    }
+
+    pub(crate) fn shared(cell: SharedCell) -> Self {
+        Gauge {
+            bits: Cell::Shared(cell),
+        }
+    }
+
+    /// Sets a gauge of this process's memory (an aggregate).
+    pub(crate) fn set_local(&self, value: f64) {
+        if let Cell::Local(bits) = &self.bits {
+            bits.store(value.to_bits(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -110,7 +179,10 @@ impl Gauge {
     /// Sets the value (a finite number).
     fn set(&self, py: Python<'_>, value: f64) -> PyResult<()> {
         let value = finite(py, "value", value)?;
-        self.bits.store(value.to_bits(), Ordering::Relaxed);
+        match &self.bits {
+            Cell::Local(bits) => bits.store(value.to_bits(), Ordering::Relaxed),
+            Cell::Shared(cell) => cell.with(py, |slot| slot.set(value))?,
+        }
         Ok(())
     }
 
@@ -118,23 +190,26 @@ impl Gauge {
     #[pyo3(signature = (amount = 1.0))]
     fn inc(&self, py: Python<'_>, amount: f64) -> PyResult<()> {
         let amount = finite(py, "step", amount)?;
-        self.update(|v| v + amount)
+        self.update(py, |v| v + amount)
     }
 
     /// Subtracts `amount` (a finite number, 1 by default).
     #[pyo3(signature = (amount = 1.0))]
     fn dec(&self, py: Python<'_>, amount: f64) -> PyResult<()> {
         let amount = finite(py, "step", amount)?;
-        self.update(|v| v - amount)
+        self.update(py, |v| v - amount)
     }
 
     #[getter]
-    fn value(&self) -> f64 {
-        f64::from_bits(self.bits.load(Ordering::Relaxed))
+    fn value(&self, py: Python<'_>) -> PyResult<f64> {
+        self.current(py)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!("Gauge(value={})", float_text(py, self.value()))
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Gauge(value={})",
+            float_text(py, self.current(py)?)
+        ))
     }
 }
 
@@ -197,28 +272,96 @@ fn check_seconds(py: Python<'_>, seconds: f64) -> PyResult<f64> {
 }
 
 /// Distribution of durations in seconds, with quantiles whose relative error
-/// is at most 1/128 (see `QUANTILE_RELATIVE_ERROR`).
+/// is at most 1/128 (see `QUANTILE_RELATIVE_ERROR`). In a shared registry its
+/// values are this process's, in the shared directory, and (as for the
+/// aggregate a shared registry exports) quantiles are interpolated within
+/// the exported buckets.
 #[pyclass(frozen, weakref, module = "pepperpy_core._native")]
 pub struct Histogram {
-    inner: Exclusive<Core>,
+    inner: HistogramCell,
+}
+
+enum HistogramCell {
+    Local(Exclusive<Core>),
+    Shared(SharedCell),
+    /// The aggregate of several processes: read, never observed.
+    View(Exclusive<Totals>),
 }
 
 impl Histogram {
-    /// The cumulative buckets (+Inf last) and the sum, read under one lock.
+    /// The cumulative buckets (+Inf last) and the sum, read consistently.
     pub(crate) fn exported(&self, py: Python<'_>) -> PyResult<(Vec<(f64, u64)>, f64)> {
-        let inner = self.inner.lock(py)?;
-        Ok((inner.cumulative_buckets(), inner.sum()))
+        self.read(
+            py,
+            |core| (core.cumulative_buckets(), core.sum()),
+            |totals| (totals.cumulative_buckets(), totals.sum),
+        )
     }
 
     pub(crate) fn with_bounds(bounds: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Histogram {
-            inner: Exclusive::new(Core::new(check_bounds(bounds.py(), Some(bounds))?)),
+            inner: HistogramCell::Local(Exclusive::new(Core::new(check_bounds(
+                bounds.py(),
+                Some(bounds),
+            )?))),
         })
     }
 
-    fn record(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
-        self.inner.lock(py)?.observe(seconds);
+    pub(crate) fn shared(cell: SharedCell) -> Self {
+        Histogram {
+            inner: HistogramCell::Shared(cell),
+        }
+    }
+
+    pub(crate) fn view(totals: Totals) -> Self {
+        Histogram {
+            inner: HistogramCell::View(Exclusive::new(totals)),
+        }
+    }
+
+    /// Replaces an aggregate's totals.
+    pub(crate) fn set_view(&self, py: Python<'_>, totals: Totals) -> PyResult<()> {
+        if let HistogramCell::View(view) = &self.inner {
+            *view.lock(py)? = totals;
+        }
         Ok(())
+    }
+
+    fn record(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        match &self.inner {
+            HistogramCell::Local(core) => core.lock(py)?.observe(seconds),
+            HistogramCell::Shared(cell) => cell.with(py, |slot| slot.observe(seconds))?,
+            HistogramCell::View(_) => {
+                return Err(PyRuntimeError::new_err(
+                    "this histogram is the aggregate of several processes: it is read, \
+                     not observed",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// `local` of this process's histogram, or `totals` of shared values.
+    fn read<R>(
+        &self,
+        py: Python<'_>,
+        local: impl FnOnce(&Core) -> R,
+        totals: impl FnOnce(&Totals) -> R,
+    ) -> PyResult<R> {
+        match &self.inner {
+            HistogramCell::Local(core) => {
+                let core = core.lock(py)?;
+                Ok(local(&core))
+            }
+            HistogramCell::Shared(cell) => {
+                let now = cell.with(py, Slot::totals)?;
+                Ok(totals(&now))
+            }
+            HistogramCell::View(view) => {
+                let view = view.lock(py)?;
+                Ok(totals(&view))
+            }
+        }
     }
 }
 
@@ -228,7 +371,7 @@ impl Histogram {
     #[pyo3(signature = (buckets = None))]
     fn new(py: Python<'_>, buckets: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         Ok(Histogram {
-            inner: Exclusive::new(Core::new(check_bounds(py, buckets)?)),
+            inner: HistogramCell::Local(Exclusive::new(Core::new(check_bounds(py, buckets)?))),
         })
     }
 
@@ -240,24 +383,32 @@ impl Histogram {
 
     #[getter]
     fn count(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(self.inner.lock(py)?.count())
+        self.read(py, Core::count, Totals::count)
     }
 
     #[getter]
     fn sum(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.inner.lock(py)?.sum())
+        self.read(py, Core::sum, |t| t.sum)
     }
 
     /// The smallest sample, or None before the first.
     #[getter]
     fn min(&self, py: Python<'_>) -> PyResult<Option<f64>> {
-        Ok(self.inner.lock(py)?.min_max().map(|(min, _)| min))
+        self.read(
+            py,
+            |c| c.min_max().map(|(min, _)| min),
+            |t| t.min_max().map(|(min, _)| min),
+        )
     }
 
     /// The largest sample, or None before the first.
     #[getter]
     fn max(&self, py: Python<'_>) -> PyResult<Option<f64>> {
-        Ok(self.inner.lock(py)?.min_max().map(|(_, max)| max))
+        self.read(
+            py,
+            |c| c.min_max().map(|(_, max)| max),
+            |t| t.min_max().map(|(_, max)| max),
+        )
     }
 
     /// The estimated q-quantile (q in [0, 1]), or None before the first sample.
@@ -268,18 +419,18 @@ impl Histogram {
                 float_text(py, q)
             )));
         }
-        Ok(self.inner.lock(py)?.quantile(q))
+        self.read(py, |c| c.quantile(q), |t| t.quantile(q))
     }
 
     /// The exported bucket bounds, without the implied +Inf.
     #[getter]
     fn bounds(&self, py: Python<'_>) -> PyResult<Vec<f64>> {
-        Ok(self.inner.lock(py)?.bounds().to_vec())
+        self.read(py, |c| c.bounds().to_vec(), |t| t.bounds.to_vec())
     }
 
     /// (upper bound, cumulative count) for each exported bucket, +Inf last.
     fn buckets(&self, py: Python<'_>) -> PyResult<Vec<(f64, u64)>> {
-        Ok(self.inner.lock(py)?.cumulative_buckets())
+        self.read(py, Core::cumulative_buckets, Totals::cumulative_buckets)
     }
 
     /// A new Timer that records into this histogram.
@@ -288,10 +439,7 @@ impl Histogram {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let (count, sum) = {
-            let inner = self.inner.lock(py)?;
-            (inner.count(), inner.sum())
-        };
+        let (count, sum) = self.read(py, |c| (c.count(), c.sum()), |t| (t.count(), t.sum))?;
         Ok(format!(
             "Histogram(count={count}, sum={})",
             float_text(py, sum)

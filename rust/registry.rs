@@ -249,7 +249,7 @@ static COUNTER: MethodDef = MethodDef::fastcall_keywords(
 
 static GAUGE: MethodDef = MethodDef::fastcall_keywords(
     c"gauge",
-    c"gauge($self, name, labels=None, *, description='')\n--\n\n\
+    c"gauge($self, name, labels=None, *, description='', mode=None)\n--\n\n\
       The gauge called `name` with these label values, made on first use.",
     gauge,
 );

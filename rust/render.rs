@@ -97,13 +97,13 @@ fn write_samples(
         let prefixes = prefixes.cast::<PyTuple>()?;
         match kind {
             Kind::Counter => {
-                let value = metric.cast::<Counter>()?.get().current();
+                let value = metric.cast::<Counter>()?.get().current(py)?;
                 push_prefix(&mut text, prefixes, 0)?;
                 text.push_str(integers.format(value));
                 text.push('\n');
             }
             Kind::Gauge => {
-                let value = metric.cast::<Gauge>()?.get().current();
+                let value = metric.cast::<Gauge>()?.get().current(py)?;
                 push_prefix(&mut text, prefixes, 0)?;
                 push_number(&mut text, value);
                 text.push('\n');

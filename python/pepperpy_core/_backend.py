@@ -27,6 +27,7 @@ from pepperpy_core.protocols import (
 Name = Literal["native", "python"]
 CHOICES: Final = ("auto", "native", "python")
 ENVIRONMENT: Final = "PEPPERPY_CORE_BACKEND"
+_FORK_HOOKS: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,21 @@ class Backend:
     Histogram: type[HistogramProtocol]
     Timer: type[Any]
     RegistryCore: type[Any]
+    #: One process's access to a shared metrics directory (docs/multiprocess.md).
+    SharedStore: type[Any]
     DEFAULT_BUCKETS: tuple[float, ...]
     QUANTILE_RELATIVE_ERROR: float
     #: Where the classes come from (the extension or the fallback's package).
     origin: str
 
 
-def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
+def _from(name: Name, cache: ModuleType, metrics: ModuleType, shared: ModuleType) -> Backend:
+    after_fork = shared.after_fork if name == "python" else shared._after_fork
+    if after_fork not in _FORK_HOOKS:
+        # A forked child's metrics move to a segment of its own; registered
+        # once per backend loaded, whichever is active.
+        _FORK_HOOKS.append(after_fork)
+        os.register_at_fork(after_in_child=after_fork)
     return Backend(
         name=name,
         FIFOCache=cache.FIFOCache,
@@ -59,6 +68,7 @@ def _from(name: Name, cache: ModuleType, metrics: ModuleType) -> Backend:
         Histogram=metrics.Histogram,
         Timer=metrics.Timer,
         RegistryCore=metrics.RegistryCore,
+        SharedStore=shared.SharedStore,
         DEFAULT_BUCKETS=tuple(metrics.DEFAULT_BUCKETS),
         QUANTILE_RELATIVE_ERROR=metrics.QUANTILE_RELATIVE_ERROR,
         origin=str(getattr(cache, "__file__", cache.__name__)),
@@ -69,9 +79,9 @@ def load(name: Name) -> Backend:
     """Backend ``name``, importing the extension only when it is asked for;
     ImportError (saying how to build it) when the extension is missing."""
     if name == "python":
-        from pepperpy_core._fallback import cache, metrics  # noqa: PLC0415
+        from pepperpy_core._fallback import cache, metrics, shared  # noqa: PLC0415
 
-        return _from("python", cache, metrics)
+        return _from("python", cache, metrics, shared)
     try:
         native = importlib.import_module("pepperpy_core._native")
     except ImportError as exc:
@@ -80,7 +90,7 @@ def load(name: Name) -> Backend:
             "package with `pip install .` on a machine with a Rust toolchain, or set "
             f"{ENVIRONMENT}=python to use the pure-Python backend"
         ) from exc
-    return _from("native", native, native)
+    return _from("native", native, native, native)
 
 
 def choice() -> str:

@@ -1,6 +1,8 @@
 """Stubs for the Rust extension ``pepperpy_core._native``."""
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, ParamSpec, Self, TypeVar, final, overload
 
@@ -22,7 +24,9 @@ __all__ = [
     "Histogram",
     "RegistryCore",
     "S3FIFOCache",
+    "SharedStore",
     "Timer",
+    "_after_fork",
 ]
 
 DEFAULT_BUCKETS: list[float]
@@ -189,7 +193,12 @@ class RegistryCore:
         self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
     ) -> Counter: ...
     def gauge(
-        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        mode: Literal["sum", "max", "min", "latest", "pid"] | None = None,
     ) -> Gauge: ...
     def histogram(
         self,
@@ -218,3 +227,49 @@ class Gauge:
     def dec(self, amount: float = 1.0) -> None: ...
     @property
     def value(self) -> float: ...
+
+@final
+class SharedStore:
+    """One process's access to a shared metrics directory (see
+    docs/multiprocess.md)."""
+
+    def __new__(
+        cls, directory: str | PathLike[str], previous_run: str = "discard"
+    ) -> SharedStore: ...
+    @property
+    def directory(self) -> Path: ...
+    def notices(self) -> list[str]: ...
+    def counter(
+        self, namespace: str, name: str, labels: Sequence[tuple[str, str]], description: str
+    ) -> Counter: ...
+    def gauge(
+        self,
+        namespace: str,
+        name: str,
+        labels: Sequence[tuple[str, str]],
+        description: str,
+        mode: str,
+    ) -> Gauge: ...
+    def histogram(
+        self,
+        namespace: str,
+        name: str,
+        labels: Sequence[tuple[str, str]],
+        description: str,
+        bounds: Sequence[float],
+    ) -> Histogram: ...
+    def collect(
+        self, namespace: str
+    ) -> list[
+        tuple[
+            str,
+            str,
+            str,
+            tuple[str, ...],
+            tuple[float, ...],
+            str,
+            dict[tuple[str, ...], Counter | Gauge | Histogram],
+        ]
+    ]: ...
+
+def _after_fork() -> None: ...

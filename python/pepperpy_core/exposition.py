@@ -89,6 +89,8 @@ class Family:
     render: SampleWriter | None = None
     #: Whether text that UTF-8 cannot encode was found here (logged once).
     unencodable: bool = False
+    #: A gauge's mode: how a shared registry combines the processes' values.
+    mode: str = "sum"
 
     @property
     def sample_base(self) -> str:

@@ -116,6 +116,11 @@ class MetricKind:
         """A new metric of this kind from a backend's RegistryCore."""
         raise NotImplementedError
 
+    def shared(self, store: Any, namespace: str, family: Any, values: tuple[str, ...]) -> Any:
+        """A new metric of this kind that writes into this process's segment
+        of a shared directory (``store``: a backend's SharedStore)."""
+        raise NotImplementedError
+
     def snapshot(self, metric: Any) -> dict[str, Any]:
         """The metric's values as plain data."""
         return {"value": metric.value}
@@ -166,6 +171,10 @@ class _Counter(MetricKind):
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_counter()
 
+    def shared(self, store: Any, namespace: str, family: Any, values: tuple[str, ...]) -> Any:
+        labels = list(zip(family.label_names, values, strict=True))
+        return store.counter(namespace, family.name, labels, family.description)
+
     def otel(
         self,
         sdk: Any,
@@ -198,6 +207,10 @@ class _Gauge(MetricKind):
 
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_gauge()
+
+    def shared(self, store: Any, namespace: str, family: Any, values: tuple[str, ...]) -> Any:
+        labels = list(zip(family.label_names, values, strict=True))
+        return store.gauge(namespace, family.name, labels, family.description, family.mode)
 
     def otel(
         self,
@@ -241,6 +254,12 @@ class _Histogram(MetricKind):
 
     def new(self, core: Any, buckets: tuple[float, ...]) -> Any:
         return core._new_histogram(list(buckets))
+
+    def shared(self, store: Any, namespace: str, family: Any, values: tuple[str, ...]) -> Any:
+        labels = list(zip(family.label_names, values, strict=True))
+        return store.histogram(
+            namespace, family.name, labels, family.description, list(family.buckets)
+        )
 
     def snapshot(self, metric: Any) -> dict[str, Any]:
         return {

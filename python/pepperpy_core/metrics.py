@@ -11,14 +11,28 @@ histogram, for ``with``, ``async with`` or as a decorator of plain and
 added with ``add_collector(fn)`` run before each export, to set gauges
 from the state they read.
 
-A name's kind, label names and buckets are fixed by its first use; asking for
-the same name with another is a MetricError (a ValueError). A metric made
+A name's kind, label names, buckets and gauge mode are fixed by its first
+use; asking for the same name with another is a MetricError (a ValueError). A metric made
 without a description is exported with help text made from its kind and name
 ("Durations of op, in seconds."); ``snapshot()`` still reports none given.
+
+Several worker processes: ``MetricsRegistry(shared_dir=PATH)``, or the
+environment variable ``PEPPERPY_CORE_METRICS_DIR`` for every registry made
+without one, keeps the values in shared memory under PATH
+(docs/multiprocess.md). Each process's metrics write their own values (a
+metric's ``value`` is this process's); every export, ``snapshot()`` and the
+OpenTelemetry bridge read the aggregate of every process of the service,
+the processes that exited included: counters and histograms sum, and each
+gauge combines as its ``mode`` says (``gauge(name, mode=...)``: ``"sum"``,
+the default, ``"max"``, ``"min"``, ``"latest"``, or ``"pid"`` for one series
+per process labelled ``pid``). An exited process's gauges are dropped. The
+aggregate's histogram quantiles are interpolated within its buckets.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -62,6 +76,7 @@ else:
 __all__ = [
     "DEFAULT_BUCKETS",
     "QUANTILE_RELATIVE_ERROR",
+    "SHARED_DIR_ENV",
     "Counter",
     "Gauge",
     "Histogram",
@@ -71,6 +86,14 @@ __all__ = [
 
 #: A collector: called before each export, to bring gauges up to date.
 Collector = Callable[[], None]
+#: Makes every registry made without ``shared_dir`` share this directory.
+SHARED_DIR_ENV: Final = "PEPPERPY_CORE_METRICS_DIR"
+#: How a shared registry combines a gauge's values across processes.
+GaugeMode = Literal["sum", "max", "min", "latest", "pid"]
+_GAUGE_MODES: Final = ("sum", "max", "min", "latest", "pid")
+#: What a shared registry does with a directory a previous run left.
+PreviousRun = Literal["discard", "keep", "error"]
+_log: Final = logging.getLogger("pepperpy_core.metrics")
 
 _NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -111,6 +134,31 @@ def _check_labels(
     return names, tuple(labels[n] for n in names)
 
 
+def _check_mode(mode: object) -> str:
+    if not isinstance(mode, str):
+        raise TypeError(f"a gauge mode must be a str, not {type(mode).__name__}")
+    if mode not in _GAUGE_MODES:
+        raise MetricError(
+            f"a gauge mode is one of {', '.join(map(repr, _GAUGE_MODES))}, not {mode!r}"
+        )
+    return mode
+
+
+def _open_store(directory: object, previous_run: object, namespace: object) -> Any:
+    """The active backend's SharedStore of ``directory``, its warnings logged."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"shared_dir must be a str or a path, not {type(directory).__name__}")
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    utf8(namespace, "the namespace")
+    if previous_run not in ("discard", "keep", "error"):
+        raise ValueError(f"previous_run must be 'discard', 'keep' or 'error', not {previous_run!r}")
+    store = ACTIVE.SharedStore(os.fspath(directory), previous_run)
+    for notice in store.notices():
+        _log.warning("%s", notice)
+    return store
+
+
 def _check_description(description: object) -> str:
     if not isinstance(description, str):
         raise TypeError(f"description must be a str, not {type(description).__name__}")
@@ -134,8 +182,20 @@ class RegistryBase:
 
         _samples: SampleWriter
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        shared_dir: str | os.PathLike[str] | None = None,
+        *,
+        namespace: str = "",
+        previous_run: PreviousRun = "discard",
+    ) -> None:
         super().__init__()
+        directory = shared_dir if shared_dir is not None else os.environ.get(SHARED_DIR_ENV)
+        #: This process's access to the shared directory, or None.
+        self._store: Any = _open_store(directory, previous_run, namespace) if directory else None
+        self._namespace = namespace
+        #: The families of the aggregate, by name (a shared registry's exports).
+        self._shared_families: dict[str, Family] = {}
         self._families: dict[str, Family] = {}
         self._series_owner: dict[str, str] = {}  # sample name -> family name
         self._lock = threading.Lock()
@@ -151,6 +211,7 @@ class RegistryBase:
         *,
         description: str = "",
         buckets: Iterable[float] | None = None,
+        mode: GaugeMode | None = None,
     ) -> Any:
         if kind == "timer":
             histogram = self._lookup(
@@ -159,10 +220,17 @@ class RegistryBase:
             return histogram.time()
         if kind != "histogram" and buckets is not None:
             raise TypeError(f"a {kind} has no buckets")
+        if kind != "gauge" and mode is not None:
+            raise TypeError(f"a {kind} has no mode")
         name = _check_name(name)
         KINDS[kind].check_name(name)
         description = _check_description(description)
+        wanted_mode = _check_mode(mode) if mode is not None else None
         label_names, values = _check_labels(labels, kind)
+        if wanted_mode == "pid" and "pid" in label_names:
+            raise MetricError(
+                "label name 'pid' is reserved for the process id of a gauge of mode 'pid'"
+            )
         wanted: tuple[float, ...] = ()
         if kind == "histogram":
             # A throwaway Histogram checks and normalizes explicit bounds; the
@@ -174,7 +242,15 @@ class RegistryBase:
             family = self._families.get(name)
             made = family is None
             if family is None:
-                family = Family(name, kind, description, label_names, wanted, render=self._samples)
+                family = Family(
+                    name,
+                    kind,
+                    description,
+                    label_names,
+                    wanted,
+                    render=self._samples,
+                    mode=wanted_mode or "sum",
+                )
             elif family.kind != kind:
                 raise MetricError(f"metric {name!r} is a {family.kind}, not a {kind}")
             elif family.label_names != label_names:
@@ -186,6 +262,8 @@ class RegistryBase:
                 raise MetricError(
                     f"histogram {name!r} has buckets {list(family.buckets)}, not {list(wanted)}"
                 )
+            elif wanted_mode is not None and family.mode != wanted_mode:
+                raise MetricError(f"gauge {name!r} has mode {family.mode!r}, not {wanted_mode!r}")
             metric = family.children.get(values)
             if metric is None:
                 # A new series: claimed (with its family, if new) before anything is kept.
@@ -193,7 +271,10 @@ class RegistryBase:
                 if made:
                     self._families[name] = family
                     family.description = description or self._descriptions.pop(name, "")
-                metric = KINDS[kind].new(self, family.buckets)
+                if self._store is None:
+                    metric = KINDS[kind].new(self, family.buckets)
+                else:
+                    metric = KINDS[kind].shared(self._store, self._namespace, family, values)
                 family.children[values] = metric
             if description and not family.description:
                 family.description = description
@@ -273,13 +354,48 @@ class RegistryBase:
             raise TypeError(f"a collector must be callable, not {type(collector).__name__}")
         return register(self._collectors, collector)
 
+    @property
+    def shared_dir(self) -> str | None:
+        """The shared directory (absolute), or None for a registry of this
+        process alone."""
+        return None if self._store is None else str(self._store.directory)
+
     def collect(self) -> Snapshot:
         """Run the collectors, then copy every family's series: what an
-        export, an Exposition and the OpenTelemetry bridge read."""
+        export, an Exposition and the OpenTelemetry bridge read. A shared
+        registry's are the aggregate of every process."""
         for collector in tuple(self._collectors):
             collector()
+        if self._store is not None:
+            return self._collect_shared()
         with self._lock:
             return [(f, f.children.copy()) for f in self._families.values()]
+
+    def _collect_shared(self) -> Snapshot:
+        rows = self._store.collect(self._namespace)
+        for notice in self._store.notices():
+            _log.warning("%s", notice)
+        out: Snapshot = []
+        with self._lock:
+            for name, kind, description, label_names, bounds, mode, children in rows:
+                family = self._shared_families.get(name)
+                if family is None or (family.kind, family.label_names, family.buckets) != (
+                    kind,
+                    label_names,
+                    bounds,
+                ):
+                    family = Family(
+                        name, kind, "", label_names, bounds, render=self._samples, mode=mode
+                    )
+                    self._shared_families[name] = family
+                local = self._families.get(name)
+                family.description = (
+                    (local.description if local is not None else "")
+                    or self._descriptions.get(name, "")
+                    or description
+                )
+                out.append((family, children))
+        return out
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every metric as plain data: name, kind, labels, and the value (a
@@ -316,6 +432,13 @@ class RegistryBase:
 
 class MetricsRegistry(RegistryBase, RegistryCore):
     """Named counters, gauges and histograms, with plain-data and text export.
+
+    ``MetricsRegistry(shared_dir=PATH)`` (or ``PEPPERPY_CORE_METRICS_DIR``)
+    shares the metrics of every process of a service through PATH (see this
+    module's doc); ``namespace`` keeps several shared registries of one
+    process apart, and ``previous_run`` says what to do with numbers a
+    previous run of the service left there: ``"discard"`` them (logged),
+    ``"keep"`` them, or refuse with an ``"error"``.
 
     Looking up a metric that exists (``counter(name)``, ``timer(name)``, also
     with labels) costs one dict lookup; the first lookup of each shape of call

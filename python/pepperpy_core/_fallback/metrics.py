@@ -60,14 +60,7 @@ class Counter:
 
     def inc(self, n: int | None = None) -> None:
         """Add ``n`` (an int >= 0; None or nothing means 1)."""
-        if n is None:
-            n = 1
-        elif type(n) is not int:
-            n = _as_int(n)
-        if n < 0:
-            raise ValueError(f"a counter only goes up: inc() needs n >= 0, got {n}")
-        if n > _MAX_STEP:
-            raise OverflowError("Python int too large to convert to C long")
+        n = counter_step(n)
         with self._lock:
             value = self._value + n
             if value > _MAX_COUNT:
@@ -117,6 +110,24 @@ class Gauge:
         return f"Gauge(value={self._value!r})"
 
 
+def counter_step(n: int | None) -> int:
+    """A counter's step: an int (or ``__index__``) from 0 to 2**63 - 1, 1 for None."""
+    if n is None:
+        return 1
+    if type(n) is not int:
+        n = _as_int(n)
+    if n < 0:
+        raise ValueError(f"a counter only goes up: inc() needs n >= 0, got {n}")
+    if n > _MAX_STEP:
+        raise OverflowError("Python int too large to convert to C long")
+    return n
+
+
+def finite(what: str, value: object) -> float:
+    """``value`` as a finite float, else ValueError naming ``what``."""
+    return _finite(what, value)
+
+
 def _finite(what: str, value: object) -> float:
     number = as_float(value)
     if not math.isfinite(number):
@@ -161,7 +172,12 @@ def _check_bounds(buckets: Iterable[float] | None) -> list[float]:
     return bounds
 
 
-def _seconds(value: float) -> float:
+def seconds(value: object) -> float:
+    """``value`` as a duration: finite and >= 0, else ValueError."""
+    return _seconds(value)
+
+
+def _seconds(value: object) -> float:
     seconds = as_float(value)
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError(f"a duration must be finite and >= 0 seconds, got {seconds}")
@@ -406,6 +422,7 @@ class RegistryCore:
         *,
         description: str = "",
         buckets: Iterable[float] | None = None,
+        mode: Literal["sum", "max", "min", "latest", "pid"] | None = None,
     ) -> Any:
         """Check, create and remember a metric (MetricsRegistry does)."""
         raise NotImplementedError
@@ -423,14 +440,22 @@ class RegistryCore:
         return made
 
     def gauge(
-        self, name: str, labels: Mapping[str, str] | None = None, *, description: str = ""
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        *,
+        description: str = "",
+        mode: Literal["sum", "max", "min", "latest", "pid"] | None = None,
     ) -> Gauge:
         """The gauge called ``name`` with these label values, made on first use."""
-        if not description:
+        if not description and mode is None:
             found = self._gauges.get(call_key(name, labels))
             if found is not None:
                 return found
-        made = self._lookup("gauge", name, labels, description=description)
+        if mode is not None:
+            made = self._lookup("gauge", name, labels, description=description, mode=mode)
+        else:
+            made = self._lookup("gauge", name, labels, description=description)
         assert isinstance(made, Gauge)
         return made
 
