@@ -1,0 +1,251 @@
+"""A shared MetricsRegistry (docs/multiprocess.md) in real processes: forked
+and spawned workers, SIGKILL, restarts, a previous run's directory, and a
+directory written by one backend and read by the other."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pepperpy_core.errors import MetricError
+from pepperpy_core.metrics import SHARED_DIR_ENV, MetricsRegistry
+
+pytestmark = pytest.mark.backend
+
+FORK = multiprocessing.get_context("fork")
+
+
+def samples(registry: MetricsRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the registry's text export, read by prometheus_client."""
+    out = {}
+    for family in text_string_to_metric_families(registry.to_prometheus()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+# --- the registry ------------------------------------------------------------------
+
+
+def test_a_shared_registry_exports_what_it_holds(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    assert reg.shared_dir == str(tmp_path.resolve())
+    reg.counter("jobs_total", {"queue": "a"}, description="Jobs done.").inc(3)
+    reg.gauge("busy", mode="max").set(2.5)
+    reg.histogram("wait_seconds", buckets=[0.5, 1.0]).observe(0.75)
+    got = samples(reg)
+    assert got[("jobs_total", (("queue", "a"),))] == 3
+    assert got[("busy", ())] == 2.5
+    assert got[("wait_seconds_bucket", (("le", "0.5"),))] == 0
+    assert got[("wait_seconds_bucket", (("le", "1.0"),))] == 1
+    assert got[("wait_seconds_count", ())] == 1
+    assert "# HELP jobs_total Jobs done." in reg.to_prometheus()
+    assert reg.to_openmetrics().endswith("# EOF\n")
+    rows = {r["name"]: r for r in reg.snapshot()}
+    assert rows["wait_seconds"]["min"] == rows["wait_seconds"]["max"] == 0.75
+    assert rows["wait_seconds"]["quantiles"][0.5] == 0.75
+
+
+def test_the_environment_variable_shares_every_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path))
+    a = MetricsRegistry(namespace="a")
+    b = MetricsRegistry(namespace="b")
+    a.counter("x_total").inc(1)
+    b.counter("x_total").inc(5)
+    assert samples(a)[("x_total", ())] == 1
+    assert samples(b)[("x_total", ())] == 5
+    monkeypatch.delenv(SHARED_DIR_ENV)
+    assert MetricsRegistry().shared_dir is None
+
+
+def test_gauge_modes_are_fixed_by_first_use_and_checked(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    g = reg.gauge("temp", mode="min")
+    assert reg.gauge("temp") is g
+    assert reg.gauge("temp", mode="min") is g
+    with pytest.raises(MetricError, match="gauge 'temp' has mode 'min', not 'max'"):
+        reg.gauge("temp", mode="max")
+    with pytest.raises(MetricError, match="a gauge mode is one of"):
+        reg.gauge("other", mode="avg")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a counter has no mode"):
+        reg._lookup("counter", "c", mode="sum")
+    with pytest.raises(MetricError, match="label name 'pid' is reserved"):
+        reg.gauge("per_worker", {"pid": "1"}, mode="pid")
+    assert "other" not in reg.to_prometheus()  # refused calls made nothing
+    with pytest.raises(ValueError, match="previous_run must be"):
+        MetricsRegistry(shared_dir=tmp_path, previous_run="wipe")  # type: ignore[arg-type]
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def _work(directory: str, n: int) -> None:
+    reg = MetricsRegistry(shared_dir=directory)
+    for _ in range(n):
+        reg.counter("requests_total", {"path": "/"}).inc()
+        reg.histogram("latency_seconds", buckets=[0.1, 1.0]).observe(0.5)
+    reg.gauge("workers", mode="sum").set(1)
+
+
+def test_forked_workers_sum_exactly(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    mine = reg.counter("requests_total", {"path": "/"})
+    mine.inc(7)
+    workers = [FORK.Process(target=_work, args=(str(tmp_path), 100 * (i + 1))) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+    got = samples(reg)
+    assert got[("requests_total", (("path", "/"),))] == 7 + 100 + 200 + 300 + 400
+    assert got[("latency_seconds_count", ())] == 1000
+    assert got[("latency_seconds_sum", ())] == pytest.approx(500.0)
+    assert ("workers", ()) not in got  # exited workers' gauges are dropped
+    assert mine.value == 7  # a metric's value is this process's
+
+
+def _inc_in_child(counter: Any, conn: Any) -> None:
+    counter.inc(5)  # made by the parent, before the fork
+    conn.send(counter.value)
+
+
+def test_a_forked_child_counts_in_its_own_segment(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    counter = reg.counter("c_total")
+    counter.inc(2)
+    parent, child = FORK.Pipe()
+    worker = FORK.Process(target=_inc_in_child, args=(counter, child))
+    worker.start()
+    assert parent.recv() == 5
+    worker.join(60)
+    assert counter.value == 2
+    assert samples(reg)[("c_total", ())] == 7
+
+
+_HOLD = """
+import sys
+from pepperpy_core.metrics import MetricsRegistry
+reg = MetricsRegistry(shared_dir=sys.argv[1])
+for _ in range(int(sys.argv[2])):
+    reg.counter("jobs_total").inc()
+reg.gauge("alive", mode="pid").set(1)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _start(code: str, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _ready(process: subprocess.Popen[str]) -> None:
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+
+
+def test_a_worker_killed_with_sigkill_keeps_its_completed_increments(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    with _start(_HOLD, str(tmp_path), "250") as worker:
+        _ready(worker)
+        got = samples(reg)
+        assert got[("jobs_total", ())] == 250
+        assert got[("alive", (("pid", str(worker.pid)),))] == 1
+        worker.kill()
+        assert worker.wait(60) == -signal.SIGKILL
+    got = samples(reg)
+    assert got[("jobs_total", ())] == 250
+    assert not any(name == "alive" for name, _ in got)
+    assert not any(f.startswith(f"{worker.pid}-") for f in files(tmp_path))
+
+
+def _restart(directory: str, i: int) -> None:
+    reg = MetricsRegistry(shared_dir=directory)
+    reg.counter("served_total").inc(i)
+    reg.gauge("up").set(1)
+
+
+def test_two_hundred_restarts_leave_exact_totals_and_a_bounded_directory(
+    tmp_path: Path,
+) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    most = 0
+    for i in range(1, 201):
+        worker = FORK.Process(target=_restart, args=(str(tmp_path), i))
+        worker.start()
+        worker.join(60)
+        assert worker.exitcode == 0
+        most = max(most, len(files(tmp_path)))
+        if i % 50 == 0:
+            assert samples(reg)[("served_total", ())] == i * (i + 1) // 2
+    # lock, run, retained, this process's segment, and the last worker's
+    assert most <= 5, files(tmp_path)
+    assert samples(reg)[("served_total", ())] == 200 * 201 // 2
+    assert len(files(tmp_path)) == 4
+    assert sum(f.stat().st_size for f in tmp_path.iterdir()) < 64 * 1024
+
+
+_PREVIOUS_RUN = """
+import sys
+from pepperpy_core.metrics import MetricsRegistry
+MetricsRegistry(shared_dir=sys.argv[1]).counter("old_total").inc(41)
+print("ready", flush=True)
+"""
+
+
+@pytest.fixture
+def previous_run(tmp_path: Path) -> Path:
+    """A directory left by a run of the service that has ended: written by a
+    process in a session (and so a process group) of its own."""
+    with _start(_PREVIOUS_RUN, str(tmp_path), start_new_session=True) as worker:
+        _ready(worker)
+        assert worker.wait(60) == 0
+    return tmp_path
+
+
+def test_a_previous_run_is_not_added_to_this_one(
+    previous_run: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "pepperpy_core.metrics"):
+        reg = MetricsRegistry(shared_dir=previous_run)
+    assert "previous run" in caplog.text
+    assert "discarded" in caplog.text
+    reg.counter("new_total").inc()
+    got = samples(reg)
+    assert ("old_total", ()) not in got
+    assert got[("new_total", ())] == 1
+
+
+def test_a_previous_run_is_kept_when_asked(previous_run: Path) -> None:
+    reg = MetricsRegistry(shared_dir=previous_run, previous_run="keep")
+    assert samples(reg)[("old_total", ())] == 41
+
+
+def test_a_previous_run_is_refused_when_asked_and_left_alone(previous_run: Path) -> None:
+    before = {f: (previous_run / f).read_bytes() for f in files(previous_run)}
+    with pytest.raises(MetricError, match="previous run of the service"):
+        MetricsRegistry(shared_dir=previous_run, previous_run="error")
+    after = {f: (previous_run / f).read_bytes() for f in files(previous_run)}
+    assert after == before
