@@ -249,3 +249,26 @@ def test_a_previous_run_is_refused_when_asked_and_left_alone(previous_run: Path)
         MetricsRegistry(shared_dir=previous_run, previous_run="error")
     after = {f: (previous_run / f).read_bytes() for f in files(previous_run)}
     assert after == before
+
+
+def test_an_application_and_its_modules_share_without_mixing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pepperpy_core import Application
+    from pepperpy_core.config import ModuleConfig
+    from pepperpy_core.module import MetricsModule
+
+    monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path))
+    db = MetricsModule(ModuleConfig(name="db", version="1.0.0"))
+    api = MetricsModule(ModuleConfig(name="api", version="1.0.0"))
+    app = Application(db, api)
+    db.record_success()
+    api.record_success()
+    api.record_success()
+    text = app.render_metrics()
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), names
+    (successes,) = (f for f in families if f.name == "successes")
+    got = sorted((s.labels["module"], s.value) for s in successes.samples)
+    assert got == [("api", 2), ("db", 1)]  # each series once

@@ -144,8 +144,10 @@ def _check_mode(mode: object) -> str:
     return mode
 
 
-def _open_store(directory: object, previous_run: object, namespace: object) -> Any:
-    """The active backend's SharedStore of ``directory``, its warnings logged."""
+def _open_store(
+    store_class: Any, directory: object, previous_run: object, namespace: object
+) -> Any:
+    """A SharedStore of ``directory``, its warnings logged."""
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"shared_dir must be a str or a path, not {type(directory).__name__}")
     if not isinstance(namespace, str):
@@ -153,7 +155,7 @@ def _open_store(directory: object, previous_run: object, namespace: object) -> A
     utf8(namespace, "the namespace")
     if previous_run not in ("discard", "keep", "error"):
         raise ValueError(f"previous_run must be 'discard', 'keep' or 'error', not {previous_run!r}")
-    store = ACTIVE.SharedStore(os.fspath(directory), previous_run)
+    store = store_class(os.fspath(directory), previous_run)
     for notice in store.notices():
         _log.warning("%s", notice)
     return store
@@ -182,6 +184,9 @@ class RegistryBase:
 
         _samples: SampleWriter
 
+    #: The SharedStore class of the registry's backend (None: the active one's).
+    _shared_store: Any = None
+
     def __init__(
         self,
         shared_dir: str | os.PathLike[str] | None = None,
@@ -192,7 +197,13 @@ class RegistryBase:
         super().__init__()
         directory = shared_dir if shared_dir is not None else os.environ.get(SHARED_DIR_ENV)
         #: This process's access to the shared directory, or None.
-        self._store: Any = _open_store(directory, previous_run, namespace) if directory else None
+        self._store: Any = (
+            _open_store(
+                self._shared_store or ACTIVE.SharedStore, directory, previous_run, namespace
+            )
+            if directory
+            else None
+        )
         self._namespace = namespace
         #: The families of the aggregate, by name (a shared registry's exports).
         self._shared_families: dict[str, Family] = {}

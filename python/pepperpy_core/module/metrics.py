@@ -46,7 +46,13 @@ class MetricsModule(BaseModule):
         self, config: Any = None, *, registry: MetricsRegistry | None = None, **kwargs: Any
     ) -> None:
         super().__init__(config, **kwargs)
-        self.metrics = registry if registry is not None else MetricsRegistry()
+        # Under PEPPERPY_CORE_METRICS_DIR each module's registry is shared on
+        # its own: the same module in every worker process sums together.
+        self.metrics = (
+            registry
+            if registry is not None
+            else MetricsRegistry(namespace=f"pepperpy.module.{self.name}")
+        )
         for name, text in _HELP.items():
             self.metrics.describe(name, text)
         self._phase_started: tuple[str, float] | None = None

@@ -150,7 +150,8 @@ class Application:
         self._interrupt: BaseException | None = None
         self.start_durations: dict[str, float] = {}
         self.stop_durations: dict[str, float] = {}
-        self.metrics = MetricsRegistry()
+        # (its own namespace when PEPPERPY_CORE_METRICS_DIR shares registries)
+        self.metrics = MetricsRegistry(namespace="pepperpy.application")
         self._runtime_metrics = RuntimeMetrics(self.metrics, lambda: self._nodes)
         self._runtime_metrics.watch(self.start_durations, self.stop_durations)
         self._exposition: Exposition | None = None
