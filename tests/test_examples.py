@@ -34,7 +34,13 @@ def _run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_example_has_a_test() -> None:
-    tested = {"service.py", "cache_and_metrics.py", "retry_and_state.py", "fastapi_service.py"}
+    tested = {
+        "service.py",
+        "cache_and_metrics.py",
+        "retry_and_state.py",
+        "fastapi_service.py",
+        "workers.py",
+    }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -172,3 +178,9 @@ def test_fastapi_service_serves_counts_drains_and_stops() -> None:
     assert "Application shutdown complete" in err, err
     assert "Traceback" not in err
     assert proc.returncode == -signal.SIGTERM  # uvicorn ends by the signal it caught
+
+
+def test_workers_share_their_requests_count() -> None:
+    out = _run("workers.py")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['http_requests_total{path="/hello"} 20']
