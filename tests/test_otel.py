@@ -204,3 +204,28 @@ def test_without_the_sdk_the_import_names_the_extra(monkeypatch: pytest.MonkeyPa
     monkeypatch.delitem(sys.modules, "pepperpy_core.otel")
     with pytest.raises(ImportError, match=r"pepperpy-core\[otel\]"):
         importlib.import_module("pepperpy_core.otel")
+
+
+def _work_shared(directory: str) -> None:
+    registry = MetricsRegistry(shared_dir=directory)
+    registry.counter("jobs_total").inc(5)
+    registry.histogram("wait_seconds", buckets=[1.0]).observe(2.0)
+
+
+def test_a_shared_registry_bridges_every_process(provider: Any, tmp_path: Any) -> None:
+    import multiprocessing
+
+    meter_provider, reader = provider
+    registry = MetricsRegistry(shared_dir=tmp_path)
+    registry.counter("jobs_total").inc(2)
+    registry.histogram("wait_seconds", buckets=[1.0]).observe(0.5)
+    worker = multiprocessing.get_context("fork").Process(target=_work_shared, args=(str(tmp_path),))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    bridge(registry, meter_provider)
+    found = metrics(reader)
+    assert {k: p.value for k, p in points(found["jobs"]).items()} == {(): 7}
+    (wait,) = points(found["wait_seconds"]).values()
+    assert (wait.count, wait.sum, wait.min, wait.max) == (2, 2.5, 0.5, 2.0)
+    assert list(wait.bucket_counts) == [1, 1]

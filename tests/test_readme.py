@@ -108,11 +108,19 @@ def test_shell_commands_point_at_real_things() -> None:
             with pytest.raises(SystemExit) as info:
                 main([*words[3:4], "--help"])
             assert info.value.code == 0, command
+        elif words[:2] == ["python", "-m"]:  # a server, serving an example's app
+            assert importlib.util.find_spec(words[2]) is not None, command
+            app = words[3].split(":")[0] + ".py"
+            assert (
+                ROOT
+                / words[words.index("--app-dir" if "--app-dir" in words else "--chdir") + 1]
+                / app
+            ).is_file(), command
         elif words[:2] == ["pip", "install"]:
             for group in re.findall(r"\[([\w,]+)\]", command):
                 assert set(group.split(",")) <= set(extras), command
         else:
-            assert words[0] in {"python3", "."}, command
+            assert words[0] in {"python3", ".", "export"}, command
 
 
 def test_the_offline_recipe_fetches_what_the_pure_build_asks_for() -> None:
