@@ -129,6 +129,13 @@ impl SharedStore {
     #[pyo3(signature = (directory, previous_run = "discard"))]
     fn new(directory: PathBuf, previous_run: &str) -> PyResult<Self> {
         let previous = previous(previous_run)?;
+        if cfg!(not(unix)) {
+            // Windows' file locks are mandatory: a reader could not read a
+            // live worker's segment.
+            return Err(MetricError::new_err(
+                "shared metrics directories need POSIX file locks (flock)",
+            ));
+        }
         let store = Store::open(&directory, previous).map_err(to_py)?;
         Ok(SharedStore {
             store,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import math
 import mmap
 import os
@@ -30,6 +29,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from pepperpy_core.errors import MetricError
+
+if sys.platform == "win32":  # no flock: shared directories are POSIX-only
+    fcntl: Any = None
+else:
+    import fcntl
 
 SEGMENT_MAGIC: Final = b"PPCMSEG1"
 RUN_MAGIC: Final = b"PPCMRUN1"
@@ -1087,6 +1091,8 @@ def open_store(directory: str | os.PathLike[str], previous: str) -> _Store:
         raise ValueError(f"previous_run must be 'discard', 'keep' or 'error', not {previous!r}")
     if sys.byteorder != "little":
         raise MetricError("the shared metrics format is little-endian; this machine is not")
+    if fcntl is None:
+        raise MetricError("shared metrics directories need POSIX file locks (flock)")
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     path = path.resolve()
