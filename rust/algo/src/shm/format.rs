@@ -260,10 +260,15 @@ pub fn parse_record(bytes: &[u8]) -> Result<Parsed, FormatError> {
     let kind = bytes[4];
     if kind == FOLDED {
         let count = get(bytes, values_at).ok_or_else(|| bad("a folded-ids record is cut short"))?;
-        let count = usize::try_from(count).map_err(|_| bad("too many folded ids"))?;
-        if values_at + 8 + count.saturating_mul(8) > length {
-            return Err(bad("a folded-ids record is cut short"));
-        }
+        let fits = |n: &usize| {
+            n.checked_mul(8)
+                .and_then(|b| b.checked_add(values_at + 8))
+                .is_some_and(|end| end <= length)
+        };
+        let count = usize::try_from(count)
+            .ok()
+            .filter(fits)
+            .ok_or_else(|| bad("a folded-ids record is cut short"))?;
         let ids = (0..count)
             .filter_map(|i| get(bytes, values_at + 8 + 8 * i))
             .collect();
@@ -485,6 +490,17 @@ mod tests {
             let _ = parse_record(&bytes[..cut]);
         }
         assert!(parse_header(&[0; 10]).is_err());
+        // Any one byte of a record (a folded-ids record too) set to any of
+        // a few values: an error or a record, never a panic or a hang.
+        for record in [bytes, folded_record(&[1, 2, 3])] {
+            for at in 0..record.len() {
+                for value in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut damaged = record.clone();
+                    damaged[at] = value;
+                    let _ = parse_record(&damaged);
+                }
+            }
+        }
     }
 
     #[test]
@@ -494,5 +510,8 @@ mod tests {
             panic!("folded ids")
         };
         assert_eq!(ids, vec![7, 9]);
+        let mut lying = record.clone();
+        put(&mut lying, 16, u64::MAX); // a count no record could hold
+        assert!(parse_record(&lying).is_err());
     }
 }
