@@ -272,3 +272,21 @@ def test_an_application_and_its_modules_share_without_mixing(
     (successes,) = (f for f in families if f.name == "successes")
     got = sorted((s.labels["module"], s.value) for s in successes.samples)
     assert got == [("api", 2), ("db", 1)]  # each series once
+
+
+def test_a_segment_whose_owner_died_making_it_is_removed(tmp_path: Path) -> None:
+    reg = MetricsRegistry(shared_dir=tmp_path)
+    reg.counter("c_total").inc()
+    # Killed after creating its file, before (or while) writing its header.
+    (tmp_path / "1-0000000000000001.seg").write_bytes(b"")
+    (tmp_path / "2-0000000000000002.seg").write_bytes(bytes(4096))
+    assert samples(reg)[("c_total", ())] == 1
+    (tmp_path / "3-0000000000000003.seg").write_bytes(b"")
+    joiner = FORK.Process(target=_restart, args=(str(tmp_path), 0))  # a join finds it too
+    joiner.start()
+    joiner.join(60)
+    assert joiner.exitcode == 0
+    assert not [f for f in files(tmp_path) if "-000000000000000" in f]
+    (tmp_path / "4-0000000000000004.seg").write_bytes(b"not a segment, and long enough " * 4)
+    with pytest.raises(MetricError, match="not a pepperpy-core metrics segment"):
+        reg.to_prometheus()

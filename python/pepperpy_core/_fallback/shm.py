@@ -562,6 +562,27 @@ def _read_header(fd: int, path: Path) -> Header:
         raise StoreFormatError(f"{path}: {error}") from None
 
 
+def _open_with_header(path: Path) -> tuple[int, Header] | None:
+    """As ``dir::open_with_header``: None if gone, or if its owner died
+    before writing its header (the file is removed)."""
+    fd = _open_segment(path)
+    if fd is None:
+        return None
+    try:
+        return fd, _read_header(fd, path)
+    except StoreFormatError:
+        blank = os.fstat(fd).st_size < HEADER or os.pread(fd, 8, 0) == bytes(8)
+        if blank and not _alive(fd):
+            os.close(fd)
+            _remove(path)
+            return None
+        os.close(fd)
+        raise
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _segment_names(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if n.endswith(".seg") and n != RETAINED)
 
@@ -578,11 +599,11 @@ def _find_segments(directory: Path) -> list[_Found]:
     out = []
     for name in _segment_names(directory):
         path = directory / name
-        fd = _open_segment(path)
-        if fd is None:
+        opened = _open_with_header(path)
+        if opened is None:
             continue
+        fd, header = opened
         try:
-            header = _read_header(fd, path)
             out.append(_Found(path, fd, header, _alive(fd)))
         except BaseException:
             os.close(fd)
@@ -951,15 +972,10 @@ class _Store:
             for name in names:
                 peer = self._peers.get(name)
                 if peer is None:
-                    fd = _open_segment(self.directory / name)
-                    if fd is None:
+                    opened = _open_with_header(self.directory / name)
+                    if opened is None:
                         continue
-                    try:
-                        header = _read_header(fd, self.directory / name)
-                    except BaseException:
-                        os.close(fd)
-                        raise
-                    peer = self._peers[name] = _Peer(fd, header)
+                    peer = self._peers[name] = _Peer(*opened)
                 if not _alive(peer.fd):
                     del self._peers[name]
                     dead.append(_Found(self.directory / name, peer.fd, peer.header, False))

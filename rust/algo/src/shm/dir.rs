@@ -103,16 +103,38 @@ pub fn segment_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The segment at `path`, opened, with its header; None if it is gone, or
+/// if its owner died before writing its header (killed as it made it: the
+/// segment never held anything, and is removed).
+pub fn open_with_header(path: &Path) -> Result<Option<(File, Header)>, StoreError> {
+    let Some(file) = open_segment(path)? else {
+        return Ok(None);
+    };
+    match read_header(&file) {
+        Ok(header) => Ok(Some((file, header))),
+        Err(error) => {
+            let mut head = [0u8; 8];
+            let mut reader = &file;
+            std::io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
+            let blank = file.metadata()?.len() < HEADER as u64
+                || (reader.read_exact(&mut head).is_ok() && head == [0; 8]);
+            if blank && !alive(&file)? {
+                remove(path)?;
+                return Ok(None);
+            }
+            Err(StoreError::Format(format!("{}: {error}", path.display())))
+        }
+    }
+}
+
 /// Every process segment in `dir`, each opened and checked for life.
 pub fn find_segments(dir: &Path) -> Result<Vec<Found>, StoreError> {
     let mut out = Vec::new();
     for name in segment_names(dir)? {
         let path = dir.join(&name);
-        let Some(file) = open_segment(&path)? else {
+        let Some((file, header)) = open_with_header(&path)? else {
             continue;
         };
-        let header = read_header(&file)
-            .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
         let alive = alive(&file)?;
         out.push(Found {
             path,

@@ -340,11 +340,9 @@ impl Store {
         for name in names {
             if !reader.peers.contains_key(&name) {
                 let path = self.dir.join(&name);
-                let Some(file) = dir::open_segment(&path)? else {
+                let Some((file, header)) = dir::open_with_header(&path)? else {
                     continue;
                 };
-                let header = dir::read_header(&file)
-                    .map_err(|e| StoreError::Format(format!("{}: {e}", path.display())))?;
                 reader.peers.insert(
                     name.clone(),
                     Peer {

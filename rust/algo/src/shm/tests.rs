@@ -335,3 +335,37 @@ fn counter_overflow_is_refused_and_leaves_the_value() {
     assert_eq!(slot.add(2), Err(Overflow));
     assert_eq!(slot.count(), u64::MAX - 1);
 }
+
+#[test]
+fn a_segment_whose_owner_died_making_it_is_removed_not_an_error() {
+    let dir = TempDir::new();
+    let store = open(&dir.0);
+    store
+        .slot(&counter("c_total"))
+        .expect("slot")
+        .add(1)
+        .expect("add");
+    // Killed after creating its file, before (or while) writing its header.
+    std::fs::write(dir.0.join("1-0000000000000001.seg"), b"").expect("write");
+    std::fs::write(dir.0.join("2-0000000000000002.seg"), [0u8; 4096]).expect("write");
+    let out = store.collect("").expect("collect");
+    assert_eq!(value_of(&out, "c_total"), Some(Value::Counter(1)));
+    let other = open(&dir.0);
+    drop(other);
+    std::fs::write(dir.0.join("3-0000000000000003.seg"), b"").expect("write");
+    open(&dir.0); // a join finds it too
+    for name in [
+        "1-0000000000000001.seg",
+        "2-0000000000000002.seg",
+        "3-0000000000000003.seg",
+    ] {
+        assert!(!dir.0.join(name).exists(), "{name}");
+    }
+    // A file that is not a blank segment is still refused.
+    std::fs::write(
+        dir.0.join("4-0000000000000004.seg"),
+        b"something else entirely, long enough to hold a header of sixty-four bytes",
+    )
+    .expect("write");
+    assert!(matches!(store.collect(""), Err(StoreError::Format(_))));
+}
