@@ -931,7 +931,11 @@ class _Store:
         weakref.finalize(self, _close_fd, fd, os.getpid())
         os.ftruncate(fd, _FIRST_SIZE)
         mapping = _Map(fd, _FIRST_SIZE)
-        mapping.write(0, segment_header(generation, pid, ident, 0))
+        header = segment_header(generation, pid, ident, 0)
+        # The magic last: a segment whose owner is killed before it is
+        # written starts with zeros, which a join or scrape removes.
+        mapping.write(8, header[8:])
+        mapping.write(0, header[:8])
         self._fd, self._maps, self._len, self._used = fd, [mapping], _FIRST_SIZE, HEADER
 
     def slot(self, series: Series) -> Slot:

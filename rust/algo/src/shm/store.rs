@@ -280,7 +280,10 @@ impl Store {
         file.set_len(FIRST_SIZE as u64)?;
         let map = Mapping::new(&file, FIRST_SIZE)?;
         let header = segment_header(generation, pid, id, 0);
-        map.write_bytes(0, &header);
+        // The magic last: a segment whose owner is killed before it is
+        // written starts with zeros, which a join or scrape removes.
+        map.write_bytes(8, &header[8..]);
+        map.write_bytes(0, &header[..8]);
         Ok(OwnSegment {
             file,
             len: FIRST_SIZE,
