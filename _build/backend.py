@@ -37,7 +37,7 @@ MATURIN = "maturin>=1.7,<2"
 #: 1.27 writes PEP 639 license metadata (License-Expression, License-File).
 HATCHLING = "hatchling>=1.27,<2"
 #: The oldest Rust the extension builds with (Cargo.toml's rust-version).
-RUST_VERSION = (1, 85)
+RUST_VERSION = (1, 89)
 
 
 def _wants(config_settings: Mapping[str, Any] | None, name: str) -> bool:
