@@ -269,7 +269,7 @@ def test_an_application_and_its_modules_share_without_mixing(
     families = list(text_string_to_metric_families(text))
     names = [f.name for f in families]
     assert len(names) == len(set(names)), names
-    (successes,) = (f for f in families if f.name == "successes")
+    (successes,) = (f for f in families if f.name == "pepperpy_module_successes")
     got = sorted((s.labels["module"], s.value) for s in successes.samples)
     assert got == [("api", 2), ("db", 1)]  # each series once
 
