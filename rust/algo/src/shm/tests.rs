@@ -247,8 +247,15 @@ fn a_previous_run_is_discarded_kept_or_refused_as_asked() {
             .expect("slot")
             .add(9)
             .expect("add");
+        // Opened while `old` lives, so of the same run whether or not this
+        // process has an anchor (a group leader /proc can read: a CI runner's
+        // may have exited); its scrape after `old` exits folds the 9.
+        let survivor = open(&dir.0);
         drop(old);
-        let survivor = open(&dir.0); // same run: folds the 9
+        assert_eq!(
+            value_of(&survivor.collect("").expect("collect"), "c_total"),
+            Some(Value::Counter(9))
+        );
         drop(survivor);
         age(&dir.0);
         let opened = Store::open_private(&dir.0, previous);
