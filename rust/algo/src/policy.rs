@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
+use crate::expiry::{Deadline, Timers};
 use crate::table::{Meta, Table};
 
 /// How a cache chooses what to keep.
@@ -312,10 +313,14 @@ impl Ghost {
     }
 }
 
-/// A table run by a policy: what the bindings hold.
+/// A table run by a policy, with the entries' deadlines once one has any:
+/// what the bindings hold.
 pub struct Cache<K, V, P: Policy> {
     table: Table<K, V, P::Meta>,
     policy: P,
+    /// None until an entry is first given a deadline (a cache that never
+    /// expires keeps no more than its table and policy).
+    timers: Option<Box<Timers>>,
 }
 
 impl<K, V, P: Policy> Default for Cache<K, V, P> {
@@ -323,6 +328,7 @@ impl<K, V, P: Policy> Default for Cache<K, V, P> {
         Cache {
             table: Table::new(),
             policy: P::default(),
+            timers: None,
         }
     }
 }
@@ -382,6 +388,7 @@ impl<K, V, P: Policy> Cache<K, V, P> {
     fn evict(&mut self, maxsize: usize) -> Option<(K, V)> {
         let at = self.policy.victim(&mut self.table, maxsize)?;
         let (hash, key, value, meta) = self.table.remove_entry(at);
+        self.forget_deadline(at);
         self.policy.evicted(hash, meta, maxsize);
         Some((key, value))
     }
@@ -389,7 +396,55 @@ impl<K, V, P: Policy> Cache<K, V, P> {
     /// Removes the entry in slot `at` (not an eviction: the policy is not told).
     pub fn remove(&mut self, at: u32) -> (K, V) {
         let (key, value, _) = self.table.remove(at);
+        self.forget_deadline(at);
         (key, value)
+    }
+
+    #[inline]
+    fn forget_deadline(&mut self, at: u32) {
+        if let Some(timers) = &mut self.timers {
+            timers.forget(at);
+        }
+    }
+
+    /// Whether any entry was ever given a deadline (then every operation
+    /// asks what is due).
+    #[inline(always)]
+    pub fn timed(&self) -> bool {
+        self.timers.is_some()
+    }
+
+    /// The deadline of the entry in slot `at`, if it has one.
+    pub fn deadline(&self, at: u32) -> Option<Deadline> {
+        self.timers.as_ref().and_then(|timers| timers.get(at))
+    }
+
+    /// Gives the entry in slot `at` the deadline of a write (`NEVER`: none).
+    pub fn set_deadline(&mut self, at: u32, deadline: Deadline) {
+        match &mut self.timers {
+            Some(timers) => timers.set(at, deadline),
+            None if deadline.is_never() => {}
+            None => self.timers.insert(Box::default()).set(at, deadline),
+        }
+    }
+
+    /// Moves the idle deadline of the entry in slot `at` (a read).
+    #[inline]
+    pub fn touch(&mut self, at: u32, idle: f64) {
+        if let Some(timers) = &mut self.timers {
+            timers.touch(at, idle);
+        }
+    }
+
+    /// Removes every entry due at `now` (not evictions: the policy is not
+    /// told) into `out`; how many.
+    pub fn expire(&mut self, now: f64, out: &mut Vec<(K, V)>) -> usize {
+        let mut count = 0;
+        while let Some(at) = self.timers.as_mut().and_then(|timers| timers.next_due(now)) {
+            out.push(self.remove(at));
+            count += 1;
+        }
+        count
     }
 
     /// Puts the entry in slot `at` at the back of `meta`'s list with `meta`
@@ -398,9 +453,13 @@ impl<K, V, P: Policy> Cache<K, V, P> {
         self.table.move_to_back(at, meta);
     }
 
-    /// Empties the cache (the policy forgets too) and hands back the entries.
+    /// Empties the cache (the policy and the deadlines forget too) and
+    /// hands back the entries.
     pub fn take(&mut self) -> Table<K, V, P::Meta> {
         self.policy.clear();
+        if let Some(timers) = &mut self.timers {
+            timers.clear();
+        }
         self.table.take()
     }
 }
@@ -740,6 +799,68 @@ mod tests {
         assert!(g.ring.len() <= 2 * g.len() + 17);
         g.push(7, 0);
         assert_eq!(g.len(), 0);
+    }
+
+    fn ttl(at: f64) -> Deadline {
+        Deadline {
+            write: at,
+            idle: f64::INFINITY,
+        }
+    }
+
+    #[test]
+    fn expired_entries_leave_without_telling_the_policy() {
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        let maxsize = 10;
+        for k in 0..10 {
+            let (at, _) = c.insert(h(k), k, k, maxsize);
+            c.set_deadline(at, ttl(f64::from(k as u32)));
+        }
+        assert!(c.timed());
+        let mut out = Vec::new();
+        assert_eq!(c.expire(4.0, &mut out), 5);
+        let mut gone: Vec<u64> = out.iter().map(|e| e.0).collect();
+        gone.sort_unstable();
+        assert_eq!(gone, vec![0, 1, 2, 3, 4]);
+        assert_eq!(c.len(), 5);
+        // Not evictions: no hash went to the ghost, and warm-up goes on.
+        assert_eq!(c.policy().ghost_len(), 0);
+        assert!(!c.policy().evicted_once());
+        assert_eq!(c.expire(4.5, &mut out), 0);
+    }
+
+    #[test]
+    fn an_evicted_or_removed_entry_takes_its_deadline_with_it() {
+        let mut c: Cache<u64, u64, Fifo> = Cache::new();
+        let (at, _) = c.insert(h(1), 1, 1, 1);
+        c.set_deadline(at, ttl(5.0));
+        // 2 evicts 1 and may reuse its slot: it must not inherit the deadline.
+        let (at2, gone) = c.insert(h(2), 2, 2, 1);
+        assert_eq!(gone, Some((1, 1)));
+        assert_eq!(c.deadline(at2), None);
+        let mut out = Vec::new();
+        assert_eq!(c.expire(10.0, &mut out), 0);
+        c.set_deadline(at2, ttl(5.0));
+        let (k, v) = c.remove(at2);
+        assert_eq!((k, v), (2, 2));
+        assert_eq!(c.expire(10.0, &mut out), 0);
+        let (at3, _) = c.insert(h(3), 3, 3, 1);
+        c.set_deadline(at3, ttl(5.0));
+        drop(c.take());
+        assert!(c.timed(), "a cache that kept deadlines stays timed");
+        let (at4, _) = c.insert(h(4), 4, 4, 1);
+        assert_eq!(c.deadline(at4), None);
+        assert_eq!(c.expire(10.0, &mut out), 0);
+    }
+
+    #[test]
+    fn a_cache_without_deadlines_keeps_none() {
+        let mut c: Cache<u64, u64, Fifo> = Cache::new();
+        let (at, _) = c.insert(h(1), 1, 1, 4);
+        c.set_deadline(at, Deadline::NEVER);
+        c.touch(at, 3.0);
+        assert!(!c.timed());
+        assert_eq!(c.expire(f64::MAX, &mut Vec::new()), 0);
     }
 
     #[test]
