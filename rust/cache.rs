@@ -14,6 +14,13 @@
 //! table (evicted, overwritten, popped, cleared) are dropped after the lock is
 //! released, so a `__del__` that touches the cache finds it consistent.
 //!
+//! Expiry (a time to live per cache or per write, a time to idle per cache)
+//! keeps each entry's deadline beside the policy ([`Timers`] in the algo
+//! crate), only once a cache has one. Then every operation reads the clock
+//! once, before it locks the table (an injected clock is user code), and
+//! removes whatever is due at that time before it does anything else; a
+//! cache without expiry pays one flag test before the lock and one after.
+//!
 //! `__new__` takes any arguments and makes an empty cache whose maxsize is 0;
 //! `__init__` sets it, once. So a subclass's `__init__` may take arguments
 //! of its own, and copy and pickle rebuild a cache with `cls.__new__(cls)`
@@ -21,13 +28,17 @@
 //! an empty cache and writes raise TypeError.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use pyo3::exceptions::{PyAttributeError, PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyMapping, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 use pyo3::{ffi, intern, PyClass, PyTraverseError, PyVisit};
 
+use pepperpy_core_algo::expiry::Deadline;
 use pepperpy_core_algo::policy::{Cache, Fifo, Policy, S3Fifo, S3Meta};
 use pepperpy_core_algo::table::{spread, Table, MAX_ENTRIES};
 
@@ -63,7 +74,7 @@ pub trait Kind: Policy + Send + 'static {
 impl Kind for Fifo {
     const CLASS: &'static str = "FIFOCache";
     const BAD_STATE: &'static str =
-        "FIFOCache state must be a (maxsize, items, attributes, slots) tuple";
+        "FIFOCache state must be a (maxsize, items, attributes, slots[, expiry]) tuple";
     const KEEPS_POLICY: bool = false;
 
     fn bits(_: ()) -> u8 {
@@ -81,7 +92,7 @@ impl Kind for Fifo {
 impl Kind for S3Fifo {
     const CLASS: &'static str = "S3FIFOCache";
     const BAD_STATE: &'static str =
-        "S3FIFOCache state must be a (maxsize, items, attributes, slots, policy) tuple";
+        "S3FIFOCache state must be a (maxsize, items, attributes, slots, policy[, expiry]) tuple";
     const KEEPS_POLICY: bool = true;
 
     fn bits(meta: S3Meta) -> u8 {
@@ -110,6 +121,15 @@ struct Inner<P: Policy> {
     misses: u64,
     inserts: u64,
     evictions: u64,
+    expirations: u64,
+    /// The time to live of a write that names none, and the time to idle.
+    ttl: Option<f64>,
+    tti: Option<f64>,
+    /// The clock given to `__init__` (None: the monotonic clock).
+    clock: Option<Py<PyAny>>,
+    /// Entries may have deadlines (a ttl or tti was given, or a write had
+    /// one): every operation reads the clock. Never set back.
+    timed: bool,
 }
 
 impl<P: Policy> Default for Inner<P> {
@@ -121,12 +141,140 @@ impl<P: Policy> Default for Inner<P> {
             misses: 0,
             inserts: 0,
             evictions: 0,
+            expirations: 0,
+            ttl: None,
+            tti: None,
+            clock: None,
+            timed: false,
         }
     }
 }
 
+impl<P: Policy> Inner<P> {
+    /// The deadline of an entry `written` now.
+    fn deadline(&self, written: Written) -> Deadline {
+        let now = written.now;
+        match written.left {
+            Some(left) => Deadline {
+                write: now + left.write,
+                idle: now + left.idle,
+            },
+            None => Deadline {
+                write: written.ttl.or(self.ttl).map_or(f64::INFINITY, |t| now + t),
+                idle: self.tti.map_or(f64::INFINITY, |t| now + t),
+            },
+        }
+    }
+
+    /// Whether a copy must keep what the cache knows of time.
+    fn keeps_expiry(&self) -> bool {
+        self.timed || self.clock.is_some()
+    }
+}
+
+/// A write of a cache that keeps deadlines: when, and what decides its
+/// entry's deadline (its own ttl, else the cache's; `left`: what a copy kept).
+#[derive(Clone, Copy)]
+struct Written {
+    now: f64,
+    ttl: Option<f64>,
+    left: Option<Deadline>,
+}
+
+/// What an expiring cache's settings and entries' time left are, as a state
+/// keeps them: (ttl, tti, clock, per item None or (write, idle) seconds left).
+type ExpiryPart = (
+    Option<f64>,
+    Option<f64>,
+    Option<Py<PyAny>>,
+    Vec<Option<Deadline>>,
+);
+
+/// The default clock: monotonic seconds since this process first asked.
+fn monotonic() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// `value` as an `f64` if it is an int (not a bool) or a float, read without
+/// calling any method of its class (an int beyond a float's range is
+/// infinite); None for anything else.
+fn number(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if let Ok(float) = value.cast::<PyFloat>() {
+        return Some(float.value());
+    }
+    if !value.is_instance_of::<PyInt>() || value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    // SAFETY: `value` is a live int; PyLong_AsDouble reads its digits (no
+    // method of a subclass) and reports an overflow as an error, taken here.
+    let got = unsafe { ffi::PyLong_AsDouble(value.as_ptr()) };
+    if got == -1.0 {
+        if let Some(error) = PyErr::take(value.py()) {
+            drop(error);
+            return Some(f64::INFINITY);
+        }
+    }
+    Some(got)
+}
+
+/// `value` as seconds > 0, None kept (no limit): TypeError for what is not
+/// a number, ValueError for one that is not finite and > 0.
+fn check_seconds(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<f64>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let Some(seconds) = number(value) else {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds or None, not {}",
+            value.get_type().name()?
+        )));
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be a finite number of seconds > 0, got {}",
+            value.repr()?
+        )));
+    }
+    Ok(Some(seconds))
+}
+
+/// `clock` if it is callable, None kept; TypeError otherwise.
+fn check_clock<'py>(clock: Option<&Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match clock.filter(|c| !c.is_none()) {
+        None => Ok(None),
+        Some(clock) if clock.is_callable() => Ok(Some(clock.clone())),
+        Some(clock) => Err(PyTypeError::new_err(format!(
+            "clock must be a callable returning seconds, or None, not {}",
+            clock.get_type().name()?
+        ))),
+    }
+}
+
+/// What a clock returned, as seconds; TypeError for anything but a finite number.
+fn reading(value: &Bound<'_, PyAny>) -> PyResult<f64> {
+    match number(value) {
+        Some(seconds) if seconds.is_finite() => Ok(seconds),
+        Some(_) => Err(PyTypeError::new_err(format!(
+            "clock() must return a finite number of seconds, got {}",
+            value.repr()?
+        ))),
+        None => Err(PyTypeError::new_err(format!(
+            "clock() must return a number of seconds, not {}",
+            value.get_type().name()?
+        ))),
+    }
+}
+
+/// Releases what left the table (after its guard), as `Bound`s (see [`Core::locate`]).
+fn release(py: Python<'_>, gone: Vec<(Py<PyAny>, Py<PyAny>)>) {
+    for (key, value) in gone {
+        drop((key.into_bound(py), value.into_bound(py)));
+    }
+}
+
 /// Counters of a cache since it was made: reads that hit or missed, new keys
-/// inserted and keys evicted to make room.
+/// inserted, keys evicted to make room and entries removed as expired.
 #[pyclass(frozen, eq, hash, get_all, module = "pepperpy_core._native")]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheStats {
@@ -134,25 +282,27 @@ pub struct CacheStats {
     misses: u64,
     inserts: u64,
     evictions: u64,
+    expirations: u64,
 }
 
 #[pymethods]
 impl CacheStats {
     #[new]
-    #[pyo3(signature = (*, hits, misses, inserts, evictions))]
-    fn new(hits: u64, misses: u64, inserts: u64, evictions: u64) -> Self {
+    #[pyo3(signature = (*, hits, misses, inserts, evictions, expirations = 0))]
+    fn new(hits: u64, misses: u64, inserts: u64, evictions: u64, expirations: u64) -> Self {
         CacheStats {
             hits,
             misses,
             inserts,
             evictions,
+            expirations,
         }
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "CacheStats(hits={}, misses={}, inserts={}, evictions={})",
-            self.hits, self.misses, self.inserts, self.evictions
+            "CacheStats(hits={}, misses={}, inserts={}, evictions={}, expirations={})",
+            self.hits, self.misses, self.inserts, self.evictions, self.expirations
         )
     }
 }
@@ -334,6 +484,55 @@ fn policy_part<P: Kind>(part: &Bound<'_, PyAny>, count: usize) -> PyResult<(Vec<
     Ok((metas, flag.is_true()))
 }
 
+/// The settings and each item's time left of a state's expiry part
+/// `(ttl, tti, clock, left)`, `left` a list of None or (write, idle)
+/// seconds (> 0, infinite for none) per item; TypeError or ValueError when malformed.
+fn expiry_part(part: &Bound<'_, PyAny>, count: usize, bad_state: &str) -> PyResult<ExpiryPart> {
+    let bad = || {
+        PyTypeError::new_err(format!(
+            "{bad_state}: expiry must be a (ttl, tti, clock, left) tuple"
+        ))
+    };
+    let part = match part.cast_exact::<PyTuple>() {
+        Ok(part) if part.len() == 4 => part,
+        _ => return Err(bad()),
+    };
+    let ttl = check_seconds(Some(&part.get_item(0)?), "ttl")?;
+    let tti = check_seconds(Some(&part.get_item(1)?), "tti")?;
+    let clock = check_clock(Some(&part.get_item(2)?))?.map(Bound::unbind);
+    let left = part.get_item(3)?;
+    let Ok(left) = left.cast_exact::<PyList>() else {
+        return Err(bad());
+    };
+    if left.len() != count {
+        return Err(PyValueError::new_err(format!(
+            "{bad_state}: expiry has {} entries for {count} items",
+            left.len()
+        )));
+    }
+    let entry = |item: Bound<'_, PyAny>| -> Option<Option<Deadline>> {
+        if item.is_none() {
+            return Some(None);
+        }
+        let pair = item.cast_exact::<PyTuple>().ok().filter(|p| p.len() == 2)?;
+        let seconds = |i: usize| -> Option<f64> {
+            let got = pair.get_item(i).ok()?;
+            let got = got.cast_exact::<PyFloat>().ok()?.value();
+            (got > 0.0).then_some(got)
+        };
+        Some(Some(Deadline {
+            write: seconds(0)?,
+            idle: seconds(1)?,
+        }))
+    };
+    let left = left
+        .iter()
+        .map(entry)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| PyValueError::new_err(format!("{bad_state}: expiry has a bad entry")))?;
+    Ok((ttl, tti, clock, left))
+}
+
 /// A dict of the pairs. One function for every class, so that its loop has
 /// one copy, with PyO3's `set_item` inlined in it.
 #[inline(never)]
@@ -351,12 +550,15 @@ fn dict_of<'py>(
 /// The state both cache classes share; every method of theirs is one of its.
 pub struct Core<P: Kind> {
     inner: Exclusive<Inner<P>>,
+    /// `Inner::timed`, read before locking to know whether to read the clock.
+    timed: AtomicBool,
 }
 
 impl<P: Kind> Default for Core<P> {
     fn default() -> Self {
         Core {
             inner: Exclusive::new(Inner::default()),
+            timed: AtomicBool::new(false),
         }
     }
 }
@@ -454,12 +656,77 @@ impl<P: Kind> Core<P> {
         Err(changed(P::CLASS))
     }
 
+    /// The time of an operation: None when the cache keeps no deadlines and
+    /// `wanted` is false. Read before the table is locked (a clock given to
+    /// `__init__` is user code); the flag is only a hint: an operation
+    /// that finds the table timed under the lock without a time reads it then.
+    #[inline(always)]
+    fn now(&self, py: Python<'_>, wanted: bool) -> PyResult<Option<f64>> {
+        if !wanted && !self.timed.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        self.read_clock(py).map(Some)
+    }
+
+    /// The clock's reading, with the table released while a given clock runs.
+    #[inline(never)]
+    fn read_clock(&self, py: Python<'_>) -> PyResult<f64> {
+        let clock = self.inner.lock(py)?.clock.as_ref().map(|c| c.clone_ref(py));
+        match clock {
+            None => Ok(monotonic()),
+            Some(clock) => reading(&clock.into_bound(py).call0()?),
+        }
+    }
+
+    /// Under the lock, with the operation's time: removes every entry due at
+    /// `now` into `gone` and returns `found` unless it was one of them.
+    fn expire(
+        inner: &mut Inner<P>,
+        now: f64,
+        found: Option<u32>,
+        gone: &mut Vec<(Py<PyAny>, Py<PyAny>)>,
+    ) -> Option<u32> {
+        let found = found.filter(|&at| !inner.cache.deadline(at).is_some_and(|d| d.due(now)));
+        inner.expirations += inner.cache.expire(now, gone) as u64;
+        found
+    }
+
+    /// Locks the table, first removing what is due (into `gone`) at the
+    /// operation's time, which it returns (`now`, or read if the table proves timed).
+    fn lock_expired<'s>(
+        &'s self,
+        py: Python<'_>,
+        now: Option<f64>,
+        gone: &mut Vec<(Py<PyAny>, Py<PyAny>)>,
+    ) -> PyResult<(Guard<'s, Inner<P>>, Option<f64>)> {
+        let mut inner = self.inner.lock(py)?;
+        let now = match now {
+            Some(now) => now,
+            None if inner.timed => {
+                drop(inner);
+                let now = self.read_clock(py)?;
+                inner = self.inner.lock(py)?;
+                now
+            }
+            None => return Ok((inner, None)),
+        };
+        Self::expire(&mut inner, now, None, gone);
+        Ok((inner, Some(now)))
+    }
+
     /// The value of `key` (a use of it), counting a hit or a miss.
     #[inline]
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let hash = hash_of(key)?;
+        if self.timed.load(Ordering::Relaxed) {
+            return self.lookup_timed(key, hash);
+        }
         let mut keep = Vec::new();
         let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        if inner.timed {
+            drop(inner);
+            return self.lookup_timed(key, hash);
+        }
         Ok(match found {
             Some(at) => {
                 inner.hits += 1;
@@ -472,22 +739,65 @@ impl<P: Kind> Core<P> {
         })
     }
 
+    /// [`Self::lookup`] in a cache that keeps deadlines: an entry due is a
+    /// miss (and an expiration); a hit moves the entry's idle deadline.
+    #[inline(never)]
+    fn lookup_timed(&self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<Option<Py<PyAny>>> {
+        let py = key.py();
+        let now = self.read_clock(py)?;
+        let mut keep = Vec::new();
+        let mut gone = Vec::new();
+        let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        let found = Self::expire(&mut inner, now, found, &mut gone);
+        let value = match found {
+            Some(at) => {
+                inner.hits += 1;
+                let value = inner.cache.hit(at).clone_ref(py);
+                if let Some(tti) = inner.tti {
+                    inner.cache.touch(at, now + tti);
+                }
+                Some(value)
+            }
+            None => {
+                inner.misses += 1;
+                None
+            }
+        };
+        drop(inner);
+        release(py, gone);
+        Ok(value)
+    }
+
     #[inline]
-    fn insert(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.insert_hashed(key, hash_of(key)?, value, None)
+    fn insert(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+    ) -> PyResult<()> {
+        let hash = hash_of(key)?;
+        let written = self.now(key.py(), ttl.is_some())?.map(|now| Written {
+            now,
+            ttl,
+            left: None,
+        });
+        self.insert_hashed(key, hash, value, None, written)
     }
 
     /// Sets `key`; with `place`, the entry then moves to the back of that
-    /// meta's list with it (a copy being rebuilt).
+    /// meta's list with it (a copy being rebuilt). `written`: the time of the
+    /// write and what decides its deadline, for a cache that keeps them.
     fn insert_hashed(
         &self,
         key: &Bound<'_, PyAny>,
         hash: u64,
         value: &Bound<'_, PyAny>,
         place: Option<P::Meta>,
+        written: Option<Written>,
     ) -> PyResult<()> {
         let py = key.py();
         let mut keep = Vec::new();
+        let mut gone = Vec::new();
         let mut released: Option<Py<PyAny>> = None;
         let mut evicted: Option<(Py<PyAny>, Py<PyAny>)> = None;
         let (mut inner, found) = self.locate(key, hash, &mut keep)?;
@@ -495,6 +805,20 @@ impl<P: Kind> Core<P> {
         if maxsize == 0 {
             return Err(not_initialized(P::CLASS));
         }
+        let found = match written {
+            Some(written) => Self::expire(&mut inner, written.now, found, &mut gone),
+            None if inner.timed => {
+                drop(inner);
+                let now = self.read_clock(py)?;
+                let written = Written {
+                    now,
+                    ttl: None,
+                    left: None,
+                };
+                return self.insert_hashed(key, hash, value, place, Some(written));
+            }
+            None => found,
+        };
         let value = value.clone().unbind();
         let at = match found {
             Some(at) => {
@@ -516,22 +840,45 @@ impl<P: Kind> Core<P> {
         if let Some(meta) = place {
             inner.cache.place(at, meta);
         }
+        if let Some(written) = written {
+            let deadline = inner.deadline(written);
+            inner.cache.set_deadline(at, deadline);
+            if inner.cache.timed() && !inner.timed {
+                inner.timed = true;
+                self.timed.store(true, Ordering::Relaxed);
+            }
+        }
         drop(inner);
         drop(released.map(|value| value.into_bound(py)));
         drop(evicted.map(|(key, value)| (key.into_bound(py), value.into_bound(py))));
+        release(py, gone);
         Ok(())
     }
 
     fn remove<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = key.py();
         let hash = hash_of(key)?;
+        let mut now = self.now(py, false)?;
         let mut keep = Vec::new();
-        let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        let mut gone = Vec::new();
+        let (mut inner, found) = loop {
+            let (inner, found) = self.locate(key, hash, &mut keep)?;
+            if now.is_some() || !inner.timed {
+                break (inner, found);
+            }
+            drop(inner);
+            now = Some(self.read_clock(py)?);
+        };
         if inner.maxsize == 0 {
             return Err(not_initialized(P::CLASS));
         }
+        let found = match now {
+            Some(now) => Self::expire(&mut inner, now, found, &mut gone),
+            None => found,
+        };
         let removed = found.map(|at| inner.cache.remove(at));
         drop(inner);
-        let py = key.py();
+        release(py, gone);
         Ok(removed.map(|(stored, value)| {
             drop(stored.into_bound(py));
             value.into_bound(py)
@@ -543,17 +890,26 @@ impl<P: Kind> Core<P> {
         py: Python<'_>,
         each: impl Fn(&Py<PyAny>, &Py<PyAny>, P::Meta) -> T,
     ) -> PyResult<Vec<T>> {
-        let inner = self.inner.lock(py)?;
-        Ok(inner
+        let now = self.now(py, false)?;
+        let mut gone = Vec::new();
+        let (inner, _) = self.lock_expired(py, now, &mut gone)?;
+        let out = inner
             .cache
             .table()
             .iter()
             .map(|(k, v, m)| each(k, v, m))
-            .collect())
+            .collect();
+        drop(inner);
+        release(py, gone);
+        Ok(out)
     }
 
     fn len(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.inner.lock(py)?.cache.len())
+        let now = self.now(py, false)?;
+        let mut gone = Vec::new();
+        let len = self.lock_expired(py, now, &mut gone)?.0.cache.len();
+        release(py, gone);
+        Ok(len)
     }
 
     fn maxsize(&self, py: Python<'_>) -> PyResult<usize> {
@@ -567,18 +923,48 @@ impl<P: Kind> Core<P> {
         }
     }
 
-    /// Sets the maxsize of a cache that has none yet.
-    fn init(&self, maxsize: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Sets the maxsize, and what decides entries' deadlines, of a cache
+    /// that has none yet (TypeError or ValueError, nothing changed, otherwise).
+    fn init(
+        &self,
+        maxsize: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tti: Option<&Bound<'_, PyAny>>,
+        clock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = maxsize.py();
         if self.maxsize(py)? != 0 {
             return Err(initialized(P::CLASS));
         }
         let checked = check_maxsize(maxsize)?;
+        let ttl = check_seconds(ttl, "ttl")?;
+        let tti = check_seconds(tti, "tti")?;
+        let clock = check_clock(clock)?.map(Bound::unbind);
+        self.init_checked(py, checked, ttl, tti, clock)
+    }
+
+    fn init_checked(
+        &self,
+        py: Python<'_>,
+        maxsize: usize,
+        ttl: Option<f64>,
+        tti: Option<f64>,
+        clock: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let mut inner = self.inner.lock(py)?;
         if inner.maxsize != 0 {
+            drop(inner);
+            drop(clock.map(|clock| clock.into_bound(py)));
             return Err(initialized(P::CLASS));
         }
-        inner.maxsize = checked;
+        inner.maxsize = maxsize;
+        inner.ttl = ttl;
+        inner.tti = tti;
+        inner.clock = clock;
+        if ttl.is_some() || tti.is_some() {
+            inner.timed = true;
+            self.timed.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -601,8 +987,28 @@ impl<P: Kind> Core<P> {
     #[inline]
     fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let hash = hash_of(key)?;
+        if self.timed.load(Ordering::Relaxed) {
+            return self.contains_timed(key, hash);
+        }
         let mut keep = Vec::new();
-        let (_inner, found) = self.locate(key, hash, &mut keep)?;
+        let (inner, found) = self.locate(key, hash, &mut keep)?;
+        if inner.timed {
+            drop(inner);
+            return self.contains_timed(key, hash);
+        }
+        Ok(found.is_some())
+    }
+
+    #[inline(never)]
+    fn contains_timed(&self, key: &Bound<'_, PyAny>, hash: u64) -> PyResult<bool> {
+        let py = key.py();
+        let now = self.read_clock(py)?;
+        let mut keep = Vec::new();
+        let mut gone = Vec::new();
+        let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        let found = Self::expire(&mut inner, now, found, &mut gone);
+        drop(inner);
+        release(py, gone);
         Ok(found.is_some())
     }
 
@@ -639,27 +1045,49 @@ impl<P: Kind> Core<P> {
     }
 
     fn stats(&self, py: Python<'_>) -> PyResult<CacheStats> {
-        let inner = self.inner.lock(py)?;
-        Ok(CacheStats {
+        let now = self.now(py, false)?;
+        let mut gone = Vec::new();
+        let (inner, _) = self.lock_expired(py, now, &mut gone)?;
+        let stats = CacheStats {
             hits: inner.hits,
             misses: inner.misses,
             inserts: inner.inserts,
             evictions: inner.evictions,
-        })
+            expirations: inner.expirations,
+        };
+        drop(inner);
+        release(py, gone);
+        Ok(stats)
     }
 
     fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let py = keys.py();
+        let mut now = self.now(py, false)?;
         let mut found = Vec::new();
         let mut keep = Vec::new();
+        let mut gone = Vec::new();
         let (mut hits, mut misses) = (0u64, 0u64);
         for key in keys.try_iter()? {
             let key = key?;
             let hash = hash_of(&key)?;
-            let (mut inner, at) = self.locate(&key, hash, &mut keep)?;
+            let (mut inner, at) = loop {
+                let (inner, at) = self.locate(&key, hash, &mut keep)?;
+                if now.is_some() || !inner.timed {
+                    break (inner, at);
+                }
+                drop(inner);
+                now = Some(self.read_clock(py)?);
+            };
+            let at = match now {
+                Some(now) => Self::expire(&mut inner, now, at, &mut gone),
+                None => at,
+            };
             match at {
                 Some(at) => {
                     let value = inner.cache.hit(at).clone_ref(py);
+                    if let (Some(now), Some(tti)) = (now, inner.tti) {
+                        inner.cache.touch(at, now + tti);
+                    }
                     drop(inner);
                     hits += 1;
                     found.push((key, value));
@@ -667,6 +1095,7 @@ impl<P: Kind> Core<P> {
                 None => misses += 1,
             }
         }
+        release(py, gone);
         let out = dict_of(py, found)?;
         let mut inner = self.inner.lock(py)?;
         inner.hits += hits;
@@ -674,31 +1103,57 @@ impl<P: Kind> Core<P> {
         Ok(out)
     }
 
-    fn set_many(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_many(&self, items: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+        let py = items.py();
         let checked = checked_pairs(items)?;
-        self.require_init(items.py())?;
+        self.require_init(py)?;
+        let now = self.now(py, ttl.is_some())?;
         for (key, hash, value) in &checked {
-            self.insert_hashed(key, *hash, value, None)?;
+            let written = now.map(|now| Written {
+                now,
+                ttl,
+                left: None,
+            });
+            self.insert_hashed(key, *hash, value, None, written)?;
         }
         Ok(())
     }
 
-    /// `(maxsize, items, attributes, slots[, policy])` of [`Self::reduce`]:
-    /// the items and the policy's part from one look at the table.
-    fn state<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<(usize, Bound<'py, PyList>, Bound<'py, PyAny>)> {
-        let (maxsize, entries, flag) = {
-            let inner = self.inner.lock(py)?;
-            let entries: Vec<_> = inner
-                .cache
+    /// `(maxsize, items, attributes, slots[, policy][, expiry])` of
+    /// [`reduce`]: the items, the policy's part and the expiry part (for a
+    /// cache that keeps one: its settings and each item's time left) from
+    /// one look at the table, taken once what is due has left.
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<State<'py>> {
+        let now = self.now(py, false)?;
+        let mut gone = Vec::new();
+        let (maxsize, entries, flag, expiry) = {
+            let (inner, now) = self.lock_expired(py, now, &mut gone)?;
+            let cache = &inner.cache;
+            let entries: Vec<_> = cache
                 .table()
                 .iter()
                 .map(|(k, v, m)| (k.clone_ref(py), v.clone_ref(py), P::bits(m)))
                 .collect();
-            (inner.maxsize, entries, inner.cache.policy().flag())
+            let expiry: Option<ExpiryPart> = inner.keeps_expiry().then(|| {
+                // An entry has a deadline only in a timed cache, so `now` is known.
+                let now = now.unwrap_or(0.0);
+                let left = cache
+                    .table()
+                    .slots()
+                    .map(|at| {
+                        let deadline = cache.deadline(at)?;
+                        Some(Deadline {
+                            write: deadline.write - now,
+                            idle: deadline.idle - now,
+                        })
+                    })
+                    .collect();
+                let clock = inner.clock.as_ref().map(|c| c.clone_ref(py));
+                (inner.ttl, inner.tti, clock, left)
+            });
+            (inner.maxsize, entries, cache.policy().flag(), expiry)
         };
+        release(py, gone);
         if maxsize == 0 {
             return Err(not_initialized(P::CLASS));
         }
@@ -707,24 +1162,44 @@ impl<P: Kind> Core<P> {
         let policy = (PyBytes::new(py, &bits), flag)
             .into_pyobject(py)?
             .into_any();
-        Ok((maxsize, items, policy))
+        let expiry = match expiry {
+            None => None,
+            Some((ttl, tti, clock, left)) => {
+                let left = left
+                    .into_iter()
+                    .map(|l| l.map(|l| (l.write, l.idle)))
+                    .collect::<Vec<_>>();
+                Some((ttl, tti, clock, left).into_pyobject(py)?.into_any())
+            }
+        };
+        Ok((maxsize, items, policy, expiry))
     }
 
-    /// Rebuilds the entries, and the policy's state, from a checked state.
+    /// Rebuilds the entries, the policy's state and the entries' deadlines
+    /// from a checked state; `now` is the time the deadlines are counted
+    /// from (the items' `left`, one per item, is what a copy kept).
     fn restore(
         &self,
         py: Python<'_>,
         pairs: &[Checked<'_>],
         metas: Option<(Vec<P::Meta>, bool)>,
+        left: Option<(f64, Vec<Option<Deadline>>)>,
     ) -> PyResult<()> {
+        let written = |i: usize| {
+            left.as_ref().map(|(now, left)| Written {
+                now: *now,
+                ttl: None,
+                left: Some(left[i].unwrap_or(Deadline::NEVER)),
+            })
+        };
         let Some((metas, flag)) = metas else {
-            for (key, hash, value) in pairs {
-                self.insert_hashed(key, *hash, value, None)?;
+            for (i, (key, hash, value)) in pairs.iter().enumerate() {
+                self.insert_hashed(key, *hash, value, None, written(i))?;
             }
             return Ok(());
         };
-        for ((key, hash, value), meta) in pairs.iter().zip(metas) {
-            self.insert_hashed(key, *hash, value, Some(meta))?;
+        for (i, ((key, hash, value), meta)) in pairs.iter().zip(metas).enumerate() {
+            self.insert_hashed(key, *hash, value, Some(meta), written(i))?;
         }
         self.inner.lock(py)?.cache.policy_mut().restore(flag);
         Ok(())
@@ -739,17 +1214,30 @@ impl<P: Kind> Core<P> {
                 visit.call(key)?;
                 visit.call(value)?;
             }
+            if let Some(clock) = &inner.clock {
+                visit.call(clock)?;
+            }
         }
         Ok(())
     }
 
     fn clear_in_gc(&self) {
         // SAFETY: the collector calls __clear__ with the GIL held.
-        let taken: Option<Table<_, _, _>> =
-            unsafe { self.inner.try_lock_in_gc() }.map(|mut inner| inner.cache.take());
+        let taken: Option<(Table<_, _, _>, Option<Py<PyAny>>)> =
+            unsafe { self.inner.try_lock_in_gc() }
+                .map(|mut inner| (inner.cache.take(), inner.clock.take()));
         drop(taken);
     }
 }
+
+/// What [`Core::state`] gives [`reduce`]: maxsize, items, the policy's part
+/// and, for a cache that keeps one, the expiry part.
+type State<'py> = (
+    usize,
+    Bound<'py, PyList>,
+    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
+);
 
 /// A pyclass made by [`cache_class!`]: its core, whatever the policy.
 pub trait CacheClass: PyClass<Frozen = True> + Sync {
@@ -772,7 +1260,7 @@ fn present<'py>(
 /// `copyreg.__newobj__(cls)` then `__setstate__`, for any cache class.
 fn reduce<'py, C: CacheClass>(cache: &Bound<'py, C>) -> PyResult<Bound<'py, PyTuple>> {
     let py = cache.py();
-    let (maxsize, items, policy) = cache.get().core().state(py)?;
+    let (maxsize, items, policy, expiry) = cache.get().core().state(py)?;
     let slf = cache.as_any();
     let attributes = present(py, slf.getattr(intern!(py, "__dict__")))?;
     let copyreg = py.import(intern!(py, "copyreg"))?;
@@ -797,6 +1285,7 @@ fn reduce<'py, C: CacheClass>(cache: &Bound<'py, C>) -> PyResult<Bound<'py, PyTu
     if C::Policy::KEEPS_POLICY {
         parts.push(policy);
     }
+    parts.extend(expiry);
     let state = PyTuple::new(py, parts)?;
     PyTuple::new(
         py,
@@ -819,7 +1308,7 @@ fn setstate<C: CacheClass>(cache: &Bound<'_, C>, state: &Bound<'_, PyAny>) -> Py
     }
     let parts = 4 + usize::from(C::Policy::KEEPS_POLICY);
     let state = match state.cast_exact::<PyTuple>() {
-        Ok(state) if state.len() == parts => state,
+        Ok(state) if state.len() == parts || state.len() == parts + 1 => state,
         _ => return Err(PyTypeError::new_err(bad_state)),
     };
     let maxsize = state.get_item(0)?;
@@ -838,6 +1327,14 @@ fn setstate<C: CacheClass>(cache: &Bound<'_, C>, state: &Bound<'_, PyAny>) -> Py
         true => Some(policy_part::<C::Policy>(&state.get_item(4)?, pairs.len())?),
         false => None,
     };
+    let expiry = match state.len() > parts {
+        true => Some(expiry_part(
+            &state.get_item(parts)?,
+            pairs.len(),
+            bad_state,
+        )?),
+        false => None,
+    };
     let dict = intern!(py, "__dict__");
     if attributes.is_truthy()? && !slf.hasattr(dict)? {
         return Err(PyTypeError::new_err(format!(
@@ -845,8 +1342,20 @@ fn setstate<C: CacheClass>(cache: &Bound<'_, C>, state: &Bound<'_, PyAny>) -> Py
             slf.get_type().name()?
         )));
     }
-    core.init(&maxsize)?;
-    core.restore(py, &pairs, metas)?;
+    let (ttl, tti, clock, left) = expiry.unwrap_or((None, None, None, Vec::new()));
+    // Time left is counted from now, read before anything changes.
+    let left = match ttl.is_some() || tti.is_some() || left.iter().any(Option::is_some) {
+        true => {
+            let now = match &clock {
+                Some(clock) => reading(&clock.bind(py).call0()?)?,
+                None => monotonic(),
+            };
+            Some((now, left))
+        }
+        false => None,
+    };
+    core.init_checked(py, check_maxsize(&maxsize)?, ttl, tti, clock)?;
+    core.restore(py, &pairs, metas, left)?;
     if attributes.is_truthy()? {
         slf.getattr(dict)?
             .call_method1(intern!(py, "update"), (attributes,))?;
@@ -942,7 +1451,7 @@ unsafe extern "C" fn ass_subscript<C: CacheClass>(
             let key = Bound::from_borrowed_ptr(py, key);
             match value.is_null() {
                 true => core.delitem(&key)?,
-                false => core.insert(&key, &Bound::from_borrowed_ptr(py, value))?,
+                false => core.insert(&key, &Bound::from_borrowed_ptr(py, value), None)?,
             }
             Ok(0)
         })
@@ -1014,9 +1523,17 @@ macro_rules! cache_class {
                 }
             }
 
-            /// Gives the cache its maxsize; once (TypeError after, nothing changed).
-            fn __init__(&self, maxsize: &Bound<'_, PyAny>) -> PyResult<()> {
-                self.core.init(maxsize)
+            /// Gives the cache its maxsize and what decides entries'
+            /// deadlines; once (TypeError after, nothing changed).
+            #[pyo3(signature = (maxsize, *, ttl = None, tti = None, clock = None))]
+            fn __init__(
+                &self,
+                maxsize: &Bound<'_, PyAny>,
+                ttl: Option<&Bound<'_, PyAny>>,
+                tti: Option<&Bound<'_, PyAny>>,
+                clock: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                self.core.init(maxsize, ttl, tti, clock)
             }
 
             /// The most entries the cache holds (0 until `__init__` has run).
@@ -1030,8 +1547,16 @@ macro_rules! cache_class {
             }
 
             /// Inserts or overwrites `key`; a new key at maxsize evicts one.
-            fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-                self.core.insert(key, value)
+            /// `ttl`: this entry's time to live instead of the cache's.
+            #[pyo3(signature = (key, value, *, ttl = None))]
+            fn set(
+                &self,
+                key: &Bound<'_, PyAny>,
+                value: &Bound<'_, PyAny>,
+                ttl: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                let ttl = check_seconds(ttl, "ttl")?;
+                self.core.insert(key, value, ttl)
             }
 
             fn __setitem__(
@@ -1039,7 +1564,7 @@ macro_rules! cache_class {
                 key: &Bound<'_, PyAny>,
                 value: &Bound<'_, PyAny>,
             ) -> PyResult<()> {
-                self.core.insert(key, value)
+                self.core.insert(key, value, None)
             }
 
             fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -1085,7 +1610,7 @@ macro_rules! cache_class {
                 self.core.items(py)
             }
 
-            /// Hits, misses, inserts and evictions so far.
+            /// Hits, misses, inserts, evictions and expirations so far.
             fn stats(&self, py: Python<'_>) -> PyResult<CacheStats> {
                 self.core.stats(py)
             }
@@ -1098,11 +1623,17 @@ macro_rules! cache_class {
             }
 
             /// Sets every pair of a mapping (through its `items()`, in its
-            /// order) or of an iterable of pairs. Every pair is read and
-            /// every key hashed first, so a bad pair or an unhashable key
-            /// changes nothing.
-            fn set_many(&self, items: &Bound<'_, PyAny>) -> PyResult<()> {
-                self.core.set_many(items)
+            /// order) or of an iterable of pairs, each with `ttl` if given.
+            /// Every pair is read and every key hashed first, so a bad pair
+            /// or an unhashable key changes nothing.
+            #[pyo3(signature = (items, *, ttl = None))]
+            fn set_many(
+                &self,
+                items: &Bound<'_, PyAny>,
+                ttl: Option<&Bound<'_, PyAny>>,
+            ) -> PyResult<()> {
+                let ttl = check_seconds(ttl, "ttl")?;
+                self.core.set_many(items, ttl)
             }
 
             /// `copyreg.__newobj__(cls)` then `__setstate__`: no subclass

@@ -196,10 +196,15 @@ def test_set_many_refuses_bad_pairs_before_changing_anything(cache_class: Any) -
 def test_stats_record(backend: Backend) -> None:
     stats = backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4)
     assert (stats.hits, stats.misses, stats.inserts, stats.evictions) == (1, 2, 3, 4)
-    assert stats == backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4)
+    assert stats.expirations == 0  # a keyword with a default: older constructions still work
+    assert stats == backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4, expirations=0)
     assert stats != backend.CacheStats(hits=0, misses=2, inserts=3, evictions=4)
+    assert stats != backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4, expirations=5)
     assert hash(stats) == hash(backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4))
-    assert repr(stats) == "CacheStats(hits=1, misses=2, inserts=3, evictions=4)"
+    assert repr(stats) == "CacheStats(hits=1, misses=2, inserts=3, evictions=4, expirations=0)"
+    expired = backend.CacheStats(hits=1, misses=2, inserts=3, evictions=4, expirations=5)
+    assert expired.expirations == 5
+    assert repr(expired).endswith(", expirations=5)")
     with pytest.raises(AttributeError):
         stats.hits = 5  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -1400,7 +1405,7 @@ def test_a_bad_state_is_refused_and_changes_nothing(
 @pytest.mark.parametrize(
     ("state", "error", "message"),
     [
-        ((3, [("a", 1)], None, None), TypeError, r"state must be a \(maxsize.*policy\) tuple$"),
+        ((3, [("a", 1)], None, None), TypeError, r"a \(maxsize.*policy\[, expiry\]\) tuple$"),
         ((3, [("a", 1)], None, None, None), TypeError, "policy must be a"),
         ((3, [("a", 1)], None, None, (b"\x00",)), TypeError, "policy must be a"),
         ((3, [("a", 1)], None, None, (bytearray(1), False)), TypeError, "policy must be a"),

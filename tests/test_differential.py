@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pepperpy_core import _backend
 from pepperpy_core._fallback.cache import MAX_ROUNDS
@@ -49,6 +49,7 @@ CHANGED = (
     f"each time it was compared (gave up after {MAX_ROUNDS} tries)"
 )
 S3_CHANGED = says("S3FIFOCache", "").changed
+MISSING: Any = object()
 
 # --- keys ------------------------------------------------------------------------
 
@@ -203,18 +204,133 @@ def _hash(key: Any) -> int:
         raise
 
 
+class FakeClock:
+    """A clock that moves only when told (at module level, so a pickle keeps it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+#: The clock of every cache the fuzz makes (copies share it, as a copy does).
+CLOCK = FakeClock()
+INF = math.inf
+
+
+def _seconds(value: Any, what: str) -> float | None:
+    """The caches' check of a ttl or tti, as their messages word it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond a float's range
+        seconds = INF
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{what} must be a finite number of seconds > 0, got {value!r}")
+    return seconds
+
+
 class Reference:
     """The contract written plainly: entries in a list, found by hash (as it
     was when stored), then identity, then the stored key's __eq__; a search
-    during which the cache changed is redone, as the real ones do."""
+    during which the cache changed is redone, as the real ones do.
+
+    Expiry: an entry with a deadline (its write deadline, and its idle
+    deadline that reads move) is due when the clock reads at least the
+    earlier of them. Each operation hashes its key, reads the clock (once
+    the cache may have deadlines), finds the key, then removes every entry
+    due (an expiration each), then acts as if they had never been there."""
 
     CHANGED = CHANGED
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        ttl: float | None = None,
+        tti: float | None = None,
+        clock: FakeClock | None = None,
+    ) -> None:
         self.maxsize = maxsize
         self.entries: list[list[Any]] = []  # [key, stored hash, value]
         self.version = 0
-        self.hits = self.misses = self.inserts = self.evictions = 0
+        self.hits = self.misses = self.inserts = self.evictions = self.expirations = 0
+        self.ttl, self.tti, self.clock = ttl, tti, clock
+        self.timed = ttl is not None or tti is not None
+        # id(entry) -> (entry, write deadline, idle deadline), entries with one only
+        self.deadlines: dict[int, tuple[list[Any], float, float]] = {}
+
+    # --- expiry ------------------------------------------------------------------
+
+    def now(self, wanted: bool = False) -> float | None:
+        if not (wanted or self.timed):
+            return None
+        assert self.clock is not None, "the fuzz gives every cache its clock"
+        return float(self.clock())
+
+    def _due(self, entry: list[Any], now: float) -> bool:
+        found = self.deadlines.get(id(entry))
+        return found is not None and now >= min(found[1], found[2])
+
+    def _purge(self, now: float | None) -> None:
+        if now is None:
+            return
+        for entry in list(self.entries):
+            if self._due(entry, now):
+                self._drop(entry)
+                self.expirations += 1
+
+    def _drop(self, entry: list[Any]) -> None:
+        """Remove ``entry`` (not an eviction)."""
+        # By identity: list.remove would compare entries, running keys' __eq__.
+        del self.entries[next(i for i, e in enumerate(self.entries) if e is entry)]
+        self.deadlines.pop(id(entry), None)
+        self.version += 1
+
+    def _present(self, entry: list[Any] | None) -> list[Any] | None:
+        return entry if entry is not None and any(e is entry for e in self.entries) else None
+
+    def _deadline(self, entry: list[Any], now: float, ttl: float | None) -> None:
+        live = ttl if ttl is not None else self.ttl
+        write = INF if live is None else now + live
+        idle = INF if self.tti is None else now + self.tti
+        if write == INF and idle == INF:
+            self.deadlines.pop(id(entry), None)
+        else:
+            self.deadlines[id(entry)] = (entry, write, idle)
+            self.timed = True
+
+    def _touch(self, entry: list[Any], now: float | None) -> None:
+        found = self.deadlines.get(id(entry))
+        if now is not None and self.tti is not None and found is not None:
+            self.deadlines[id(entry)] = (entry, found[1], now + self.tti)
+
+    def _lookup(self, key: Any, use: bool, now: Any = MISSING) -> list[Any] | None:
+        _hash(key)
+        if now is MISSING:
+            now = self.now()
+        entry = self._find(key)
+        self._purge(now)
+        entry = self._present(entry)
+        if entry is not None and use:
+            self._touch(entry, now)
+            self._use(entry)
+        return entry
+
+    def expiry(self) -> tuple[Any, ...]:
+        """What a copy keeps of expiry (the last part of the state)."""
+        now = self.now()
+        left = []
+        for entry in self.entries:
+            found = self.deadlines.get(id(entry))
+            assert found is None or now is not None
+            left.append(None if found is None else (found[1] - now, found[2] - now))
+        return (self.ttl, self.tti, self.clock, left)
+
+    # --- the operations ------------------------------------------------------------
 
     def _find(self, key: Any) -> list[Any] | None:
         h = _hash(key)
@@ -229,8 +345,12 @@ class Reference:
                 return found
         raise RuntimeError(self.CHANGED)
 
+    @staticmethod
+    def _use(entry: list[Any]) -> None:
+        """A read or an overwrite found ``entry`` (FIFO: nothing changes)."""
+
     def get(self, key: Any, default: Any = None) -> Any:
-        entry = self._find(key)
+        entry = self._lookup(key, True)
         if entry is None:
             self.misses += 1
             return default
@@ -238,7 +358,7 @@ class Reference:
         return entry[2]
 
     def __getitem__(self, key: Any) -> Any:
-        entry = self._find(key)
+        entry = self._lookup(key, True)
         if entry is None:
             self.misses += 1
             raise KeyError(key)
@@ -246,32 +366,46 @@ class Reference:
         return entry[2]
 
     def __contains__(self, key: Any) -> bool:
-        return self._find(key) is not None
+        return self._lookup(key, False) is not None
 
-    def set(self, key: Any, value: Any) -> None:
-        h = _hash(key)
-        entry = self._find(key)
-        if entry is not None:
-            entry[2] = value
-            return
-        if len(self.entries) >= self.maxsize:
-            self.entries.pop(0)
-            self.evictions += 1
-        self.entries.append([key, h, value])
-        self.version += 1
-        self.inserts += 1
+    def set(self, key: Any, value: Any, ttl: Any = None) -> None:
+        self._write(key, value, _seconds(ttl, "ttl"))
 
     __setitem__ = set
 
+    def _write(self, key: Any, value: Any, ttl: float | None, now: Any = MISSING) -> list[Any]:
+        h = _hash(key)
+        if now is MISSING:
+            now = self.now(wanted=ttl is not None)
+        entry = self._present(self._find(key))
+        self._purge(now)
+        entry = self._store(key, h, value, self._present(entry))
+        if now is not None:
+            self._deadline(entry, now, ttl)
+        return entry
+
+    def _store(self, key: Any, h: int, value: Any, entry: list[Any] | None) -> list[Any]:
+        """Overwrite ``entry``, or insert a new one for ``key``."""
+        if entry is not None:
+            entry[2] = value
+            return entry
+        if len(self.entries) >= self.maxsize:
+            gone = self.entries.pop(0)
+            self.deadlines.pop(id(gone), None)
+            self.evictions += 1
+        entry = [key, h, value]
+        self.entries.append(entry)
+        self.version += 1
+        self.inserts += 1
+        return entry
+
     def pop(self, key: Any, *default: Any) -> Any:
-        entry = self._find(key)
+        entry = self._lookup(key, False)
         if entry is None:
             if default:
                 return default[0]
             raise KeyError(key)
-        # By identity: list.remove would compare entries, running keys' __eq__.
-        del self.entries[next(i for i, e in enumerate(self.entries) if e is entry)]
-        self.version += 1
+        self._drop(entry)
         return entry[2]
 
     def __delitem__(self, key: Any) -> None:
@@ -279,12 +413,14 @@ class Reference:
 
     def clear(self) -> None:
         self.entries = []
+        self.deadlines = {}
         self.version += 1
 
     def get_many(self, wanted: Iterable[Any]) -> dict[Any, Any]:
+        now = self.now()
         found, misses = [], 0
         for key in wanted:
-            entry = self._find(key)
+            entry = self._lookup(key, True, now)
             if entry is None:
                 misses += 1
             else:
@@ -294,7 +430,8 @@ class Reference:
         self.misses += misses
         return result
 
-    def set_many(self, items: Any) -> None:
+    def set_many(self, items: Any, ttl: Any = None) -> None:
+        seconds = _seconds(ttl, "ttl")
         source = items.items() if hasattr(items, "items") else items
         pairs = []
         for pair in source:
@@ -303,23 +440,46 @@ class Reference:
                 raise ValueError("set_many expects (key, value) pairs, got one of another length")
             _hash(item[0])
             pairs.append(item)
+        now = self.now(wanted=seconds is not None)
         for key, value in pairs:
-            self.set(key, value)
+            self._write(key, value, seconds, now)
 
     def items(self) -> list[tuple[Any, Any]]:
+        self._purge(self.now())
         return [(entry[0], entry[2]) for entry in self.entries]
 
     def __len__(self) -> int:
+        self._purge(self.now())
         return len(self.entries)
 
-    def counts(self) -> tuple[int, int, int, int]:
-        return (self.hits, self.misses, self.inserts, self.evictions)
+    def counts(self) -> tuple[int, int, int, int, int]:
+        self._purge(self.now())
+        return (self.hits, self.misses, self.inserts, self.evictions, self.expirations)
+
+    def _cloned(self) -> tuple[Any, float | None, list[Any]]:
+        """A fresh cache with these settings, the time left of each entry
+        (taken once what is due left) and when the clone counts it from."""
+        self._purge(self.now())
+        left = self.expiry()[3]
+        clone = type(self)(self.maxsize, self.ttl, self.tti, self.clock)
+        restored = self.ttl is not None or self.tti is not None or any(left)
+        return clone, (self.now(wanted=True) if restored else None), left
+
+    def _restore(self, entry: list[Any], now: float | None, left: Any) -> None:
+        if now is None:
+            return
+        if left is None:
+            self.deadlines.pop(id(entry), None)
+            return
+        self.deadlines[id(entry)] = (entry, now + left[0], now + left[1])
+        self.timed = True
 
     def copied(self) -> Reference:
-        """What copy.copy gives: the entries, in order, in a fresh cache."""
-        clone = Reference(self.maxsize)
-        for key, value in self.items():
-            clone.set(key, value)
+        """What copy.copy gives: the entries, in order, in a fresh cache, each
+        with the time it had left."""
+        clone, now, left = self._cloned()
+        for (key, _, value), kept in zip(self.entries, left, strict=True):
+            clone._restore(clone._write(key, value, None, now), now, kept)
         return clone
 
 
@@ -327,12 +487,19 @@ class S3Reference(Reference):
     """S3-FIFO written plainly on Reference's search: entries ``[key, stored
     hash, value, in main, freq]`` in two lists, small's and main's, oldest
     first; the ghost a list of stored hashes. Every rule is the one of
-    rust/algo/src/policy.rs and of the groundwork's s3fifo_model.py."""
+    rust/algo/src/policy.rs and of the groundwork's s3fifo_model.py. An
+    expired entry leaves its list as a popped one does (not to the ghost)."""
 
     CHANGED = S3_CHANGED
 
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
+    def __init__(
+        self,
+        maxsize: int,
+        ttl: float | None = None,
+        tti: float | None = None,
+        clock: FakeClock | None = None,
+    ) -> None:
+        super().__init__(maxsize, ttl, tti, clock)
         self.small: list[list[Any]] = []
         self.main: list[list[Any]] = []
         self.ghost: list[int] = []
@@ -352,37 +519,12 @@ class S3Reference(Reference):
     def _use(entry: list[Any]) -> None:
         entry[4] = min(entry[4] + 1, 3)
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        entry = self._find(key)
-        if entry is None:
-            self.misses += 1
-            return default
-        self.hits += 1
-        self._use(entry)
-        return entry[2]
-
-    def __getitem__(self, key: Any) -> Any:
-        entry = self._find(key)
-        if entry is None:
-            self.misses += 1
-            raise KeyError(key)
-        self.hits += 1
-        self._use(entry)
-        return entry[2]
-
-    def set(self, key: Any, value: Any) -> None:
-        self._set(key, value)
-
-    __setitem__ = set
-
-    def _set(self, key: Any, value: Any) -> list[Any]:
-        h = _hash(key)
-        entry = self._find(key)
+    def _store(self, key: Any, h: int, value: Any, entry: list[Any] | None) -> list[Any]:
         if entry is not None:
             entry[2] = value
             self._use(entry)
             return entry
-        if len(self) >= self.maxsize:
+        if len(self.entries) >= self.maxsize:
             self._evict()
         if h in self.ghost:
             self.ghost.remove(h)
@@ -417,38 +559,21 @@ class S3Reference(Reference):
                 self.ghost.append(entry[1])
                 del self.ghost[: -self.ghost_size]
             break
+        self.deadlines.pop(id(entry), None)
         self.evictions += 1
         self.version += 1
 
-    def pop(self, key: Any, *default: Any) -> Any:
-        entry = self._find(key)
-        if entry is None:
-            if default:
-                return default[0]
-            raise KeyError(key)
+    def _drop(self, entry: list[Any]) -> None:
         queue = self.main if entry[3] else self.small
         del queue[next(i for i, e in enumerate(queue) if e is entry)]
+        self.deadlines.pop(id(entry), None)
         self.version += 1
-        return entry[2]
 
     def clear(self) -> None:
         self.small, self.main, self.ghost = [], [], []
+        self.deadlines = {}
         self.evicted_once = False
         self.version += 1
-
-    def get_many(self, wanted: Iterable[Any]) -> dict[Any, Any]:
-        found, misses = [], 0
-        for key in wanted:
-            entry = self._find(key)
-            if entry is None:
-                misses += 1
-            else:
-                self._use(entry)
-                found.append((key, entry[2]))
-        result = dict(found)
-        self.hits += len(found)
-        self.misses += misses
-        return result
 
     def policy(self) -> tuple[bytes, bool]:
         """What a copy keeps of the policy (the fifth part of the state)."""
@@ -456,15 +581,17 @@ class S3Reference(Reference):
 
     def copied(self) -> S3Reference:
         """What copy.copy gives: each entry set again, then moved to the back
-        of its queue with its freq; the ghost is not kept."""
-        clone = S3Reference(self.maxsize)
-        for key, _, value, main, freq in self.entries:
-            entry = clone._set(key, value)
+        of its queue with its freq and given the time it had left; the ghost
+        is not kept."""
+        clone, now, left = self._cloned()
+        for (key, _, value, main, freq), kept in zip(self.entries, left, strict=True):
+            entry = clone._write(key, value, None, now)
             for queue in (clone.small, clone.main):
                 if any(e is entry for e in queue):
                     del queue[next(i for i, e in enumerate(queue) if e is entry)]
             entry[3], entry[4] = main, freq
             (clone.main if main else clone.small).append(entry)
+            clone._restore(entry, now, kept)
         clone.evicted_once = self.evicted_once
         clone.ghost = []
         return clone
@@ -482,8 +609,8 @@ def _subclass(base: type) -> type:
     class Named(base):  # type: ignore[misc, valid-type]
         """A subclass whose __init__ takes arguments of its own."""
 
-        def __init__(self, name: str, size: int) -> None:
-            super().__init__(size)
+        def __init__(self, name: str, size: int, **expiry: Any) -> None:
+            super().__init__(size, **expiry)
             self.name = name
 
     return Named
@@ -491,12 +618,43 @@ def _subclass(base: type) -> type:
 
 SUBCLASSES = {(b.name, kind): _subclass(getattr(b, kind)) for b in BACKENDS for kind in KINDS}
 
+#: How the fuzz's caches expire: None, no expiry argument at all (no clock:
+#: the writes' own ttl are left out); else the settings, with CLOCK.
+EXPIRY = st.sampled_from(
+    [None, {}, {"ttl": 3.0}, {"tti": 2.0}, {"ttl": 5.0, "tti": 1.5}, {"ttl": 1, "tti": 4}]
+)
+#: A write's own ttl: good ones, and ones every cache refuses alike.
+TTLS = st.sampled_from([0.5, 1.0, 2.5, 4, None, 0, -1.0, math.nan, math.inf, "1", True, 10**400])
+#: How far the clock moves in one step.
+STEPS = st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0])
 
-def counts(cache: Any) -> tuple[int, int, int, int]:
+
+def made(kind: str, maxsize: int, expiry: dict[str, Any] | None, subclass: bool) -> list[Any]:
+    """The reference and a cache of ``kind`` per backend, expiring as said."""
+    CLOCK.now = 0.0
+    settings = {} if expiry is None else {**expiry, "clock": CLOCK}
+    caches = [
+        SUBCLASSES[b.name, kind]("fuzz", maxsize, **settings)
+        if subclass
+        else getattr(b, kind)(maxsize, **settings)
+        for b in BACKENDS
+    ]
+    return [REFERENCES[kind](maxsize, **settings), *caches]
+
+
+def counts(cache: Any) -> tuple[int, int, int, int, int]:
     if isinstance(cache, Reference):
         return cache.counts()
     s = cache.stats()
-    return (s.hits, s.misses, s.inserts, s.evictions)
+    return (s.hits, s.misses, s.inserts, s.evictions, s.expirations)
+
+
+def expiry_part(cache: Any) -> tuple[Any, ...]:
+    """What a copy keeps of a cache's expiry: () for a cache without any."""
+    if isinstance(cache, Reference):
+        return (cache.expiry(),) if cache.timed or cache.clock is not None else ()
+    state = cache.__reduce__()[2]
+    return state[5:] if isinstance(cache, S3_KINDS) else state[4:]
 
 
 def outcome(subject: Any, call: Callable[[Any], Any]) -> tuple[Any, ...]:
@@ -518,18 +676,16 @@ class CacheAgreement(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.subjects: list[Any] = []
+        self.expiring = False
 
-    @initialize(maxsize=st.integers(min_value=1, max_value=6), subclass=st.booleans())
-    def make(self, maxsize: int, subclass: bool) -> None:
+    @initialize(
+        maxsize=st.integers(min_value=1, max_value=6), subclass=st.booleans(), expiry=EXPIRY
+    )
+    def make(self, maxsize: int, subclass: bool, expiry: dict[str, Any] | None) -> None:
         for key in REHASH:
             key.h = 100 + key.n
-        made = [
-            SUBCLASSES[b.name, self.kind]("fuzz", maxsize)
-            if subclass
-            else getattr(b, self.kind)(maxsize)
-            for b in BACKENDS
-        ]
-        self.subjects = [REFERENCES[self.kind](maxsize), *made]
+        self.expiring = expiry is not None
+        self.subjects = made(self.kind, maxsize, expiry, subclass)
 
     def agree(self, call: Callable[[Any], Any]) -> None:
         seen = [outcome(s, call) for s in self.subjects]
@@ -542,6 +698,21 @@ class CacheAgreement(RuleBasedStateMachine):
     @rule(key=keys, value=values)
     def setitem(self, key: Any, value: int) -> None:
         self.agree(lambda c: c.__setitem__(key, value))
+
+    @precondition(lambda self: self.expiring)
+    @rule(key=keys, value=values, ttl=TTLS)
+    def set_ttl(self, key: Any, value: int, ttl: Any) -> None:
+        self.agree(lambda c: c.set(key, value, ttl=ttl))
+
+    @precondition(lambda self: self.expiring)
+    @rule(pairs=st.lists(st.tuples(keys, values), max_size=3), ttl=TTLS)
+    def set_many_ttl(self, pairs: list[tuple[Any, int]], ttl: Any) -> None:
+        self.agree(lambda c: c.set_many(pairs, ttl=ttl))
+
+    @precondition(lambda self: self.expiring)
+    @rule(seconds=STEPS)
+    def advance(self, seconds: float) -> None:
+        CLOCK.now += seconds
 
     @rule(key=keys, default=st.none() | values)
     def get(self, key: Any, default: int | None) -> None:
@@ -619,6 +790,7 @@ class CacheAgreement(RuleBasedStateMachine):
             assert cache.values() == [v for _, v in want]
             assert len(cache) == len(want) <= cache.maxsize
             assert counts(cache) == counts(reference)
+            assert expiry_part(cache) == expiry_part(reference)
             if isinstance(reference, S3Reference):
                 assert cache.__reduce__()[2][4] == reference.policy()
 
@@ -633,9 +805,11 @@ class S3CacheAgreement(CacheAgreement):
 
     kind = "S3FIFOCache"
 
-    @initialize(maxsize=st.integers(min_value=1, max_value=12), subclass=st.booleans())
-    def make(self, maxsize: int, subclass: bool) -> None:
-        super().make(maxsize, subclass)
+    @initialize(
+        maxsize=st.integers(min_value=1, max_value=12), subclass=st.booleans(), expiry=EXPIRY
+    )
+    def make(self, maxsize: int, subclass: bool, expiry: dict[str, Any] | None) -> None:
+        super().make(maxsize, subclass, expiry)
 
 
 S3CacheAgreement.TestCase.settings = settings(stateful_step_count=60)
@@ -658,10 +832,12 @@ class S3PolicyAgreement(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.subjects: list[Any] = []
+        self.expiring = False
 
-    @initialize(maxsize=st.integers(min_value=1, max_value=12))
-    def make(self, maxsize: int) -> None:
-        self.subjects = [S3Reference(maxsize), *(b.S3FIFOCache(maxsize) for b in BACKENDS)]
+    @initialize(maxsize=st.integers(min_value=1, max_value=12), expiry=EXPIRY)
+    def make(self, maxsize: int, expiry: dict[str, Any] | None) -> None:
+        self.expiring = expiry is not None
+        self.subjects = made("S3FIFOCache", maxsize, expiry, subclass=False)
 
     def agree(self, call: Callable[[Any], Any]) -> None:
         seen = [outcome(s, call) for s in self.subjects]
@@ -674,6 +850,16 @@ class S3PolicyAgreement(RuleBasedStateMachine):
     @rule(key=policy_keys)
     def get(self, key: Any) -> None:
         self.agree(lambda c: c.get(key))
+
+    @precondition(lambda self: self.expiring)
+    @rule(key=policy_keys, value=values, ttl=st.sampled_from([0.5, 1.0, 3.0]))
+    def set_ttl(self, key: Any, value: int, ttl: float) -> None:
+        self.agree(lambda c: c.set(key, value, ttl=ttl))
+
+    @precondition(lambda self: self.expiring)
+    @rule(seconds=STEPS)
+    def advance(self, seconds: float) -> None:
+        CLOCK.now += seconds
 
     @rule(wanted=st.lists(policy_keys, max_size=3))
     def get_many(self, wanted: list[Any]) -> None:
@@ -703,6 +889,7 @@ class S3PolicyAgreement(RuleBasedStateMachine):
             assert [(id(k), v) for k, v in cache.items()] == want
             assert cache.__reduce__()[2][4] == reference.policy()
             assert counts(cache) == counts(reference)
+            assert expiry_part(cache) == expiry_part(reference)
 
 
 S3PolicyAgreement.TestCase.settings = settings(stateful_step_count=100)

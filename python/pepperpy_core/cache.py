@@ -18,6 +18,16 @@ Eviction is amortized O(1). It keeps more of a skewed workload than FIFO or
 LRU (see benches/README.md); for recency-shaped or write-heavy use FIFOCache
 is cheaper.
 
+Both take ``ttl=`` (seconds an entry lives after a write; ``set(key, value,
+ttl=...)`` per entry), ``tti=`` (seconds it lives after its last read or
+write) and ``clock=`` (what they read the time from; ``time.monotonic`` by
+default). An entry expires when the clock reads its deadline; an expired
+entry is a miss, counted in ``stats().expirations``. There is no thread:
+every operation of a cache whose entries may expire reads the clock once,
+before it locks, and first removes what is due. A cache without expiry
+never reads a clock. Copies and pickles keep the settings and each entry's
+time left (counted again from when the copy is made or loaded).
+
 Both backends behave the same; see ``_fallback/cache.py`` and
 ``_fallback/s3fifo.py`` for the documented contract of each method.
 """

@@ -38,6 +38,10 @@ while a ``set`` on another thread holds it. Whoever takes the token names
 its thread in ``_holder`` first, so that a use nested in its work is refused;
 free-threaded builds have no fast path (every write takes the lock).
 
+Expiry (see ``core.py`` and ``expiry.py``): an expiring cache's reads and
+writes all take the general paths, which read the clock before locking and
+first remove what is due then.
+
 A cache is made empty by ``__new__`` and given its maxsize by ``__init__``,
 so a subclass's ``__init__`` may take any arguments and copy and pickle
 rebuild it without calling that ``__init__``. Until ``FIFOCache.__init__``
@@ -53,19 +57,19 @@ from typing import Any, Final, TypeVar, cast, overload
 
 from pepperpy_core._fallback.core import (
     CORE_SLOTS,
-    FAST_INT,
-    FAST_STR,
     MAX_ENTRIES,
     MAX_ROUNDS,
     MISSING,
     CacheCore,
     CacheStats,
     Missing,
+    Written,
     check_maxsize,
     hash_of,
     pairs_of,
     says,
 )
+from pepperpy_core._fallback.expiry import Timers, check_seconds
 from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, wrap
 from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
@@ -82,7 +86,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 
-_SAYS: Final = says("FIFOCache", "(maxsize, items, attributes, slots)")
+_SAYS: Final = says("FIFOCache", "(maxsize, items, attributes, slots[, expiry])")
 _CHANGED: Final = _SAYS.changed
 _BUSY: Final = _SAYS.busy
 NOT_INITIALIZED: Final = _SAYS.not_initialized
@@ -113,6 +117,7 @@ class FIFOCache(CacheCore[K, V]):
     _own_slots = CORE_SLOTS | _FIFO_SLOTS
 
     _data: dict[object, V]
+    _reads: dict[object, V]
     _evicted: object
     _order: deque[object]
     _stale: dict[object, int]
@@ -166,6 +171,7 @@ class FIFOCache(CacheCore[K, V]):
             return _MISSING
         self._evicted = evicted
         self._unlink(oldest)
+        self._forget_deadline(oldest)
         return oldest
 
     def _rebuild(self) -> None:
@@ -212,7 +218,7 @@ class FIFOCache(CacheCore[K, V]):
     def get(self, key: K, default: V | T | None = None, /) -> V | T | None:
         """The value of ``key``, or ``default``; counts a hit or a miss."""
         try:
-            value = self._data[key]
+            value = self._reads[key]
         except KeyError as error:
             found = self._missed(key, error)
             if found is _MISSING:
@@ -224,7 +230,7 @@ class FIFOCache(CacheCore[K, V]):
 
     def __getitem__(self, key: K) -> V:
         try:
-            value = self._data[key]
+            value = self._reads[key]
         except KeyError as error:
             found = self._missed(key, error)
             if found is _MISSING:
@@ -236,6 +242,8 @@ class FIFOCache(CacheCore[K, V]):
 
     def keys(self) -> list[K]:
         """The keys, oldest first (a snapshot)."""
+        if self._timers is not None:
+            self._expire_now()
         if not self._wrapped:
             dkeys, version = self._copied(_dkeys)
             # No wrapper was stored since the snapshot was taken: nothing to
@@ -248,6 +256,8 @@ class FIFOCache(CacheCore[K, V]):
 
     def values(self) -> list[V]:
         """The values, oldest first (a snapshot)."""
+        if self._timers is not None:
+            self._expire_now()
         values, _ = self._copied(_values)
         return values
 
@@ -255,6 +265,8 @@ class FIFOCache(CacheCore[K, V]):
         """The (key, value) pairs, oldest first (a snapshot)."""
         # Keys, then values: neither copy allocates an object the collector
         # tracks while it walks the dict, so no finalizer runs in the middle.
+        if self._timers is not None:
+            self._expire_now()
         if not self._wrapped:
             (dkeys, values), version = self._copied(_keys_and_values)
             if not self._wrapped and self._version == version:
@@ -262,12 +274,15 @@ class FIFOCache(CacheCore[K, V]):
         (keys, values), _ = self._copied(_mapped_keys_and_values)
         return list(zip(keys, values, strict=True))
 
-    def _state(self) -> tuple[list[tuple[K, V]], tuple[object, ...]]:
-        return self.items(), ()
+    def _state(self) -> tuple[list[object], list[V], tuple[object, ...]]:
+        (dkeys, values), _ = self._copied(_keys_and_values)
+        return dkeys, values, ()
 
-    def _restore(self, pairs: list[tuple[K, V, int]], policy: object) -> None:
-        for key, value, hashed in pairs:
-            self._set(key, value, hashed)
+    def _restore(
+        self, pairs: list[tuple[K, V, int]], policy: object, written: list[Written] | None
+    ) -> None:
+        for i, (key, value, hashed) in enumerate(pairs):
+            self._set(key, value, hashed, None if written is None else written[i])
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """The present keys among ``keys`` with their values; each key counts as
@@ -276,7 +291,7 @@ class FIFOCache(CacheCore[K, V]):
         misses = 0
         for key in keys:
             try:
-                value = self._data[key]
+                value = self._reads[key]
             except KeyError as error:
                 got = self._missed(key, error)
                 if got is _MISSING:
@@ -291,11 +306,12 @@ class FIFOCache(CacheCore[K, V]):
 
     # --- writes ----------------------------------------------------------------------
 
-    def set(self, key: K, value: V) -> None:  # noqa: PLR0915 - the hot path, inline on purpose
-        """Insert or overwrite ``key``; a new key at maxsize evicts the oldest."""
+    def set(self, key: K, value: V, *, ttl: float | None = None) -> None:  # noqa: PLR0915 - the hot path, inline on purpose
+        """Insert or overwrite ``key``; a new key at maxsize evicts the oldest.
+        ``ttl``: this entry's time to live instead of the cache's."""
         kind = type(key)
-        if kind is not FAST_STR and kind is not FAST_INT:
-            self._set(key, value, _hash(key))
+        if ttl is not None or (kind is not self._fast_str and kind is not self._fast_int):
+            self._write(key, value, ttl)
             return
         # The common case written out (each method call costs a fifth of a
         # set): an exact str or int key. Nothing is allocated or called into
@@ -377,10 +393,12 @@ class FIFOCache(CacheCore[K, V]):
 
     __setitem__ = set
 
-    def _set(self, key: K, value: V, hashed: int) -> None:
-        """``set`` for any key, its hash taken."""
+    def _set(self, key: K, value: V, hashed: int, written: Written | None = None) -> None:
+        """``set`` for any key, its hash taken; ``written``: the write's time
+        and deadlines, in a cache whose entries may have some."""
         if not self._maxsize:
             raise TypeError(NOT_INITIALIZED)
+        written, made, timers = self._prepare(written)
         plain = is_plain(key)
         # Made before locking: allocating under the lock could start the
         # garbage collector, whose finalizers are user code.
@@ -389,14 +407,17 @@ class FIFOCache(CacheCore[K, V]):
         for _ in range(MAX_ROUNDS):
             released: object = None
             gone: object = None
+            expired: list[object] = []
             rebuild = False
             dkey = self._locate(key, hashed, plain)
             try:
                 data = self._data
+                self._settle(written, timers, expired)
                 dkey = self._stored(dkey)
                 if dkey is not _MISSING:
                     released = data[dkey]
                     data[dkey] = value
+                    self._give_deadline(dkey, written, made)
                 elif len(data) >= self._maxsize and _OUT_OF_STEP in self._stale:
                     rebuild = True
                 else:
@@ -415,6 +436,7 @@ class FIFOCache(CacheCore[K, V]):
                             self._wrapped.setdefault(hashed, group).append(cast("Wrapper", fresh))
                         data[fresh] = value
                         self._order.append(fresh)
+                        self._give_deadline(fresh, written, made)
             except BaseException:
                 self._stale[_OUT_OF_STEP] = 1
                 raise
@@ -423,20 +445,38 @@ class FIFOCache(CacheCore[K, V]):
                     self._token.append(True)
                 finally:
                     self._lock.release()
-            del released, gone
+            del released, gone, expired
             if not rebuild:
                 return
             self._rebuild()
         raise RuntimeError(_CHANGED)
+
+    def _discard(self, dkey: object, gone: list[object]) -> None:
+        self._version += 1  # before the entry leaves
+        self._other += 1
+        gone.append(self._data.pop(dkey))
+        self._unlink(dkey)
+        self._forget_deadline(dkey)
+        stale = self._stale
+        stale[dkey] = stale.get(dkey, 0) + 1
+        if is_wrapper(dkey):
+            # _order and _stale keep the wrapper until it is reached, not the key.
+            holder = cast("Wrapper", dkey)[2]
+            gone.append(holder.key)
+            holder.key = None
 
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or _MISSING if it was not there."""
         hashed = _hash(key)
         if not self._maxsize:
             raise TypeError(NOT_INITIALIZED)
+        now = self._now() if self._timers is not None else None
+        expired: list[object] = []
         dkey = self._locate(key, hashed, is_plain(key))
         try:
             value: object = _MISSING
+            if now is not None:
+                self._expire(now, expired)
             dkey = self._stored(dkey)
             if dkey is not _MISSING:
                 self._version += 1  # before the entry leaves
@@ -444,6 +484,7 @@ class FIFOCache(CacheCore[K, V]):
                 value = self._data.pop(dkey)
                 self._dropped += 1
                 self._unlink(dkey)
+                self._forget_deadline(dkey)
                 stale = self._stale
                 stale[dkey] = stale.get(dkey, 0) + 1
                 if is_wrapper(dkey):
@@ -459,6 +500,7 @@ class FIFOCache(CacheCore[K, V]):
                 self._token.append(True)
             finally:
                 self._lock.release()
+        del expired
         if len(self._order) > 2 * len(self._data) + 32:
             self._rebuild()  # amortized: the order has grown by that many pops
         return value
@@ -485,13 +527,23 @@ class FIFOCache(CacheCore[K, V]):
         """Remove every entry; the stats are kept."""
         if not self._maxsize:
             raise TypeError(NOT_INITIALIZED)
-        fresh: tuple[Any, ...] = ({}, deque(), {}, {}, {})
+        timers = Timers() if self._timers is not None else None
+        fresh: tuple[Any, ...] = ({}, deque(), {}, {}, {}, timers)
         self._acquire()
         try:
-            old = (self._data, self._order, self._stale, self._wrapped, self._mixed)
+            old = (
+                self._data,
+                self._order,
+                self._stale,
+                self._wrapped,
+                self._mixed,
+                self._timers,
+            )
             self._version += 1
             self._other += 1
-            self._data, self._order, self._stale, self._wrapped, self._mixed = fresh
+            (self._data, self._order, self._stale, self._wrapped, self._mixed, self._timers) = fresh
+            if self._timers is None:
+                self._reads = self._data
             self._dropped += len(old[0])
         except BaseException:
             self._stale[_OUT_OF_STEP] = 1
@@ -503,13 +555,22 @@ class FIFOCache(CacheCore[K, V]):
                 self._lock.release()
         del old
 
-    def set_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> None:
+    def set_many(
+        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
+    ) -> None:
         """Set every pair of a mapping (through its ``items()``, in its order) or
-        of an iterable of pairs. Every pair is read and every key hashed first,
-        so a bad pair or an unhashable key changes nothing."""
+        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
+        and every key hashed first, so a bad pair or an unhashable key changes
+        nothing."""
+        seconds = check_seconds(ttl, "ttl")
         pairs = _pairs(items)
         if not self._maxsize:
             raise TypeError(NOT_INITIALIZED)
+        if seconds is not None or self._timers is not None:
+            written = self._written(seconds, self._now())
+            for key, value, hashed in pairs:
+                self._set(key, value, hashed, written)
+            return
         fast = FIFOCache.set  # this class's, whatever a subclass overrides
         for key, value, hashed in pairs:
             kind = type(key)

@@ -19,6 +19,14 @@ common:
   ``list.append``, behind a re-entrant lock for every path but a class's own
   fast ``set`` (see ``CacheCore.__new__``). A use nested in a write on the
   same thread (a finalizer, a signal handler) is refused with RuntimeError.
+- Expiry (``expiry.py``): once an entry may have a deadline (a ttl or tti
+  given to ``__init__``, or a write with its own ttl), ``_timers`` holds the
+  deadlines and every operation reads the clock once, before it locks, and
+  first removes what is due then. The lock-free paths step aside at no cost
+  to a cache without expiry: ``get``/``[]``/``get_many``/``in`` read
+  ``_reads``, which is ``_data`` until then and an empty dict after, so an
+  expiring cache's reads all go through ``_missed``; a class's fast ``set``
+  tests ``_fast_str``/``_fast_int``, which become None.
 """
 
 from __future__ import annotations
@@ -33,7 +41,19 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar, Final, Generic, NamedTuple, Self, TypeVar, cast
 
-from pepperpy_core._fallback.keys import Wrapper, is_wrapper, plain_form
+from pepperpy_core._fallback.expiry import (
+    INF,
+    NONE_DUE,
+    Item,
+    Timer,
+    Timers,
+    check_clock,
+    check_expiry,
+    check_seconds,
+    monotonic,
+    reading,
+)
+from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, plain_form
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -92,12 +112,13 @@ MISSING: Final = Missing.MISSING
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CacheStats:
     """Counters of a cache since it was made: reads that hit or missed, new keys
-    inserted and keys evicted to make room."""
+    inserted, keys evicted to make room and entries removed as expired."""
 
     hits: int
     misses: int
     inserts: int
     evictions: int
+    expirations: int = 0
 
 
 def hash_of(key: object) -> int:
@@ -149,8 +170,12 @@ FAST_INT: Final[type | None] = int if _GIL else None
 #: The slots of CacheCore, never part of a subclass's pickled attributes.
 CORE_SLOTS: Final = frozenset(
     {
+        "_clock",
         "_data",
         "_dropped",
+        "_expired",
+        "_fast_int",
+        "_fast_str",
         "_gate",
         "_hits",
         "_holder",
@@ -160,12 +185,22 @@ CORE_SLOTS: Final = frozenset(
         "_mixed",
         "_other",
         "_owns",
+        "_reads",
+        "_timers",
         "_token",
+        "_ttl",
+        "_tti",
         "_version",
         "_waiting",
         "_wrapped",
     }
 )
+#: What an expiring cache's reads look in: nothing is ever found (or stored) here.
+_NEVER: Final[dict[object, Any]] = {}
+#: A write's time and its entry's deadlines: (now, write deadline, idle deadline).
+Written = tuple[float, float, float]
+#: What ``_prepare`` makes before a write locks.
+Prepared = tuple[Written | None, tuple[Timer, Item] | None, Timers | None]
 
 
 class CacheCore(Generic[K, V]):
@@ -180,8 +215,12 @@ class CacheCore(Generic[K, V]):
     #: Parts of the pickle state after (maxsize, items, attributes, slots).
     _policy_parts: ClassVar[int] = 0
 
+    _clock: Callable[[], object] | None
     _data: dict[object, Any]
     _dropped: int
+    _expired: int
+    _fast_int: type | None
+    _fast_str: type | None
     _gate: threading.Condition
     _hits: int
     _holder: int
@@ -191,7 +230,11 @@ class CacheCore(Generic[K, V]):
     _mixed: dict[int, object]
     _other: int
     _owns: Callable[[], bool]
+    _reads: dict[object, Any]
+    _timers: Timers | None
     _token: list[bool]
+    _ttl: float | None
+    _tti: float | None
     _version: int
     _waiting: bool
     _wrapped: dict[int, list[Wrapper]]
@@ -201,7 +244,7 @@ class CacheCore(Generic[K, V]):
         ``__init__`` may take any arguments)."""
         self = super().__new__(cls)
         self._maxsize = 0
-        self._data = {}
+        self._data = self._reads = {}
         self._wrapped = {}
         # hash -> a plain stored key that a key which is not plain and has no
         # plain_form was found equal to by a scan, so that it is found again
@@ -237,6 +280,12 @@ class CacheCore(Generic[K, V]):
         self._dropped = 0  # entries removed by pop, del or clear
         self._hits = 0
         self._misses = 0
+        self._expired = 0  # entries removed as expired
+        # Expiry (see the module's docstring): none until __init__ gives it.
+        self._ttl = self._tti = None
+        self._clock = None
+        self._timers = None
+        self._fast_str, self._fast_int = FAST_STR, FAST_INT
         self._fresh()
         return self
 
@@ -247,16 +296,33 @@ class CacheCore(Generic[K, V]):
         """The maxsize was just set (the cache is empty); called with the lock
         held."""
 
-    def __init__(self, maxsize: int) -> None:
-        """Give the cache its maxsize; once (TypeError after, nothing changed)."""
+    def __init__(
+        self,
+        maxsize: int,
+        *,
+        ttl: float | None = None,
+        tti: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Give the cache its maxsize and what decides entries' deadlines: a
+        time to live (``ttl``, seconds from a write) and a time to idle
+        (``tti``, seconds from the last read or write), read from ``clock``
+        (``time.monotonic`` by default); once (TypeError after, nothing changed)."""
         if self._maxsize:
             raise TypeError(self._says.initialized)
         checked = check_maxsize(maxsize)
+        seconds = (check_seconds(ttl, "ttl"), check_seconds(tti, "tti"))
+        given = check_clock(clock)
+        timers = Timers() if seconds != (None, None) else None
         self._acquire()
         try:
             if self._maxsize:
                 raise TypeError(self._says.initialized)
             self._maxsize = checked
+            self._ttl, self._tti = seconds
+            self._clock = given
+            if timers is not None:
+                self._timed(timers)
             self._initialized()
         finally:  # the release, inline (see _acquire)
             try:
@@ -449,10 +515,144 @@ class CacheCore(Generic[K, V]):
         traceback = error.__traceback__
         if traceback is not None and traceback.tb_next is not None:
             raise error
+        if self._timers is not None:
+            return self._timed_find(key, True)
         if not self._wrapped:
             return MISSING
         dkey = self._read(key)
         return MISSING if dkey is MISSING else self._data.get(dkey, MISSING)
+
+    # --- expiry ------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        """The clock's reading; TypeError for anything but a finite number."""
+        clock = self._clock
+        return monotonic() if clock is None else reading(clock())
+
+    def _written(self, ttl: float | None, now: float) -> Written:
+        """A write at ``now`` and its entry's deadlines (``ttl``, else the cache's)."""
+        live = ttl if ttl is not None else self._ttl
+        tti = self._tti
+        return (now, INF if live is None else now + live, INF if tti is None else now + tti)
+
+    def _timed(self, timers: Timers) -> None:
+        """From now on entries may have deadlines (lock held): the lock-free
+        paths step aside (see the module's docstring)."""
+        if self._timers is None:
+            self._timers = timers
+            self._reads = _NEVER
+            self._fast_str = self._fast_int = None
+
+    def _expire(self, now: float, gone: list[object]) -> None:
+        """Remove every entry due at ``now`` (lock held); what they held goes
+        to ``gone``, released by the caller after the lock."""
+        timers = self._timers
+        if timers is None:
+            return
+        while True:
+            dkey = timers.due(now)
+            if dkey is NONE_DUE:
+                return
+            self._discard(dkey, gone)
+            self._expired += 1
+
+    def _expire_now(self) -> float:
+        """Remove what is due now; the time it read."""
+        now = self._now()
+        gone: list[object] = []
+        self._acquire()
+        try:
+            self._expire(now, gone)
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
+        del gone
+        return now
+
+    def _timed_find(self, key: object, use: bool) -> object:
+        """What is stored for ``key`` in an expiring cache, or MISSING, once
+        what is due was removed; with ``use`` (a read) the entry's idle
+        deadline moves on."""
+        hashed = hash_of(key)
+        now = self._now()
+        tti = self._tti
+        idle = INF if tti is None else now + tti
+        gone: list[object] = []
+        spare: Item = [0.0, 0, None]
+        dkey = self._locate(key, hashed, is_plain(key))
+        try:
+            self._expire(now, gone)
+            dkey = self._stored(dkey)
+            if dkey is MISSING:
+                return MISSING
+            if use and tti is not None and self._timers is not None:
+                self._timers.touch(dkey, idle, spare)
+            return self._data[dkey]
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
+
+    def _write(self, key: K, value: V, ttl: object) -> None:
+        """``set`` by the general path: ``ttl`` checked, the key hashed, then
+        the clock read if the entry may have a deadline."""
+        seconds = check_seconds(ttl, "ttl")
+        hashed = hash_of(key)
+        written = None
+        if seconds is not None or self._timers is not None:
+            written = self._written(seconds, self._now())
+        self._set(key, value, hashed, written)
+
+    def _set(self, key: K, value: V, hashed: int, written: Written | None = None) -> None:
+        """``set`` for any key, its hash taken (each class has its own)."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _discard(self, dkey: object, gone: list[object]) -> None:
+        """Remove the stored entry of ``dkey`` (not an eviction; lock held),
+        moving the version on; what it held goes to ``gone``."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _forget_deadline(self, dkey: object) -> None:
+        """The entry of ``dkey`` left (lock held)."""
+        timers = self._timers
+        if timers is not None:
+            timers.deadlines.pop(dkey, None)
+
+    def _prepare(self, written: Written | None) -> Prepared:
+        """Before locking, for a write: its time and deadlines (read now, in a
+        cache whose entries may have some, if not given), the timer to file
+        for it, and the Timers a cache's first deadline needs."""
+        if written is None and self._timers is not None:
+            written = self._written(None, self._now())
+        if written is None or (written[1] == INF and written[2] == INF):
+            return written, None, None
+        fresh = Timers() if self._timers is None else None
+        return written, Timers.made(written[1], written[2]), fresh
+
+    def _settle(self, written: Written | None, fresh: Timers | None, gone: list[object]) -> None:
+        """First in a write, lock held: what is due leaves (into ``gone``), and
+        a first deadline makes the cache expiring."""
+        if written is not None:
+            self._expire(written[0], gone)
+        if fresh is not None:
+            self._timed(fresh)
+
+    def _give_deadline(
+        self, dkey: object, written: Written | None, made: tuple[Timer, Item] | None
+    ) -> None:
+        """The entry of ``dkey`` was just written (lock held): file the timer
+        ``made`` for it before locking, or forget its deadline if it has none."""
+        if written is None:
+            return
+        if made is None:
+            self._forget_deadline(dkey)
+            return
+        timers = self._timers
+        if timers is not None:
+            timers.file(dkey, *made)
 
     # --- changes (the caller holds the lock) ----------------------------------------
 
@@ -477,11 +677,15 @@ class CacheCore(Generic[K, V]):
     # --- reads ---------------------------------------------------------------------
 
     def __contains__(self, key: object) -> bool:
-        if key in self._data:
+        if key in self._reads:
             return True
+        if self._timers is not None:
+            return self._timed_find(key, False) is not MISSING
         return bool(self._wrapped) and self._read(key) is not MISSING
 
     def __len__(self) -> int:
+        if self._timers is not None:
+            self._expire_now()
         return len(self._data)
 
     def keys(self) -> list[K]:  # pragma: no cover - each class has its own
@@ -513,26 +717,40 @@ class CacheCore(Generic[K, V]):
                 self._lock.release()
 
     def stats(self) -> CacheStats:
-        """Hits, misses, inserts and evictions so far."""
+        """Hits, misses, inserts, evictions and expirations so far."""
+        now = self._now() if self._timers is not None else None
+        gone: list[object] = []
         self._acquire()
         try:
-            counts = (self._hits, self._misses, self._version, self._other, self._dropped)
+            if now is not None:
+                self._expire(now, gone)
+            counts = (
+                self._hits,
+                self._misses,
+                self._version,
+                self._other,
+                self._dropped,
+                self._expired,
+            )
             size = len(self._data)
         finally:  # the release, inline (see _acquire)
             try:
                 self._token.append(True)
             finally:
                 self._lock.release()
-        hits, misses, version, other, dropped = counts
+        del gone
+        hits, misses, version, other, dropped, expired = counts
         inserts = version - other
-        evictions = inserts - size - dropped
-        return CacheStats(hits=hits, misses=misses, inserts=inserts, evictions=evictions)
+        evictions = inserts - size - dropped - expired
+        return CacheStats(
+            hits=hits, misses=misses, inserts=inserts, evictions=evictions, expirations=expired
+        )
 
     # --- copy and pickle -----------------------------------------------------------
 
-    def _state(self) -> tuple[list[tuple[K, V]], tuple[object, ...]]:
-        """The items, in order, and the policy's parts of a pickle state, from
-        one snapshot."""
+    def _state(self) -> tuple[list[object], list[V], tuple[object, ...]]:
+        """The dict keys and values, in order, and the policy's parts of a
+        pickle state, from one snapshot."""
         raise NotImplementedError  # pragma: no cover - each class has its own
 
     def _check_policy(self, parts: tuple[Any, ...], count: int) -> object:
@@ -540,16 +758,20 @@ class CacheCore(Generic[K, V]):
         ``count`` items; TypeError or ValueError if malformed."""
         return None
 
-    def _restore(self, pairs: list[tuple[K, V, int]], policy: object) -> None:
-        """Fill the (initialized, empty) cache from a checked state."""
+    def _restore(
+        self, pairs: list[tuple[K, V, int]], policy: object, written: list[Written] | None
+    ) -> None:
+        """Fill the (initialized, empty) cache from a checked state; ``written``:
+        each item's write, when it has deadlines."""
         raise NotImplementedError  # pragma: no cover - each class has its own
 
     def __reduce__(self) -> tuple[Any, ...]:
         """``copyreg.__newobj__(cls)`` then ``__setstate__``: no subclass
         ``__init__`` runs. Keeps the maxsize, the entries in order (and what
-        the policy knows of them) and a subclass's attributes (``__dict__``
-        and ``__slots__``); stats start afresh (for copy, deepcopy and
-        pickle). TypeError for a cache whose ``__init__`` never ran."""
+        the policy knows of them), the expiry settings and each entry's time
+        left, and a subclass's attributes (``__dict__`` and ``__slots__``);
+        stats start afresh (for copy, deepcopy and pickle). TypeError for a
+        cache whose ``__init__`` never ran."""
         if not self._maxsize:
             raise TypeError(self._says.not_initialized)
         attributes = getattr(self, "__dict__", None)
@@ -558,8 +780,15 @@ class CacheCore(Generic[K, V]):
             if name not in self._own_slots:
                 with contextlib.suppress(AttributeError):  # a slot never set
                     slots[name] = getattr(self, name)
-        items, policy = self._state()
-        state = (self._maxsize, items, attributes, slots or None, *policy)
+        timers = self._timers
+        now = self._expire_now() if timers is not None else 0.0
+        dkeys, values, policy = self._state()
+        items = [(key_of(dkey), value) for dkey, value in zip(dkeys, values, strict=True)]
+        state: tuple[object, ...] = (self._maxsize, items, attributes, slots or None, *policy)
+        if timers is not None or self._clock is not None:
+            deadlines = timers.deadlines if timers is not None else {}
+            left = [_left(deadlines.get(dkey), now) for dkey in dkeys]
+            state = (*state, (self._ttl, self._tti, self._clock, left))
         return (_NEWOBJ, (type(self),), state)
 
     def __setstate__(self, state: tuple[Any, ...], /) -> None:
@@ -569,7 +798,8 @@ class CacheCore(Generic[K, V]):
         says = self._says
         if self._maxsize:
             raise TypeError(says.initialized)
-        if type(state) is not tuple or len(state) != 4 + self._policy_parts:
+        parts = 4 + self._policy_parts
+        if type(state) is not tuple or len(state) not in {parts, parts + 1}:
             raise TypeError(says.bad_state)
         maxsize, items, attributes, slots = state[:4]
         checked = check_maxsize(maxsize)
@@ -577,11 +807,24 @@ class CacheCore(Generic[K, V]):
         for name, part in (("attributes", attributes), ("slots", slots)):
             if part is not None and type(part) is not dict:
                 raise TypeError(f"{says.bad_state}: {name} must be a dict or None")
-        policy = self._check_policy(state[4:], len(pairs)) if self._policy_parts else None
+        policy = self._check_policy(state[4:parts], len(pairs)) if self._policy_parts else None
+        ttl, tti, clock, left = (
+            check_expiry(state[parts], len(pairs), says.bad_state)
+            if len(state) > parts
+            else (None, None, None, [])
+        )
         if attributes and not hasattr(self, "__dict__"):
             raise TypeError(f"{says.bad_state}: {type(self).__name__} has no __dict__")
-        CacheCore.__init__(self, checked)
-        self._restore(pairs, policy)
+        written: list[Written] | None = None
+        if ttl is not None or tti is not None or any(entry is not None for entry in left):
+            # Time left is counted from now, read before anything changes.
+            now = monotonic() if clock is None else reading(clock())
+            written = [
+                (now, INF, INF) if entry is None else (now, now + entry[0], now + entry[1])
+                for entry in left
+            ]
+        CacheCore.__init__(self, checked, ttl=ttl, tti=tti, clock=clock)
+        self._restore(pairs, policy, written)
         if attributes:
             vars(self).update(attributes)
         if slots:
@@ -589,4 +832,9 @@ class CacheCore(Generic[K, V]):
                 setattr(self, name, value)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(maxsize={self._maxsize}, len={len(self._data)})"
+        return f"{type(self).__name__}(maxsize={self._maxsize}, len={len(self)})"
+
+
+def _left(timer: Timer | None, now: float) -> tuple[float, float] | None:
+    """What a copy keeps of an entry's deadlines: the seconds left of each."""
+    return None if timer is None else (timer[0] - now, timer[1] - now)

@@ -36,23 +36,23 @@ from typing import Any, Final, TypeVar, cast, overload
 
 from pepperpy_core._fallback.core import (
     CORE_SLOTS,
-    FAST_INT,
-    FAST_STR,
     MAX_ROUNDS,
     MISSING,
     CacheCore,
     Missing,
+    Written,
     hash_of,
     pairs_of,
     says,
 )
+from pepperpy_core._fallback.expiry import Timers, check_seconds
 from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
 
 K = TypeVar("K")
 V = TypeVar("V")
 T = TypeVar("T")
 
-_SAYS: Final = says("S3FIFOCache", "(maxsize, items, attributes, slots, policy)")
+_SAYS: Final = says("S3FIFOCache", "(maxsize, items, attributes, slots, policy[, expiry])")
 #: Frequencies stop counting here; a key leaving small read this often moves to main.
 MAX_FREQ: Final = 3
 PROMOTE_AT: Final = 2
@@ -98,6 +98,7 @@ class S3FIFOCache(CacheCore[K, V]):
     _policy_parts = 1
 
     _data: dict[object, Entry]
+    _reads: dict[object, Entry]
     _evicted_once: bool
     _ghost: OrderedDict[int, None]
     _ghost_size: int
@@ -133,7 +134,7 @@ class S3FIFOCache(CacheCore[K, V]):
     def get(self, key: K, default: V | T | None = None, /) -> V | T | None:
         """The value of ``key`` (a use of it), or ``default``; counts a hit or a miss."""
         try:
-            entry = self._data[key]
+            entry = self._reads[key]
         except KeyError as error:
             found = self._missed(key, error)
             if found is MISSING:
@@ -147,7 +148,7 @@ class S3FIFOCache(CacheCore[K, V]):
 
     def __getitem__(self, key: K) -> V:
         try:
-            entry = self._data[key]
+            entry = self._reads[key]
         except KeyError as error:
             found = self._missed(key, error)
             if found is MISSING:
@@ -167,7 +168,7 @@ class S3FIFOCache(CacheCore[K, V]):
         misses = 0
         for key in keys:
             try:
-                entry = self._data[key]
+                entry = self._reads[key]
             except KeyError as error:
                 got = self._missed(key, error)
                 if got is MISSING:
@@ -186,6 +187,8 @@ class S3FIFOCache(CacheCore[K, V]):
         """The keys, small's oldest first, then main's (a snapshot)."""
         # The dict keys are taken within the copy (a pop empties the entry it
         # removes); the wrappers among them keep their keys.
+        if self._timers is not None:
+            self._expire_now()
         dkeys, version = self._copied(_live_dkeys)
         if not self._wrapped and self._version == version:
             return cast("list[K]", dkeys)
@@ -193,11 +196,15 @@ class S3FIFOCache(CacheCore[K, V]):
 
     def values(self) -> list[V]:
         """The values, in the order of ``keys()`` (a snapshot)."""
+        if self._timers is not None:
+            self._expire_now()
         (_, values), _ = self._copied(_live_pairs)
         return values
 
     def items(self) -> list[tuple[K, V]]:
         """The (key, value) pairs, in the order of ``keys()`` (a snapshot)."""
+        if self._timers is not None:
+            self._expire_now()
         (dkeys, values), version = self._copied(_live_pairs)
         if self._wrapped or self._version != version:
             dkeys = [key_of(dkey) for dkey in dkeys]
@@ -205,11 +212,12 @@ class S3FIFOCache(CacheCore[K, V]):
 
     # --- writes ----------------------------------------------------------------------
 
-    def set(self, key: K, value: V) -> None:
-        """Insert ``key``, or overwrite it (a use); a new key at maxsize evicts one."""
+    def set(self, key: K, value: V, *, ttl: float | None = None) -> None:
+        """Insert ``key``, or overwrite it (a use); a new key at maxsize evicts
+        one. ``ttl``: this entry's time to live instead of the cache's."""
         kind = type(key)
-        if kind is not FAST_STR and kind is not FAST_INT:
-            self._set(key, value, hash_of(key))
+        if ttl is not None or (kind is not self._fast_str and kind is not self._fast_int):
+            self._write(key, value, ttl)
             return
         # An exact str or int key, written out as FIFOCache.set does (see
         # there): the token taken directly, this thread named its holder
@@ -265,13 +273,22 @@ class S3FIFOCache(CacheCore[K, V]):
 
     __setitem__ = set
 
-    def set_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]]) -> None:
+    def set_many(
+        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
+    ) -> None:
         """Set every pair of a mapping (through its ``items()``, in its order) or
-        of an iterable of pairs. Every pair is read and every key hashed first,
-        so a bad pair or an unhashable key changes nothing."""
+        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
+        and every key hashed first, so a bad pair or an unhashable key changes
+        nothing."""
+        seconds = check_seconds(ttl, "ttl")
         pairs = pairs_of(items)
         if not self._maxsize:
             raise TypeError(_SAYS.not_initialized)
+        if seconds is not None or self._timers is not None:
+            written = self._written(seconds, self._now())
+            for key, value, hashed in pairs:
+                self._set(key, value, hashed, written)
+            return
         fast = S3FIFOCache.set  # this class's, whatever a subclass overrides
         for key, value, hashed in pairs:
             kind = type(key)
@@ -280,12 +297,21 @@ class S3FIFOCache(CacheCore[K, V]):
             else:
                 self._set(key, value, hashed)
 
-    def _set(self, key: K, value: V, hashed: int, place: int | None = None) -> None:
-        """``set`` for any key, its hash taken; with ``place`` (what a pickle
-        keeps of an entry), the entry then moves to the back of that queue
-        with that freq."""
+    def _set(
+        self,
+        key: K,
+        value: V,
+        hashed: int,
+        written: Written | None = None,
+        place: int | None = None,
+    ) -> None:
+        """``set`` for any key, its hash taken; ``written``: the write's time
+        and deadlines, in a cache whose entries may have some; with ``place``
+        (what a pickle keeps of an entry), the entry then moves to the back of
+        that queue with that freq."""
         if not self._maxsize:
             raise TypeError(_SAYS.not_initialized)
+        written, timer, timers = self._prepare(written)
         plain = is_plain(key)
         # Made before locking: allocating under the lock could start the
         # garbage collector, whose finalizers are user code.
@@ -296,10 +322,12 @@ class S3FIFOCache(CacheCore[K, V]):
         for _ in range(MAX_ROUNDS):
             released: object = None
             gone: object = None
+            expired: list[object] = []
             rebuild = False
             dkey = self._locate(key, hashed, plain)
             try:
                 data = self._data
+                self._settle(written, timers, expired)
                 dkey = self._stored(dkey)
                 if dkey is not MISSING:
                     entry = data[dkey]
@@ -317,6 +345,8 @@ class S3FIFOCache(CacheCore[K, V]):
                     rebuild = gone is MISSING
                 if place is not None and not rebuild:
                     self._place(entry, place, spare)
+                if not rebuild:
+                    self._give_deadline(entry[2], written, timer)
             except BaseException:
                 self._out_of_step = True
                 raise
@@ -325,7 +355,7 @@ class S3FIFOCache(CacheCore[K, V]):
                     self._token.append(True)
                 finally:
                     self._lock.release()
-            del released, gone
+            del released, gone, expired
             if not rebuild:
                 return
             self._rebuild()
@@ -388,6 +418,8 @@ class S3FIFOCache(CacheCore[K, V]):
                     self._nmain -= 1
                     if self._wrapped:
                         self._unlink(entry[2])
+                    if self._timers is not None:
+                        self._forget_deadline(entry[2])
                     return entry
                 break
             small = self._small
@@ -404,6 +436,8 @@ class S3FIFOCache(CacheCore[K, V]):
                 del data[entry[2]]
                 if self._wrapped:
                     self._unlink(entry[2])
+                if self._timers is not None:
+                    self._forget_deadline(entry[2])
                 # Its hash becomes the ghost's newest; the oldest goes beyond
                 # the ghost's size.
                 size = self._ghost_size
@@ -480,14 +514,30 @@ class S3FIFOCache(CacheCore[K, V]):
 
     # --- removal -----------------------------------------------------------------------
 
+    def _discard(self, dkey: object, gone: list[object]) -> None:
+        self._version += 1  # before the entry leaves
+        self._other += 1
+        entry = self._data.pop(dkey)
+        self._nmain -= entry[3]
+        self._unlink(dkey)
+        self._forget_deadline(dkey)
+        # A deque holds the entry until it reaches the front: empty it now.
+        gone.append(entry[0])
+        gone.append(dkey)
+        entry[0], entry[2] = None, _LEFT
+
     def _remove(self, key: object) -> object:
         """Remove ``key``; its value, or MISSING if it was not there."""
         hashed = hash_of(key)
         if not self._maxsize:
             raise TypeError(_SAYS.not_initialized)
+        now = self._now() if self._timers is not None else None
+        expired: list[object] = []
         dkey = self._locate(key, hashed, is_plain(key))
         try:
             value: object = MISSING
+            if now is not None:
+                self._expire(now, expired)
             dkey = self._stored(dkey)
             if dkey is not MISSING:
                 self._version += 1  # before the entry leaves
@@ -496,6 +546,7 @@ class S3FIFOCache(CacheCore[K, V]):
                 self._dropped += 1
                 self._nmain -= entry[3]
                 self._unlink(dkey)
+                self._forget_deadline(dkey)
                 # A deque holds it until it reaches the front: let go of the
                 # value and the key now (this frame releases them, after the lock).
                 value = entry[0]
@@ -508,6 +559,7 @@ class S3FIFOCache(CacheCore[K, V]):
                 self._token.append(True)
             finally:
                 self._lock.release()
+        del expired
         if len(self._small) + len(self._main) > 2 * len(self._data) + 32:
             self._rebuild()  # amortized: the deques have grown by that many pops
         return value
@@ -534,13 +586,32 @@ class S3FIFOCache(CacheCore[K, V]):
         """Remove every entry and forget the ghost; the stats are kept."""
         if not self._maxsize:
             raise TypeError(_SAYS.not_initialized)
-        fresh: tuple[Any, ...] = ({}, deque(), deque(), OrderedDict(), {}, {})
+        timers = Timers() if self._timers is not None else None
+        fresh: tuple[Any, ...] = ({}, deque(), deque(), OrderedDict(), {}, {}, timers)
         self._acquire()
         try:
-            old = (self._data, self._small, self._main, self._ghost, self._wrapped, self._mixed)
+            old = (
+                self._data,
+                self._small,
+                self._main,
+                self._ghost,
+                self._wrapped,
+                self._mixed,
+                self._timers,
+            )
             self._version += 1
             self._other += 1
-            (self._data, self._small, self._main, self._ghost, self._wrapped, self._mixed) = fresh
+            (
+                self._data,
+                self._small,
+                self._main,
+                self._ghost,
+                self._wrapped,
+                self._mixed,
+                self._timers,
+            ) = fresh
+            if self._timers is None:
+                self._reads = self._data
             self._dropped += len(old[0])
             self._nmain = 0
             self._evicted_once = self._out_of_step = False
@@ -556,13 +627,12 @@ class S3FIFOCache(CacheCore[K, V]):
 
     # --- copy and pickle -----------------------------------------------------------
 
-    def _state(self) -> tuple[list[tuple[K, V]], tuple[object, ...]]:
-        """The items and, per item, ``freq + 4 * in main``, and whether the
-        cache has evicted (the ghost is not kept: str hashes differ between
-        processes)."""
+    def _state(self) -> tuple[list[object], list[V], tuple[object, ...]]:
+        """The dict keys and values and, per item, ``freq + 4 * in main``, and
+        whether the cache has evicted (the ghost is not kept: str hashes
+        differ between processes)."""
         (dkeys, values, bits), _ = self._copied(_live_state)
-        items = [(key_of(dkey), value) for dkey, value in zip(dkeys, values, strict=True)]
-        return items, ((bits, self._evicted_once),)
+        return dkeys, values, ((bits, self._evicted_once),)
 
     def _check_policy(self, parts: tuple[Any, ...], count: int) -> object:
         bad = _SAYS.bad_state
@@ -581,10 +651,12 @@ class S3FIFOCache(CacheCore[K, V]):
             raise ValueError(f"{bad}: policy has a bad entry")
         return policy
 
-    def _restore(self, pairs: list[tuple[K, V, int]], policy: object) -> None:
+    def _restore(
+        self, pairs: list[tuple[K, V, int]], policy: object, written: list[Written] | None
+    ) -> None:
         bits, evicted_once = cast("tuple[bytes, bool]", policy)
-        for (key, value, hashed), placed in zip(pairs, bits, strict=True):
-            self._set(key, value, hashed, placed)
+        for i, ((key, value, hashed), placed) in enumerate(zip(pairs, bits, strict=True)):
+            self._set(key, value, hashed, None if written is None else written[i], placed)
         fresh: OrderedDict[int, None] = OrderedDict()
         self._acquire()
         try:

@@ -297,8 +297,16 @@ impl<K, V, M: Meta> Table<K, V, M> {
     }
 
     /// Entries list by list, each oldest first, with their meta.
-    pub fn iter(&self) -> Iter<'_, K, V, M> {
-        Iter {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V, M)> + '_ {
+        self.slots().map(|at| {
+            let slot = self.slot(at);
+            (&slot.key, &slot.value, slot.meta)
+        })
+    }
+
+    /// The slots of the entries, in the order of [`Table::iter`].
+    pub fn slots(&self) -> Slots<'_, K, V, M> {
+        Slots {
             table: self,
             list: 0,
             at: self.ends[0].head,
@@ -315,16 +323,16 @@ impl<K, V, M: Meta> Table<K, V, M> {
     }
 }
 
-pub struct Iter<'a, K, V, M: Meta> {
+pub struct Slots<'a, K, V, M: Meta> {
     table: &'a Table<K, V, M>,
     list: usize,
     at: u32,
 }
 
-impl<'a, K, V, M: Meta> Iterator for Iter<'a, K, V, M> {
-    type Item = (&'a K, &'a V, M);
+impl<K, V, M: Meta> Iterator for Slots<'_, K, V, M> {
+    type Item = u32;
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next(&mut self) -> Option<u32> {
         while self.at == NIL {
             if self.list + 1 >= M::LISTS {
                 return None;
@@ -332,9 +340,9 @@ impl<'a, K, V, M: Meta> Iterator for Iter<'a, K, V, M> {
             self.list += 1;
             self.at = self.table.ends[self.list].head;
         }
-        let slot = self.table.slot(self.at);
-        self.at = slot.next;
-        Some((&slot.key, &slot.value, slot.meta))
+        let at = self.at;
+        self.at = self.table.slot(at).next;
+        Some(at)
     }
 }
 
