@@ -244,3 +244,64 @@ def _value(value: str) -> Callable[[], Awaitable[str]]:
         return value
 
     return load
+
+
+# --- choosing the module's cache: policy and expiry --------------------------------
+
+
+def test_policy_chooses_the_cache_the_module_makes() -> None:
+    from pepperpy_core.cache import FIFOCache, S3FIFOCache
+
+    assert isinstance(CachedModule().cache, FIFOCache)
+    assert isinstance(CachedModule(policy="fifo").cache, FIFOCache)
+    made = CachedModule(maxsize=50, policy="s3fifo").cache
+    assert isinstance(made, S3FIFOCache)
+    assert made.maxsize == 50
+
+
+def test_an_s3fifo_module_cache_counts_get_or_load_as_a_fifo_one_does() -> None:
+    m = CachedModule(maxsize=4, policy="s3fifo")
+    assert run(m.get_or_load("a", _load_42)) == 42
+    assert run(m.get_or_load("a", _load_42)) == 42
+    assert m.cache_stats() == LoadStats(hits=1, misses=1, loads=1, failures=0)
+
+
+@pytest.mark.parametrize("policy", ["fifo", "s3fifo"])
+def test_ttl_and_tti_make_the_module_s_cache_expire(policy: str) -> None:
+    m = CachedModule(maxsize=8, policy=policy, ttl=30, tti=5.5)  # type: ignore[arg-type]
+    assert run(m.get_or_load("a", _load_42)) == 42
+    ttl, tti, clock, left = m.cache.__reduce__()[2][-1]
+    assert (ttl, tti, clock) == (30.0, 5.5, None)
+    assert 0 < left[0][1] <= 5.5 <= left[0][0] <= 30
+    only_ttl = CachedModule(ttl=2).cache.__reduce__()[2][-1]
+    assert only_ttl[:3] == (2.0, None, None)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"policy": "s3fifo"}, {"policy": "fifo"}, {"ttl": 5}, {"tti": 5}],
+    ids=["s3fifo", "fifo", "ttl", "tti"],
+)
+def test_a_ready_cache_beside_a_policy_or_expiry_is_refused(settings: dict[str, object]) -> None:
+    from pepperpy_core.cache import FIFOCache
+
+    ready = FIFOCache[str, int](3)
+    with pytest.raises(TypeError, match="a ready cache was passed too"):
+        CachedModule(cache=ready, **settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "error", "message"),
+    [
+        ({"policy": "lru"}, ValueError, "policy must be one of 'fifo', 's3fifo', not 'lru'"),
+        ({"policy": 3}, TypeError, "policy must be one of"),
+        ({"ttl": -1}, ValueError, "ttl must be a finite number of seconds > 0"),
+        ({"tti": "1"}, TypeError, "tti must be a number of seconds or None, not str"),
+        ({"ttl": float("nan")}, ValueError, "ttl must be a finite number"),
+    ],
+)
+def test_a_bad_policy_or_expiry_is_refused(
+    settings: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        CachedModule(**settings)  # type: ignore[arg-type]

@@ -273,3 +273,19 @@ def test_a_cancelled_cleanup_keeps_the_resource_it_was_releasing() -> None:
 
     run(main())
     assert released == ["slow", "quick"]
+
+
+@pytest.mark.parametrize("order", [(CachedModule, ResourceModule), (ResourceModule, CachedModule)])
+def test_the_one_cache_takes_the_policy_and_expiry_asked_for(
+    order: tuple[type[BaseModule], ...],
+) -> None:
+    from pepperpy_core.cache import S3FIFOCache
+
+    kind: Any = type("Both", order, {})
+    made = kind(cache_size=5, policy="s3fifo", ttl=9).cache
+    assert isinstance(made, S3FIFOCache)
+    assert made.maxsize == 5
+    assert made.__reduce__()[2][-1][:3] == (9.0, None, None)
+    ready = FIFOCache[str, int](3)
+    with pytest.raises(TypeError, match="a ready cache was passed too"):
+        kind(cache=ready, policy="s3fifo")

@@ -1,4 +1,9 @@
-"""CachedModule: a FIFOCache with ``get_or_load(key, loader)``.
+"""CachedModule: a bounded cache with ``get_or_load(key, loader)``.
+
+The module makes its cache: a FIFOCache of ``maxsize`` entries, or an
+S3FIFOCache with ``policy="s3fifo"``, whose entries expire after ``ttl``
+seconds from a write and ``tti`` seconds from their last use if given (see
+the README's "Which cache" for when to choose which).
 
 Concurrent callers for one missing key share one load: the loader runs once,
 in its own task, and every caller gets its value. A loader that fails raises
@@ -6,7 +11,7 @@ its error in every waiting caller and caches nothing. A cancelled caller does
 not cancel the load for the others. A loader that would wait for its own
 load (directly, or through other loads) gets CircularLoadError at once (see
 ``_singleflight``). ``cache_stats()`` counts hits, misses,
-loads and failed loads. The FIFOCache the module makes counts its own reads:
+loads and failed loads. The cache the module makes counts its own reads:
 its hits and misses are the module's (a direct read of ``module.cache``
 counts too), so a hit is counted once, in the cache. Any other cache (passed
 in, or put in place of ``self.cache``) has its ``get_or_load`` reads counted
@@ -37,8 +42,8 @@ from typing import Any, TypeVar
 
 from pepperpy_core._loading import awaited, load_async
 from pepperpy_core._singleflight import SingleFlight
-from pepperpy_core.cache import FIFOCache
-from pepperpy_core.module._shared_cache import make_cache, want_cache
+from pepperpy_core.cache import FIFOCache, S3FIFOCache
+from pepperpy_core.module._shared_cache import Policy, make_cache, want_cache
 from pepperpy_core.module.base import BaseModule
 from pepperpy_core.protocols import AsyncCacheProtocol, CacheProtocol
 
@@ -62,8 +67,11 @@ class LoadStats:
 class CachedModule(BaseModule):
     """A module with a bounded cache and single-flight loading.
 
-    ``maxsize`` sizes the cache (1000 by default), or ``cache=`` passes a
-    ready one; a module that is also a ResourceModule has one ``cache``,
+    ``maxsize`` sizes the cache (1000 by default), ``policy`` chooses it
+    ("fifo", the default: a FIFOCache; "s3fifo": an S3FIFOCache) and
+    ``ttl``/``tti`` make its entries expire (seconds after a write / after
+    their last use); or ``cache=`` passes a ready one (beside any of these:
+    a TypeError). A module that is also a ResourceModule has one ``cache``,
     sized by ``maxsize`` or ``cache_size`` (giving both, unequal, is a TypeError).
     """
 
@@ -75,13 +83,17 @@ class CachedModule(BaseModule):
         *,
         maxsize: int | None = None,
         cache: AnyCache | None = None,
+        policy: Policy | None = None,
+        ttl: float | None = None,
+        tti: float | None = None,
         **kwargs: Any,
     ) -> None:
-        want_cache(self, "maxsize", maxsize, cache)  # before: see _shared_cache
+        # Before super().__init__(): see _shared_cache.
+        want_cache(self, "maxsize", maxsize, cache, policy=policy, ttl=ttl, tti=tti)
         super().__init__(config, **kwargs)
         # The cache whose own stats count get_or_load's hits and misses: the
-        # FIFOCache made for this module (None: the module counts them itself).
-        self._counted: FIFOCache[Any, Any] | None = make_cache(self)
+        # cache made for this module (None: the module counts them itself).
+        self._counted: FIFOCache[Any, Any] | S3FIFOCache[Any, Any] | None = make_cache(self)
         self.cache: Any
         self._loading: SingleFlight[Any] = SingleFlight(self)
         self._generation = 0  # moves on at each cleanup; older loads write nothing
@@ -130,7 +142,7 @@ class CachedModule(BaseModule):
 
     def cache_stats(self) -> LoadStats:
         """Hits, misses, loads and failed loads of get_or_load so far (hits and
-        misses: with the module's own FIFOCache, every read of it)."""
+        misses: with the cache the module made, every read of it)."""
         hits, misses = self._hits, self._misses
         if self._counted is not None:
             counted = self._counted.stats()
