@@ -547,6 +547,12 @@ fn dict_of<'py>(
     Ok(out)
 }
 
+/// The table locked, and the slot of the key looked for if it is there.
+type Located<'s, P> = (Guard<'s, Inner<P>>, Option<u32>);
+
+/// A write's slot, the value it replaced and the entry it evicted.
+type Stored = (u32, Option<Py<PyAny>>, Option<(Py<PyAny>, Py<PyAny>)>);
+
 /// The state both cache classes share; every method of theirs is one of its.
 pub struct Core<P: Kind> {
     inner: Exclusive<Inner<P>>,
@@ -577,11 +583,30 @@ impl<P: Kind> Core<P> {
         key: &Bound<'py, PyAny>,
         hash: u64,
         keep: &mut Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<(Guard<'s, Inner<P>>, Option<u32>)> {
+    ) -> PyResult<Located<'s, P>> {
+        match self.locate_unless::<false>(key, hash, keep)? {
+            Some(located) => Ok(located),
+            None => unreachable!("locate_unless::<false> always locates"),
+        }
+    }
+
+    /// [`Self::locate`]; with `TIMED_BAILS`, None (and no key compared) in
+    /// a cache that keeps deadlines, whose operation must read the clock
+    /// first. One test under the lock: what a cache without expiry pays.
+    #[inline(always)]
+    fn locate_unless<'s, 'py, const TIMED_BAILS: bool>(
+        &'s self,
+        key: &Bound<'py, PyAny>,
+        hash: u64,
+        keep: &mut Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Located<'s, P>>> {
         let key_ptr = key.as_ptr();
         // Fast path: the stored key is the very object looked up (interned
         // strings, small ints, reused keys), or no other key has this hash.
         let guard = self.inner.lock(key.py())?;
+        if TIMED_BAILS && guard.timed {
+            return Ok(None);
+        }
         let mut other = false;
         let found = guard.cache.table().find(hash, |stored| {
             let same = stored.as_ptr() == key_ptr;
@@ -589,10 +614,14 @@ impl<P: Kind> Core<P> {
             same
         });
         if found.is_some() || !other {
-            return Ok((guard, found));
+            return Ok(Some((guard, found)));
         }
         drop(guard);
-        self.locate_by_eq(key, hash, keep)
+        let (guard, found) = self.locate_by_eq(key, hash, keep)?;
+        if TIMED_BAILS && guard.timed {
+            return Ok(None); // made timed while keys were compared
+        }
+        Ok(Some((guard, found)))
     }
 
     /// The slow path of [`Self::locate`]: every key with this hash is
@@ -718,15 +747,10 @@ impl<P: Kind> Core<P> {
     #[inline]
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let hash = hash_of(key)?;
-        if self.timed.load(Ordering::Relaxed) {
-            return self.lookup_timed(key, hash);
-        }
         let mut keep = Vec::new();
-        let (mut inner, found) = self.locate(key, hash, &mut keep)?;
-        if inner.timed {
-            drop(inner);
+        let Some((mut inner, found)) = self.locate_unless::<true>(key, hash, &mut keep)? else {
             return self.lookup_timed(key, hash);
-        }
+        };
         Ok(match found {
             Some(at) => {
                 inner.hits += 1;
@@ -776,11 +800,16 @@ impl<P: Kind> Core<P> {
         ttl: Option<f64>,
     ) -> PyResult<()> {
         let hash = hash_of(key)?;
-        let written = self.now(key.py(), ttl.is_some())?.map(|now| Written {
-            now,
-            ttl,
-            left: None,
-        });
+        // Without a ttl of its own, the write learns under the lock whether
+        // the cache keeps deadlines (see insert_hashed).
+        let written = match ttl {
+            Some(_) => Some(Written {
+                now: self.read_clock(key.py())?,
+                ttl,
+                left: None,
+            }),
+            None => None,
+        };
         self.insert_hashed(key, hash, value, None, written)
     }
 
@@ -795,31 +824,79 @@ impl<P: Kind> Core<P> {
         place: Option<P::Meta>,
         written: Option<Written>,
     ) -> PyResult<()> {
+        if let Some(written) = written {
+            return self.insert_timed(key, hash, value, place, written);
+        }
+        let py = key.py();
+        let mut keep = Vec::new();
+        let Some((mut inner, found)) = self.locate_unless::<true>(key, hash, &mut keep)? else {
+            // The cache keeps deadlines: the write reads the clock first.
+            let written = Written {
+                now: self.read_clock(py)?,
+                ttl: None,
+                left: None,
+            };
+            return self.insert_timed(key, hash, value, place, written);
+        };
+        let (_, released, evicted) = Self::store(&mut inner, key, hash, value, found, place)?;
+        drop(inner);
+        drop(released.map(|value| value.into_bound(py)));
+        drop(evicted.map(|(key, value)| (key.into_bound(py), value.into_bound(py))));
+        Ok(())
+    }
+
+    /// [`Self::insert_hashed`] in a cache that keeps deadlines (or a write
+    /// that brings one): what is due leaves first, and the entry gets its own.
+    #[inline(never)]
+    fn insert_timed(
+        &self,
+        key: &Bound<'_, PyAny>,
+        hash: u64,
+        value: &Bound<'_, PyAny>,
+        place: Option<P::Meta>,
+        written: Written,
+    ) -> PyResult<()> {
         let py = key.py();
         let mut keep = Vec::new();
         let mut gone = Vec::new();
-        let mut released: Option<Py<PyAny>> = None;
-        let mut evicted: Option<(Py<PyAny>, Py<PyAny>)> = None;
         let (mut inner, found) = self.locate(key, hash, &mut keep)?;
+        if inner.maxsize == 0 {
+            return Err(not_initialized(P::CLASS));
+        }
+        let found = Self::expire(&mut inner, written.now, found, &mut gone);
+        let (at, released, evicted) = Self::store(&mut inner, key, hash, value, found, place)?;
+        let deadline = inner.deadline(written);
+        inner.cache.set_deadline(at, deadline);
+        if inner.cache.timed() && !inner.timed {
+            inner.timed = true;
+            self.timed.store(true, Ordering::Relaxed);
+        }
+        drop(inner);
+        drop(released.map(|value| value.into_bound(py)));
+        drop(evicted.map(|(key, value)| (key.into_bound(py), value.into_bound(py))));
+        release(py, gone);
+        Ok(())
+    }
+
+    /// Under the lock: overwrites the entry `found`, or inserts `key` (a
+    /// full table evicts one first), then places it (a copy being rebuilt).
+    /// Its slot, and what left the table, for the caller to release after the lock.
+    #[inline(always)]
+    fn store(
+        inner: &mut Inner<P>,
+        key: &Bound<'_, PyAny>,
+        hash: u64,
+        value: &Bound<'_, PyAny>,
+        found: Option<u32>,
+        place: Option<P::Meta>,
+    ) -> PyResult<Stored> {
         let maxsize = inner.maxsize;
         if maxsize == 0 {
             return Err(not_initialized(P::CLASS));
         }
-        let found = match written {
-            Some(written) => Self::expire(&mut inner, written.now, found, &mut gone),
-            None if inner.timed => {
-                drop(inner);
-                let now = self.read_clock(py)?;
-                let written = Written {
-                    now,
-                    ttl: None,
-                    left: None,
-                };
-                return self.insert_hashed(key, hash, value, place, Some(written));
-            }
-            None => found,
-        };
         let value = value.clone().unbind();
+        let mut released = None;
+        let mut evicted = None;
         let at = match found {
             Some(at) => {
                 released = Some(inner.cache.overwrite(at, value));
@@ -840,19 +917,7 @@ impl<P: Kind> Core<P> {
         if let Some(meta) = place {
             inner.cache.place(at, meta);
         }
-        if let Some(written) = written {
-            let deadline = inner.deadline(written);
-            inner.cache.set_deadline(at, deadline);
-            if inner.cache.timed() && !inner.timed {
-                inner.timed = true;
-                self.timed.store(true, Ordering::Relaxed);
-            }
-        }
-        drop(inner);
-        drop(released.map(|value| value.into_bound(py)));
-        drop(evicted.map(|(key, value)| (key.into_bound(py), value.into_bound(py))));
-        release(py, gone);
-        Ok(())
+        Ok((at, released, evicted))
     }
 
     fn remove<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -987,16 +1052,11 @@ impl<P: Kind> Core<P> {
     #[inline]
     fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let hash = hash_of(key)?;
-        if self.timed.load(Ordering::Relaxed) {
-            return self.contains_timed(key, hash);
-        }
         let mut keep = Vec::new();
-        let (inner, found) = self.locate(key, hash, &mut keep)?;
-        if inner.timed {
-            drop(inner);
-            return self.contains_timed(key, hash);
+        match self.locate_unless::<true>(key, hash, &mut keep)? {
+            Some((_inner, found)) => Ok(found.is_some()),
+            None => self.contains_timed(key, hash),
         }
-        Ok(found.is_some())
     }
 
     #[inline(never)]

@@ -197,6 +197,8 @@ CORE_SLOTS: Final = frozenset(
 )
 #: What an expiring cache's reads look in: nothing is ever found (or stored) here.
 _NEVER: Final[dict[object, Any]] = {}
+#: What ``_unlocked_find`` returns when the read must take the lock.
+_LOCKED: Final = object()
 #: A write's time and its entry's deadlines: (now, write deadline, idle deadline).
 Written = tuple[float, float, float]
 #: What ``_prepare`` makes before a write locks.
@@ -574,11 +576,55 @@ class CacheCore(Generic[K, V]):
     def _timed_find(self, key: object, use: bool) -> object:
         """What is stored for ``key`` in an expiring cache, or MISSING, once
         what is due was removed; with ``use`` (a read) the entry's idle
-        deadline moves on."""
-        hashed = hash_of(key)
-        now = self._now()
+        deadline moves on. Without the lock, as the reads of a cache without
+        expiry are, when nothing is due (as of one look at the heap) and the
+        read moves no deadline earlier."""
+        clock = self._clock
+        now = monotonic() if clock is None else reading(clock())
         tti = self._tti
-        idle = INF if tti is None else now + tti
+        idle = now + tti if use and tti is not None else None
+        timers = self._timers
+        if timers is not None:
+            heap = timers.heap
+            try:
+                nothing_due = not heap or heap[0][0] > now
+            except IndexError:  # emptied meanwhile by another thread
+                nothing_due = False
+            if nothing_due:
+                found = self._unlocked_find(key, now, idle, timers)
+                if found is not _LOCKED:
+                    return found
+        return self._locked_find(key, now, idle)
+
+    def _unlocked_find(self, key: object, now: float, idle: float | None, timers: Timers) -> object:
+        """``_timed_find`` when nothing is due: what is stored for ``key``, or
+        MISSING; _LOCKED when the locked path must decide."""
+        data = self._data
+        dkey: object = key
+        stored = data.get(key, MISSING)
+        if stored is MISSING:
+            if not self._wrapped:
+                return MISSING
+            dkey = self._read(key)
+            if dkey is MISSING:
+                return MISSING
+            stored = data.get(dkey, MISSING)
+            if stored is MISSING:
+                return _LOCKED  # removed meanwhile
+        timer = timers.deadlines.get(dkey)
+        if timer is None:
+            return stored
+        if now >= (timer[0] if timer[0] < timer[1] else timer[1]):
+            return _LOCKED  # due (its heap item was filed later)
+        if idle is not None:
+            if (timer[0] if timer[0] < idle else idle) < timer[2]:
+                return _LOCKED  # an earlier deadline: the heap must hear of it
+            timer[1] = idle
+        return stored
+
+    def _locked_find(self, key: object, now: float, idle: float | None) -> object:
+        """``_timed_find`` under the lock: what is due leaves first."""
+        hashed = hash_of(key)
         gone: list[object] = []
         spare: Item = [0.0, 0, None]
         dkey = self._locate(key, hashed, is_plain(key))
@@ -587,7 +633,7 @@ class CacheCore(Generic[K, V]):
             dkey = self._stored(dkey)
             if dkey is MISSING:
                 return MISSING
-            if use and tti is not None and self._timers is not None:
+            if idle is not None and self._timers is not None:
                 self._timers.touch(dkey, idle, spare)
             return self._data[dkey]
         finally:  # the release, inline (see _acquire)

@@ -215,11 +215,18 @@ class S3FIFOCache(CacheCore[K, V]):
     def set(self, key: K, value: V, *, ttl: float | None = None) -> None:
         """Insert ``key``, or overwrite it (a use); a new key at maxsize evicts
         one. ``ttl``: this entry's time to live instead of the cache's."""
-        kind = type(key)
-        if ttl is not None or (kind is not self._fast_str and kind is not self._fast_int):
+        if ttl is None:
+            S3FIFOCache.__setitem__(self, key, value)  # this class's, whatever a subclass overrides
+        else:
             self._write(key, value, ttl)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        """``set`` without a ttl of its own: the fast path."""
+        kind = type(key)
+        if kind is not self._fast_str and kind is not self._fast_int:
+            self._write(key, value, None)
             return
-        # An exact str or int key, written out as FIFOCache.set does (see
+        # An exact str or int key, written out as FIFOCache.__setitem__ does (see
         # there): the token taken directly, this thread named its holder
         # first. The entry is made first: allocating a list could start the
         # collector, whose finalizers must not run while the token is held.
@@ -271,8 +278,6 @@ class S3FIFOCache(CacheCore[K, V]):
         if general:
             self._set(key, value, made[4])
 
-    __setitem__ = set
-
     def set_many(
         self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
     ) -> None:
@@ -289,7 +294,7 @@ class S3FIFOCache(CacheCore[K, V]):
             for key, value, hashed in pairs:
                 self._set(key, value, hashed, written)
             return
-        fast = S3FIFOCache.set  # this class's, whatever a subclass overrides
+        fast = S3FIFOCache.__setitem__  # this class's, whatever a subclass overrides
         for key, value, hashed in pairs:
             kind = type(key)
             if kind is str or kind is int:
