@@ -558,6 +558,9 @@ pub struct Core<P: Kind> {
     inner: Exclusive<Inner<P>>,
     /// `Inner::timed`, read before locking to know whether to read the clock.
     timed: AtomicBool,
+    /// Whether `__init__` was given a clock (else the monotonic one is read
+    /// without locking to find out).
+    clocked: AtomicBool,
 }
 
 impl<P: Kind> Default for Core<P> {
@@ -565,6 +568,7 @@ impl<P: Kind> Default for Core<P> {
         Core {
             inner: Exclusive::new(Inner::default()),
             timed: AtomicBool::new(false),
+            clocked: AtomicBool::new(false),
         }
     }
 }
@@ -700,6 +704,9 @@ impl<P: Kind> Core<P> {
     /// The clock's reading, with the table released while a given clock runs.
     #[inline(never)]
     fn read_clock(&self, py: Python<'_>) -> PyResult<f64> {
+        if !self.clocked.load(Ordering::Relaxed) {
+            return Ok(monotonic());
+        }
         let clock = self.inner.lock(py)?.clock.as_ref().map(|c| c.clone_ref(py));
         match clock {
             None => Ok(monotonic()),
@@ -1025,6 +1032,7 @@ impl<P: Kind> Core<P> {
         inner.maxsize = maxsize;
         inner.ttl = ttl;
         inner.tti = tti;
+        self.clocked.store(clock.is_some(), Ordering::Relaxed);
         inner.clock = clock;
         if ttl.is_some() || tti.is_some() {
             inner.timed = true;
