@@ -588,10 +588,9 @@ impl<P: Kind> Core<P> {
         hash: u64,
         keep: &mut Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Located<'s, P>> {
-        match self.locate_unless::<false>(key, hash, keep)? {
-            Some(located) => Ok(located),
-            None => unreachable!("locate_unless::<false> always locates"),
-        }
+        // Never None without TIMED_BAILS; a clear error, not a panic, if it were.
+        self.locate_unless::<false>(key, hash, keep)?
+            .ok_or_else(|| changed(P::CLASS))
     }
 
     /// [`Self::locate`]; with `TIMED_BAILS`, None (and no key compared) in
