@@ -110,6 +110,35 @@ def test_a_cache_without_expiry_never_reads_its_clock(cache_class: Any) -> None:
     assert clock.reads == 0
 
 
+#: Operations on keys "a" and "b" of an expiring cache, each reading its clock once.
+ONCE: dict[str, Callable[[Any], object]] = {
+    "get": lambda c: c.get("a"),
+    "getitem": lambda c: c["a"],
+    "in": lambda c: "a" in c,
+    "set": lambda c: c.set("b", 2),
+    "set ttl": lambda c: c.set("b", 2, ttl=1),
+    "setitem": lambda c: c.__setitem__("a", 2),
+    "set_many": lambda c: c.set_many({"b": 2, "c": 3, "d": 4}),
+    "get_many": lambda c: c.get_many(["a", "b", "c", "a"]),
+    "pop": lambda c: c.pop("a"),
+    "len": len,
+    "items": lambda c: c.items(),
+    "stats": lambda c: c.stats(),
+}
+
+
+@pytest.mark.parametrize("use", ONCE.values(), ids=ONCE.keys())
+def test_every_operation_reads_the_clock_once(
+    cache_class: Any, use: Callable[[Any], object]
+) -> None:
+    clock = Clock()
+    cache = cache_class(4, tti=5, clock=clock)
+    cache["a"] = 1
+    reads = clock.reads
+    use(cache)
+    assert clock.reads == reads + 1
+
+
 # --- time to idle -------------------------------------------------------------------
 
 

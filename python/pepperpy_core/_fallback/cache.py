@@ -289,11 +289,12 @@ class FIFOCache(CacheCore[K, V]):
         a hit or a miss, and nothing is counted if a key fails to hash or compare."""
         found: list[tuple[K, V]] = []
         misses = 0
+        now = self._now() if self._timers is not None else None  # once for every key
         for key in keys:
             try:
                 value = self._reads[key]
             except KeyError as error:
-                got = self._missed(key, error)
+                got = self._missed(key, error, now)
                 if got is _MISSING:
                     misses += 1
                     continue

@@ -510,7 +510,7 @@ class CacheCore(Generic[K, V]):
                 self._lock.release()
         raise RuntimeError(self._says.changed)
 
-    def _missed(self, key: object, error: KeyError) -> object:
+    def _missed(self, key: object, error: KeyError, now: float | None = None) -> object:
         """After the plain lookup raised KeyError: re-raise one that a key's
         ``__eq__`` raised (its traceback goes deeper than the lookup), else
         what is stored for an equal key that is not plain, or MISSING."""
@@ -518,7 +518,7 @@ class CacheCore(Generic[K, V]):
         if traceback is not None and traceback.tb_next is not None:
             raise error
         if self._timers is not None:
-            return self._timed_find(key, True)
+            return self._timed_find(key, True, now)
         if not self._wrapped:
             return MISSING
         dkey = self._read(key)
@@ -573,14 +573,14 @@ class CacheCore(Generic[K, V]):
         del gone
         return now
 
-    def _timed_find(self, key: object, use: bool) -> object:
+    def _timed_find(self, key: object, use: bool, now: float | None = None) -> object:
         """What is stored for ``key`` in an expiring cache, or MISSING, once
-        what is due was removed; with ``use`` (a read) the entry's idle
-        deadline moves on. Without the lock, as the reads of a cache without
-        expiry are, when nothing is due (as of one look at the heap) and the
-        read moves no deadline earlier."""
-        clock = self._clock
-        now = monotonic() if clock is None else reading(clock())
+        what is due at ``now`` (read if not given) was removed; with ``use``
+        (a read) the entry's idle deadline moves on. Without the lock, as the
+        reads of a cache without expiry are, when nothing is due (as of one
+        look at the heap) and the read moves no deadline earlier."""
+        if now is None:
+            now = self._now()
         tti = self._tti
         idle = now + tti if use and tti is not None else None
         timers = self._timers

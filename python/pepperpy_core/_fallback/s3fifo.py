@@ -166,11 +166,12 @@ class S3FIFOCache(CacheCore[K, V]):
         counted if a key fails to hash or compare."""
         found: list[tuple[K, V]] = []
         misses = 0
+        now = self._now() if self._timers is not None else None  # once for every key
         for key in keys:
             try:
                 entry = self._reads[key]
             except KeyError as error:
-                got = self._missed(key, error)
+                got = self._missed(key, error, now)
                 if got is MISSING:
                     misses += 1
                     continue
