@@ -290,3 +290,18 @@ def test_a_segment_whose_owner_died_making_it_is_removed(tmp_path: Path) -> None
     (tmp_path / "4-0000000000000004.seg").write_bytes(b"not a segment, and long enough " * 4)
     with pytest.raises(MetricError, match="not a pepperpy-core metrics segment"):
         reg.to_prometheus()
+
+
+def test_the_pure_twin_refuses_a_cpu_that_may_reorder_its_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without memory fences its sequence locks hold only on x86: elsewhere a
+    shared directory is refused (the native build uses real atomics), and
+    nothing is written."""
+    from pepperpy_core._fallback import shm
+
+    monkeypatch.setattr(shm.platform, "machine", lambda: "aarch64")
+    target = tmp_path / "shared"
+    with pytest.raises(MetricError, match="need an x86 CPU, not 'aarch64'"):
+        shm.open_store(target, "discard")
+    assert not target.exists()

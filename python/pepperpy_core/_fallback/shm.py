@@ -17,6 +17,7 @@ import errno
 import math
 import mmap
 import os
+import platform
 import secrets
 import struct
 import sys
@@ -1105,6 +1106,10 @@ class _Store:
         return self._table.entries[entry][0]
 
 
+#: CPUs that keep one core's stores in order for the others (x86-TSO).
+_STORE_ORDERED: Final = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
 def open_store(directory: str | os.PathLike[str], previous: str) -> _Store:
     """The store of ``directory`` in this process (one per directory), joined."""
     if previous not in ("discard", "keep", "error"):
@@ -1113,6 +1118,14 @@ def open_store(directory: str | os.PathLike[str], previous: str) -> _Store:
         raise MetricError("the shared metrics format is little-endian; this machine is not")
     if fcntl is None:
         raise MetricError("shared metrics directories need POSIX file locks (flock)")
+    if platform.machine().lower() not in _STORE_ORDERED:
+        # Python has no memory fences: this twin's sequence locks are right
+        # only where the CPU keeps stores in order (x86); elsewhere a reader
+        # could see half an observation. Refused rather than wrong.
+        raise MetricError(
+            f"shared metrics on the pure-Python backend need an x86 CPU, not "
+            f"{platform.machine()!r}: install the native build (pip install .)"
+        )
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     path = path.resolve()
