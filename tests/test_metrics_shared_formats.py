@@ -71,13 +71,16 @@ def test_a_directory_written_by_one_backend_is_read_by_the_other(
 ) -> None:
     env = {**os.environ, "PEPPERPY_CORE_BACKEND": writer}
     # One writer stays alive, one has exited (folded by the other backend).
-    with (
-        _start(_WRITE, str(tmp_path), "3", "stay", env=env) as live,
-        _start(_WRITE, str(tmp_path), "4", "exit", env=env) as done,
-    ):
+    # The second starts once the first has joined: a writer that joined and
+    # exited before any other lived would leave a previous run wherever the
+    # run is told by live owners alone (a process group whose leader has
+    # exited, as a CI runner's may have).
+    with _start(_WRITE, str(tmp_path), "3", "stay", env=env) as live:
         _ready(live)
+        done = _start(_WRITE, str(tmp_path), "4", "exit", env=env)
         _ready(done)
         assert done.wait(60) == 0
+        done.communicate(timeout=60)
         reader = _backend.load(_other(writer)).SharedStore(str(tmp_path))
         got = _values(reader.collect(""))
         assert got["jobs_total"] == ("Jobs.", ("q",), ("é",), "sum", 7)
