@@ -6,12 +6,14 @@ so /metrics from any worker shows every worker's requests.
     uvicorn workers:app --app-dir examples --workers 4
     gunicorn workers:app --chdir examples -k uvicorn_worker.UvicornWorker -w 4
 
-``python examples/workers.py`` runs it under ``uvicorn --workers 2`` on a free
-port, sends 20 requests, prints the total /metrics reports, and stops.
+``python examples/workers.py [--port N]`` runs it under ``uvicorn --workers 2``
+(on a free port unless given one), sends 20 requests, prints the total /metrics
+reports, and stops.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -79,7 +81,9 @@ def _get(url: str) -> str:
 
 def main() -> None:
     """Serve under ``uvicorn --workers 2``, send 20 requests, show the total."""
-    port = _free_port()
+    parser = argparse.ArgumentParser(prog="workers.py", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0: a free one")
+    port = parser.parse_args().port or _free_port()
     with tempfile.TemporaryDirectory() as directory:
         env = {**os.environ, "PEPPERPY_CORE_METRICS_DIR": directory}
         here = os.path.dirname(os.path.abspath(__file__))

@@ -8,9 +8,11 @@ it); on a developer's machine the test skips, saying how to install it.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +34,73 @@ def binary(name: str, package: str) -> str:
     pytest.skip(how)
 
 
-def free_port() -> int:
-    """A loopback TCP port nothing listens on now."""
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports for servers come from below the kernel's ephemeral range, so no
+# outgoing connection on the machine can take one between our check and the
+# server's bind; a cluster node's bus port (P + 10000) stays below it too.
+_HIGH = _ephemeral_low() - 1
+_LOW = max(1024, _HIGH - 12000)
+# Reservations: one abstract-namespace Unix socket per port number, bound for
+# as long as this process lives. Every test process on the machine (another
+# CI leg, the chroot's, which shares the network namespace) sees them, and the
+# kernel drops them when the process ends, however it ends.
+_RESERVED: dict[int, socket.socket] = {}
+
+
+def _reserve(port: int) -> bool:
+    """Claim ``port`` for this process, if no test process has it and nothing listens."""
+    if port in _RESERVED:
+        return False
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0pepperpy-core-tests-port-{port}")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    except OSError:
+        claim.close()
+        return False
+    _RESERVED[port] = claim
+    return True
+
+
+def _release(port: int) -> None:
+    claim = _RESERVED.pop(port, None)
+    if claim is not None:
+        claim.close()
+
+
+def _reserved_ports(offsets: tuple[int, ...]) -> int:
+    """A port P with P + each offset reserved for this process, for its lifetime."""
+    if not sys.platform.startswith("linux"):  # no abstract sockets: the kernel's pick
+        return _kernel_port()
+    span = _HIGH - max(offsets) - _LOW
+    for _ in range(4 * span):
+        port = _LOW + random.randrange(span)
+        claimed = [p for p in (port + o for o in offsets) if _reserve(p)]
+        if len(claimed) == len(offsets):
+            return port
+        for p in claimed:
+            _release(p)
+    raise RuntimeError(f"no free port in {_LOW}-{_HIGH} for offsets {offsets}")
+
+
+def _kernel_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on, kept from every other test
+    process (and from outgoing connections) while this process lives."""
+    return _reserved_ports((0,))
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
@@ -53,6 +117,14 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) ->
                 return result
         time.sleep(0.1)
     raise TimeoutError(f"{what} did not happen within {timeout} s (last error: {last!r})")
+
+
+def log_tail(path: Path, size: int = 2000) -> str:
+    """The end of a server's log, to say why it went away."""
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError as error:
+        return f"(no log: {error})"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -106,7 +178,10 @@ class RedisServer:
 
     def ping(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            raise RuntimeError(
+                f"redis-server exited with {self.process.returncode}: "
+                + log_tail(self.directory / "redis.log")
+            )
         return self.command("PING") == b"+PONG"
 
     def command(self, *words: str) -> bytes:
@@ -129,18 +204,8 @@ class RedisServer:
 
 
 def free_cluster_port() -> int:
-    """A loopback port P that is free, and whose cluster bus port P+10000 is too."""
-    for _ in range(1000):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free pair of ports for a cluster node")
+    """A port P as ``free_port()`` gives, whose cluster bus port P+10000 is too."""
+    return _reserved_ports((0, 10000))
 
 
 class RedisCluster:
@@ -222,7 +287,10 @@ class RedisCluster:
 
         process = self.processes.get(port)
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"cluster node {port} exited with {process.returncode}")
+            raise RuntimeError(
+                f"cluster node {port} exited with {process.returncode}: "
+                + log_tail(self.directory / str(port) / "redis.log")
+            )
         client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
         try:
             text = client.execute_command("CLUSTER", "INFO")

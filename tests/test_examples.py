@@ -181,6 +181,6 @@ def test_fastapi_service_serves_counts_drains_and_stops() -> None:
 
 
 def test_workers_share_their_requests_count() -> None:
-    out = _run("workers.py")
+    out = _run("workers.py", "--port", str(free_port()))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ['http_requests_total{path="/hello"} 20']
