@@ -62,10 +62,8 @@ from pepperpy_core._fallback.core import (
     MISSING,
     CacheCore,
     CacheStats,
-    Missing,
     Written,
     check_maxsize,
-    hash_of,
     pairs_of,
     says,
 )
@@ -93,8 +91,6 @@ NOT_INITIALIZED: Final = _SAYS.not_initialized
 INITIALIZED: Final = _SAYS.initialized
 BAD_STATE: Final = _SAYS.bad_state
 _MISSING: Final = MISSING
-_Missing = Missing
-_hash = hash_of
 _pairs = pairs_of
 #: In ``_stale`` while ``_order`` may be out of step with ``_data``; also
 #: what _skip_stale returns then. Never a dict key; hashed by identity (C).
@@ -472,63 +468,11 @@ class FIFOCache(CacheCore[K, V]):
             gone.append(holder.key)
             holder.key = None
 
-    def _remove(self, key: object) -> object:
-        """Remove ``key``; its value, or _MISSING if it was not there."""
-        hashed = _hash(key)
-        if not self._maxsize:
-            raise TypeError(NOT_INITIALIZED)
-        now = self._now() if self._timers is not None else None
-        expired: list[object] = []
-        dkey = self._locate(key, hashed, is_plain(key))
-        try:
-            value: object = _MISSING
-            if now is not None:
-                self._expire(now, expired)
-            dkey = self._stored(dkey)
-            if dkey is not _MISSING:
-                self._version += 1  # before the entry leaves
-                self._other += 1
-                value = self._data.pop(dkey)
-                self._dropped += 1
-                self._unlink(dkey)
-                self._forget_deadline(dkey)
-                stale = self._stale
-                stale[dkey] = stale.get(dkey, 0) + 1
-                if is_wrapper(dkey):
-                    # _order and _stale keep the wrapper until it is reached,
-                    # not the key: this frame lets go of it, after the lock.
-                    holder = cast("Wrapper", dkey)[2]
-                    _left, holder.key = holder.key, None
-        except BaseException:
-            self._stale[_OUT_OF_STEP] = 1
-            raise
-        finally:  # the release, inline (see _acquire)
-            try:
-                self._token.append(True)
-            finally:
-                self._lock.release()
-        del expired
-        if len(self._order) > 2 * len(self._data) + 32:
-            self._rebuild()  # amortized: the order has grown by that many pops
-        return value
+    def _mark_out_of_step(self) -> None:
+        self._stale[_OUT_OF_STEP] = 1
 
-    def __delitem__(self, key: K) -> None:
-        if self._remove(key) is _MISSING:
-            raise KeyError(key)
-
-    @overload
-    def pop(self, key: K) -> V: ...
-    @overload
-    def pop(self, key: K, default: V | T) -> V | T: ...
-    def pop(self, key: K, default: V | T | _Missing = _MISSING) -> V | T:
-        """Remove ``key`` and return its value; without a default a missing key
-        is a KeyError."""
-        value = self._remove(key)
-        if value is not _MISSING:
-            return cast("V", value)
-        if default is _MISSING:
-            raise KeyError(key)
-        return default
+    def _queued(self) -> int:
+        return len(self._order)
 
     def clear(self) -> None:
         """Remove every entry; the stats are kept."""

@@ -39,7 +39,7 @@ from _thread import get_ident
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Final, Generic, NamedTuple, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, NamedTuple, Self, TypeVar, cast, overload
 
 from pepperpy_core._fallback.expiry import (
     INF,
@@ -660,6 +660,65 @@ class CacheCore(Generic[K, V]):
         """Remove the stored entry of ``dkey`` (not an eviction; lock held),
         moving the version on; what it held goes to ``gone``."""
         raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _mark_out_of_step(self) -> None:
+        """A change was cut short (lock held): the order may not match ``_data``."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _queued(self) -> int:
+        """How many places the order holds, the left ones included."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _rebuild(self) -> None:
+        """Make the order hold only what is stored (it takes the lock)."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def _remove(self, key: object) -> object:
+        """Remove ``key``; its value, or MISSING if it was not there."""
+        hashed = hash_of(key)
+        if not self._maxsize:
+            raise TypeError(self._says.not_initialized)
+        now = self._now() if self._timers is not None else None
+        expired: list[object] = []
+        gone: list[object] = []  # the value first; released after the lock
+        dkey = self._locate(key, hashed, is_plain(key))
+        try:
+            if now is not None:
+                self._expire(now, expired)
+            dkey = self._stored(dkey)
+            if dkey is not MISSING:
+                self._discard(dkey, gone)
+                self._dropped += 1
+        except BaseException:
+            self._mark_out_of_step()
+            raise
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
+        del expired
+        if self._queued() > 2 * len(self._data) + 32:
+            self._rebuild()  # amortized: the order has grown by that many removals
+        return gone[0] if gone else MISSING
+
+    def __delitem__(self, key: K) -> None:
+        if self._remove(key) is MISSING:
+            raise KeyError(key)
+
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: V | T) -> V | T: ...
+    def pop(self, key: K, default: V | T | Missing = MISSING) -> V | T:
+        """Remove ``key`` and return its value; without a default a missing key
+        is a KeyError."""
+        value = self._remove(key)
+        if value is not MISSING:
+            return cast("V", value)
+        if default is MISSING:
+            raise KeyError(key)
+        return default
 
     def _forget_deadline(self, dkey: object) -> None:
         """The entry of ``dkey`` left (lock held)."""

@@ -39,9 +39,7 @@ from pepperpy_core._fallback.core import (
     MAX_ROUNDS,
     MISSING,
     CacheCore,
-    Missing,
     Written,
-    hash_of,
     pairs_of,
     says,
 )
@@ -532,61 +530,11 @@ class S3FIFOCache(CacheCore[K, V]):
         gone.append(dkey)
         entry[0], entry[2] = None, _LEFT
 
-    def _remove(self, key: object) -> object:
-        """Remove ``key``; its value, or MISSING if it was not there."""
-        hashed = hash_of(key)
-        if not self._maxsize:
-            raise TypeError(_SAYS.not_initialized)
-        now = self._now() if self._timers is not None else None
-        expired: list[object] = []
-        dkey = self._locate(key, hashed, is_plain(key))
-        try:
-            value: object = MISSING
-            if now is not None:
-                self._expire(now, expired)
-            dkey = self._stored(dkey)
-            if dkey is not MISSING:
-                self._version += 1  # before the entry leaves
-                self._other += 1
-                entry = self._data.pop(dkey)
-                self._dropped += 1
-                self._nmain -= entry[3]
-                self._unlink(dkey)
-                self._forget_deadline(dkey)
-                # A deque holds it until it reaches the front: let go of the
-                # value and the key now (this frame releases them, after the lock).
-                value = entry[0]
-                entry[0], entry[2] = None, _LEFT
-        except BaseException:
-            self._out_of_step = True
-            raise
-        finally:  # the release, inline (see _acquire)
-            try:
-                self._token.append(True)
-            finally:
-                self._lock.release()
-        del expired
-        if len(self._small) + len(self._main) > 2 * len(self._data) + 32:
-            self._rebuild()  # amortized: the deques have grown by that many pops
-        return value
+    def _mark_out_of_step(self) -> None:
+        self._out_of_step = True
 
-    def __delitem__(self, key: K) -> None:
-        if self._remove(key) is MISSING:
-            raise KeyError(key)
-
-    @overload
-    def pop(self, key: K) -> V: ...
-    @overload
-    def pop(self, key: K, default: V | T) -> V | T: ...
-    def pop(self, key: K, default: V | T | Missing = MISSING) -> V | T:
-        """Remove ``key`` and return its value; without a default a missing key
-        is a KeyError."""
-        value = self._remove(key)
-        if value is not MISSING:
-            return cast("V", value)
-        if default is MISSING:
-            raise KeyError(key)
-        return default
+    def _queued(self) -> int:
+        return len(self._small) + len(self._main)
 
     def clear(self) -> None:
         """Remove every entry and forget the ghost; the stats are kept."""
