@@ -1,5 +1,6 @@
-"""ASGI in tests: an app called directly (no server, no TestClient), or
-served by a real uvicorn on a free loopback port and asked over HTTP."""
+"""Web apps in tests: an ASGI app called directly (no server, no
+TestClient), or served (ASGI by a real uvicorn, aiohttp by its own runner)
+on a free loopback port and asked over HTTP."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import uvicorn
+from aiohttp import web
 
 from pepperpy_core.asgi import ASGIApp
 from tests.asyncutil import until
@@ -105,3 +107,28 @@ async def fetch(url: str, method: str = "GET", **headers: str) -> tuple[int, dic
     ):
         body = await response.read()
         return response.status, {k.lower(): v for k, v in response.headers.items()}, body
+
+
+async def answers(url: str, status: int, body: bytes | None = None) -> bool:
+    """Whether ``url`` answers ``status`` (and ``body``, if given); False while
+    nothing listens there."""
+    try:
+        got = await fetch(url)
+    except aiohttp.ClientConnectionError:
+        return False
+    return got[0] == status and (body is None or got[2] == body)
+
+
+@asynccontextmanager
+async def aiohttp_serving(site_app: web.Application) -> AsyncIterator[str]:
+    """``site_app`` served by aiohttp's runner on a free loopback port: its
+    base URL; on exit, cleaned up."""
+    runner = web.AppRunner(site_app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        (address,) = [a for a in runner.addresses if isinstance(a, tuple)]
+        yield f"http://127.0.0.1:{address[1]}"
+    finally:
+        await runner.cleanup()

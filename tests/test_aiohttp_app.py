@@ -13,11 +13,8 @@ import subprocess
 import sys
 import textwrap
 import types
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,7 +23,7 @@ from pepperpy_core import Application
 from pepperpy_core.aiohttp import CORE, attach
 from pepperpy_core.errors import StartupError
 from pepperpy_core.module import BaseModule, ModuleConfig, ModuleState
-from tests.asgiutil import fetch
+from tests.asgiutil import aiohttp_serving, answers, fetch
 from tests.asyncutil import run, until_true
 from tests.servers import free_port
 
@@ -52,19 +49,6 @@ async def item(request: web.Request) -> web.Response:
     return web.json_response({"item": await db.find(request.match_info["key"])})
 
 
-@asynccontextmanager
-async def served(site_app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(site_app, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        (address,) = [a for a in runner.addresses if isinstance(a, tuple)]
-        yield f"http://127.0.0.1:{address[1]}"
-    finally:
-        await runner.cleanup()
-
-
 def test_the_app_runs_the_modules_and_serves_the_probes_beside_its_routes() -> None:
     async def main() -> None:
         db = Database()
@@ -73,7 +57,7 @@ def test_the_app_runs_the_modules_and_serves_the_probes_beside_its_routes() -> N
         site_app.router.add_get("/items/{key}", item)
         attach(site_app, core)
         assert db.state is ModuleState.CREATED
-        async with served(site_app) as base:
+        async with aiohttp_serving(site_app) as base:
             assert db.state is ModuleState.READY
             assert site_app[CORE] is core
             status, _, body = await fetch(base + "/items/1")
@@ -110,7 +94,7 @@ def test_the_prefix_places_the_routes(prefix: str | None, readyz: str | None) ->
             assert paths == set()
         else:
             assert readyz in paths
-            async with served(site_app) as base:
+            async with aiohttp_serving(site_app) as base:
                 assert (await fetch(base + readyz))[::2] == (200, b"ready\n")
                 # At the root, other paths stay the app's own.
                 missing = await fetch(base + ("/nope" if prefix == "" else "/a/b/nope"))
@@ -212,14 +196,6 @@ print("exited", flush=True)
 """
 
 
-async def answers(url: str, status: int, body: bytes | None = None) -> bool:
-    try:
-        got = await fetch(url)
-    except aiohttp.ClientConnectionError:
-        return False
-    return got[0] == status and (body is None or got[2] == body)
-
-
 def test_run_app_serves_through_the_drain_with_a_request_in_flight(tmp_path: Path) -> None:
     (tmp_path / "shop.py").write_text(textwrap.dedent(RUN_APP))
     port = free_port()
@@ -269,7 +245,7 @@ def test_the_readmes_aiohttp_app_serves_its_route_and_probes(
     exec(compile(source, "README aiohttp", "exec"), module.__dict__)
 
     async def main() -> None:
-        async with served(module.site) as base:
+        async with aiohttp_serving(module.site) as base:
             status, _, body = await fetch(base + "/items/2")
             assert (status, json.loads(body)) == (200, {"item": "cake"})
             assert (await fetch(base + "/ops/readyz"))[::2] == (200, b"ready\n")

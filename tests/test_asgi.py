@@ -34,7 +34,7 @@ from pepperpy_core.asgi import probes as probes_module
 from pepperpy_core.asgi.routes import Route
 from pepperpy_core.module import ModuleConfig, ModuleState
 from pepperpy_core.module.metrics import MetricsModule
-from tests.asgiutil import call, fetch, http_scope, serving
+from tests.asgiutil import aiohttp_serving, call, fetch, http_scope, serving
 from tests.asyncutil import run
 
 pytestmark = pytest.mark.backend
@@ -164,15 +164,8 @@ async def aiohttp_attached(core: Application) -> AsyncIterator[str]:
     """The routes ``attach`` adds to a user's own aiohttp app, under /ops."""
     site_app = web.Application()
     attach(site_app, core)
-    runner = web.AppRunner(site_app, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        (address,) = [a for a in runner.addresses if isinstance(a, tuple)]
-        yield f"http://127.0.0.1:{address[1]}/ops"
-    finally:
-        await runner.cleanup()
+    async with aiohttp_serving(site_app) as base:
+        yield base + "/ops"
 
 
 SERVERS: dict[str, Server] = {

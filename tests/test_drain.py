@@ -17,7 +17,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import aiohttp
 import pytest
 
 from pepperpy_core import Application
@@ -25,7 +24,7 @@ from pepperpy_core.asgi import make_asgi_app
 from pepperpy_core.module import BaseModule, ModuleConfig, ModuleState
 from pepperpy_core.runtime import drain as drain_module
 from pepperpy_core.runtime.endpoints import PATHS
-from tests.asgiutil import call, fetch
+from tests.asgiutil import answers, call, fetch
 from tests.asyncutil import run, until, until_true
 from tests.servers import free_port
 from tests.virtualtime import run_virtual
@@ -428,14 +427,6 @@ def uvicorn(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
         text=True,
     )
     return proc, f"http://127.0.0.1:{port}"
-
-
-async def answers(url: str, status: int) -> bool:
-    """True once ``url`` answers ``status`` (False while nothing listens)."""
-    try:
-        return (await fetch(url))[0] == status
-    except aiohttp.ClientConnectionError:
-        return False
 
 
 def test_uvicorn_serves_through_the_drain_with_a_request_in_flight(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.asgiutil import fetch
+from tests.asgiutil import answers, fetch
 from tests.asyncutil import run, until_true
 from tests.servers import free_port
 
@@ -134,14 +133,8 @@ def test_fastapi_service_serves_counts_drains_and_stops() -> None:
         text=True,
     )
 
-    async def answers(path: str, status: int) -> bool:
-        try:
-            return (await fetch(base + path))[0] == status
-        except aiohttp.ClientConnectionError:
-            return False
-
     async def main() -> None:
-        await until_true(lambda: answers("/ops/readyz", 200), within=60)
+        await until_true(lambda: answers(base + "/ops/readyz", 200), within=60)
         for _ in range(2):
             status, _, body = await fetch(base + "/products/tea")
             assert (status, json.loads(body)) == (
@@ -164,7 +157,7 @@ def test_fastapi_service_serves_counts_drains_and_stops() -> None:
         assert seen["http_server_request_duration_seconds_count", (*route, ("status", "200"))] == 2
         assert seen["http_server_request_duration_seconds_count", (*route, ("status", "404"))] == 1
         proc.send_signal(signal.SIGTERM)
-        await until_true(lambda: answers("/ops/readyz", 503), within=30)
+        await until_true(lambda: answers(base + "/ops/readyz", 503), within=30)
         assert (await fetch(base + "/products/cake"))[0] == 200  # serving through the drain
         proc.send_signal(signal.SIGTERM)  # ends the drain
 
