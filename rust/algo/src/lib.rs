@@ -5,6 +5,7 @@
 //! layer over these, so `cargo test` runs them without an interpreter.
 
 pub mod expiry;
+mod ghost;
 pub mod histogram;
 pub mod policy;
 pub mod shm;

@@ -11,11 +11,8 @@
 //!   a ghost of the hashes of keys that left the small list unused, and a
 //!   frequency per entry capped at 3.
 
-use std::collections::VecDeque;
-
-use hashbrown::HashTable;
-
 use crate::expiry::{Deadline, Timers};
+use crate::ghost::Ghost;
 use crate::table::{Meta, Table};
 
 /// How a cache chooses what to keep.
@@ -246,70 +243,6 @@ impl Policy for S3Fifo {
 
     fn clear(&mut self) {
         *self = S3Fifo::default();
-    }
-}
-
-/// A FIFO of hashes with O(1) membership: a ring of (hash, sequence) in push
-/// order and a table of each hash's latest sequence. Pushing a hash again
-/// makes it the newest; an entry of the ring whose sequence is not its hash's
-/// latest is stale and skipped (and swept out when stale ones dominate).
-#[derive(Default)]
-struct Ghost {
-    ring: VecDeque<(u64, u64)>,
-    latest: HashTable<(u64, u64)>,
-    seq: u64,
-}
-
-impl Ghost {
-    fn len(&self) -> usize {
-        self.latest.len()
-    }
-
-    fn is_latest(latest: &HashTable<(u64, u64)>, (hash, seq): (u64, u64)) -> bool {
-        latest
-            .find(hash, |e| e.0 == hash)
-            .is_some_and(|e| e.1 == seq)
-    }
-
-    /// Remembers `hash` as the newest, forgetting the oldest beyond `size`.
-    fn push(&mut self, hash: u64, size: usize) {
-        if size == 0 {
-            return;
-        }
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        match self.latest.find_mut(hash, |e| e.0 == hash) {
-            Some(entry) => entry.1 = seq,
-            None => {
-                self.latest.insert_unique(hash, (hash, seq), |e| e.0);
-            }
-        }
-        self.ring.push_back((hash, seq));
-        while self.latest.len() > size {
-            let Some(oldest) = self.ring.pop_front() else {
-                break;
-            };
-            if Self::is_latest(&self.latest, oldest) {
-                if let Ok(entry) = self.latest.find_entry(oldest.0, |e| e.0 == oldest.0) {
-                    entry.remove();
-                }
-            }
-        }
-        if self.ring.len() > 2 * self.latest.len() + 16 {
-            let latest = &self.latest;
-            self.ring.retain(|&e| Self::is_latest(latest, e));
-        }
-    }
-
-    /// Whether `hash` was remembered; it is forgotten either way.
-    fn take(&mut self, hash: u64) -> bool {
-        match self.latest.find_entry(hash, |e| e.0 == hash) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
-        }
     }
 }
 
@@ -776,29 +709,6 @@ mod tests {
         let at = c.table().find(h(1), |&x| x == 1).expect("kept");
         assert_eq!(c.table().meta(at), S3Meta::new(true));
         assert!(c.table().find(h(100), |&x| x == 100).is_none());
-    }
-
-    #[test]
-    fn ghost_forgets_the_oldest_and_refreshes_a_hash_pushed_again() {
-        let mut g = Ghost::default();
-        for hash in 0..5 {
-            g.push(hash, 3);
-        }
-        assert_eq!(g.len(), 3);
-        assert!(!g.take(1));
-        g.push(2, 3); // 2 becomes the newest: 3 is the oldest now
-        g.push(9, 3);
-        assert!(!g.take(3));
-        assert!(g.take(2) && g.take(4) && g.take(9));
-        assert_eq!(g.len(), 0);
-        // Stale ring entries are swept: the ring stays in proportion.
-        for round in 0..10_000 {
-            g.push(round, 3);
-            assert!(g.take(round));
-        }
-        assert!(g.ring.len() <= 2 * g.len() + 17);
-        g.push(7, 0);
-        assert_eq!(g.len(), 0);
     }
 
     fn ttl(at: f64) -> Deadline {
