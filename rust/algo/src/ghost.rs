@@ -30,6 +30,19 @@ const MAX_INDEX_BITS: u32 = 32;
 const MIN_INDEX_BITS: u32 = 4;
 
 #[inline(always)]
+fn prefetch(entry: &u64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch has no architectural effect (it never faults), and
+    // SSE, which it needs, is part of x86_64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((entry as *const u64).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = entry;
+}
+
+#[inline(always)]
 fn pos(entry: u64) -> usize {
     entry as u32 as usize
 }
@@ -236,6 +249,20 @@ impl Ghost {
         self.queued += 1;
         while self.live > size {
             self.pop_oldest();
+        }
+    }
+
+    /// Starts loading the bucket that a push or take of `hash` probes first
+    /// (and, with `oldest`, the one forgetting the oldest probes), so that
+    /// their cache misses overlap the caller's work.
+    #[inline(always)]
+    pub fn warm(&self, hash: u64, oldest: bool) {
+        if self.index.is_empty() {
+            return;
+        }
+        prefetch(&self.index[self.home(hash)]);
+        if oldest && self.queued > 0 {
+            prefetch(&self.index[self.home(self.ring[self.head])]);
         }
     }
 

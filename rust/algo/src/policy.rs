@@ -43,6 +43,12 @@ pub trait Policy: Default {
 
     /// Forgets everything (the table was emptied).
     fn clear(&mut self);
+
+    /// Called with the hash of a key that will be admitted once an entry is
+    /// evicted (`admitting`), then with the evicted entry's: what the policy
+    /// will read for them can start loading now.
+    #[inline(always)]
+    fn warm(&self, _hash: u64, _admitting: bool) {}
 }
 
 /// First in, first out: the oldest inserted key leaves; reads and overwrites
@@ -244,6 +250,12 @@ impl Policy for S3Fifo {
     fn clear(&mut self) {
         *self = S3Fifo::default();
     }
+
+    #[inline(always)]
+    fn warm(&self, hash: u64, admitting: bool) {
+        // Admitting follows an eviction, whose hash may push out the oldest.
+        self.ghost.warm(hash, admitting);
+    }
 }
 
 /// A table run by a policy, with the entries' deadlines once one has any:
@@ -310,6 +322,7 @@ impl<K, V, P: Policy> Cache<K, V, P> {
     /// leaves first, and is returned. `maxsize` is at least 1.
     pub fn insert(&mut self, hash: u64, key: K, value: V, maxsize: usize) -> (u32, Option<(K, V)>) {
         let evicted = if self.table.len() >= maxsize {
+            self.policy.warm(hash, true);
             self.evict(maxsize)
         } else {
             None
@@ -320,6 +333,7 @@ impl<K, V, P: Policy> Cache<K, V, P> {
 
     fn evict(&mut self, maxsize: usize) -> Option<(K, V)> {
         let at = self.policy.victim(&mut self.table, maxsize)?;
+        self.policy.warm(self.table.hash(at), false);
         let (hash, key, value, meta) = self.table.remove_entry(at);
         self.forget_deadline(at);
         self.policy.evicted(hash, meta, maxsize);

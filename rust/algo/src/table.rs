@@ -167,6 +167,11 @@ impl<K, V, M: Meta> Table<K, V, M> {
             })
     }
 
+    /// The hash of the entry in slot `at`.
+    pub fn hash(&self, at: u32) -> u64 {
+        self.slot(at).hash
+    }
+
     pub fn value(&self, at: u32) -> &V {
         &self.slot(at).value
     }
