@@ -105,8 +105,10 @@ impl Kind for S3Fifo {
         self.evicted_once()
     }
     fn restore(&mut self, flag: bool) {
-        // The ghost's hashes are not kept: str hashes differ between processes.
+        // The ghost's hashes and the sketch's counts are not kept: str hashes
+        // differ between processes.
         self.forget_ghost();
+        self.forget_sketch();
         self.set_evicted_once(flag);
     }
 }
@@ -1745,9 +1747,10 @@ cache_class!(
 
 cache_class!(
     /// A bounded mapping that evicts by S3-FIFO: new keys enter a small FIFO,
-    /// keys read again there move to a main FIFO, which keeps keys while they
-    /// are read; a ghost of recently evicted keys' hashes readmits them to
-    /// main. Thread-safe; every operation is O(1), eviction amortized.
+    /// keys read there move to a main FIFO, which keeps keys while they are
+    /// read; a ghost of recently evicted keys' hashes readmits them to main
+    /// when a frequency sketch (TinyLFU's) counts them more often than main's
+    /// victim. Thread-safe; every operation is O(1), eviction amortized.
     S3FIFOCache,
     S3Fifo,
     S3FIFO_GET

@@ -1,35 +1,55 @@
-"""S3-FIFO (Yang et al., SOSP 2023), written to be read: the reference model
-for hit-ratio runs and for differential fuzzing of a real implementation.
-(The groundwork's model for issue 23, kept as it was written: the test of
-S3FIFOCache's hit counts, tests/test_s3fifo.py, and benches/hitratio.py use it.)
+"""S3-FIFO with a sketch-gated ghost, written to be read: the reference model
+for hit-ratio runs and for differential fuzzing of a real implementation
+(tests/test_s3fifo.py and benches/hitratio.py use it).
 
-Three FIFO queues: ``small`` (new keys; ~10% of maxsize), ``main`` (keys that
-proved themselves) and ``ghost`` (the hashes, not the keys, of keys that left
+S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction",
+SOSP 2023) plus the count-min sketch of TinyLFU (Einziger, Friedman and
+Manes, ACM Transactions on Storage, 2017), which here decides only whether
+a key the ghost remembers may enter ``main``. The hit path is S3-FIFO's: a
+2-bit freq bump on the key's entry, nothing else; the sketch is touched only
+when a new key is inserted.
+
+Three FIFO queues: ``small`` (new keys; 1% of maxsize, at least 1), ``main``
+(the rest) and ``ghost`` (the hashes, not the keys, of keys that left
 ``small`` unused; 90% of maxsize; a hash added again moves to newest). Each
-cached key has a frequency capped at 3 (two bits). Queues are OrderedDicts,
-oldest first.
+cached key has a freq capped at 3 (two bits). Queues are OrderedDicts,
+oldest first. A count-min sketch (4 rows of ``width`` 4-bit counters, width
+the power of two >= 2 x maxsize) counts insertions per key hash.
 
 - get, hit: freq = min(freq + 1, 3). Nothing moves. A miss changes nothing.
 - set, present: the value is replaced in place and it counts as an access.
-- set, new: room is made first (one key leaves when the cache is full); the
-  key goes to ``main`` if its hash is in the ghost (the ghost forgets it),
-  else to ``small`` (but to ``main`` while the cache has never evicted and
-  ``small`` has its share, unless ``warmup_to_main=False``). Its freq starts at 0.
+- set, new: room is made first (one key leaves when the cache is full). The
+  sketch counts the key (below). If its hash is in the ghost, the ghost
+  forgets it and the key may enter ``main``: if ``main`` holds less than its
+  share it does; else main's victim is found (the CLOCK below, stopping
+  before removing) and the key enters ``main`` only if est(key) >
+  est(victim) (a tie keeps the victim's side), else it goes to ``small``. A
+  key not in the ghost goes to ``small`` (to ``main`` while the cache has
+  never evicted and ``small`` has its share, unless ``warmup_to_main=False``).
+  Its freq starts at 0.
 - making room: from ``main`` when ``main`` holds more than its share or
   ``small`` is empty, else from ``small``.
-  - small: take the oldest; freq >= ``promote_at``: to ``main`` (newest) with
-    freq 0, and go on; else it leaves, its hash goes to the ghost. Ends when
-    one key has left or ``small`` is empty.
-  - main: take the oldest; freq > 0: back as newest with freq - 1, go on;
-    else it leaves. Ends when one key has left.
-- pop/del: the key leaves its queue; the ghost is not touched.
-- clear: everything, the ghost too, is forgotten (warm-up starts again).
+  - small: take the oldest; freq >= ``promote_at`` (1): to ``main`` (newest)
+    with freq 0, and go on; else it leaves, its hash goes to the ghost. Ends
+    when one key has left or ``small`` is empty.
+  - main (CLOCK): while the oldest has freq > 0, it goes back as newest with
+    freq - 1; the oldest (freq 0) is the victim; it leaves.
+- sketch: h = mix64(hash(key) mod 2**64) (splitmix64's finalizer); row i's
+  index is ((h * SEEDS[i]) mod 2**64) >> (64 - log2(width)). est = the min
+  of the 4 counters. Increment (conservative): each of the 4 counters that
+  equals the min is raised by one, unless the min is already 15. Every
+  increment is counted; when the count reaches 10 x maxsize, every counter
+  is halved (>> 1) and so is the count.
+- pop/del: the key leaves its queue; ghost and sketch are not touched.
+- clear: everything (ghost, sketch, warm-up) is forgotten.
 
-Every choice above follows libCacheSim's S3FIFO.c (the paper's artifact):
-small 10% of the cache, ghost 90%, move-to-main threshold 2, exactly one key
-evicted per insertion, freq reset when promoted, and (``warmup_to_main``)
-its 2024 revision's filling of ``main`` before the first eviction;
-``warmup_to_main=False`` is the paper's original (S3FIFOv0.c).
+From libCacheSim's S3FIFO.c (the paper's artifact): the ghost of 90%,
+exactly one key evicted per insertion, freq reset when promoted, and
+(``warmup_to_main``) its 2024 revision's filling of ``main`` before the
+first eviction (``warmup_to_main=False`` is the paper's original). The small
+share of 1%, promotion at one read and the sketch's gate were chosen on the
+traces of benches/traces.py (issue 23): the paper's 10% and two reads, with
+every ghost hit readmitted, lost to W-TinyLFU at capacities of 10%.
 """
 
 from __future__ import annotations
@@ -44,6 +64,59 @@ V = TypeVar("V")
 D = TypeVar("D")
 
 MAX_FREQ = 3
+#: A sketch counter stops counting here (four bits).
+COUNTER_MAX = 15
+_M64 = (1 << 64) - 1
+#: One odd multiplier per row of the sketch.
+SEEDS = (0x97CB3127, 0xBA5D4B8F, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
+
+
+def mix64(x: int) -> int:
+    """splitmix64's finalizer: spreads a 64-bit hash over all its bits."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+class CountMin4:
+    """Approximate per-hash counts in 4 x width 4-bit counters, halved with age."""
+
+    def __init__(self, width: int, sample: int) -> None:
+        self.bits = max(1, (width - 1).bit_length())
+        self.width = 1 << self.bits
+        self.rows = [bytearray(self.width) for _ in range(4)]
+        self.sample = sample
+        self.count = 0
+
+    def _slots(self, h: int) -> list[int]:
+        x = mix64(h & _M64)
+        shift = 64 - self.bits
+        return [((x * seed) & _M64) >> shift for seed in SEEDS]
+
+    def estimate(self, h: int) -> int:
+        """An upper bound (with high probability exact) of h's count."""
+        return min(row[i] for row, i in zip(self.rows, self._slots(h), strict=True))
+
+    def increment(self, h: int) -> None:
+        """Count h once: raise only the counters at the min (conservative)."""
+        slots = self._slots(h)
+        low = min(row[i] for row, i in zip(self.rows, slots, strict=True))
+        if low < COUNTER_MAX:
+            for row, i in zip(self.rows, slots, strict=True):
+                if row[i] == low:
+                    row[i] = low + 1
+        self.count += 1
+        if self.count >= self.sample:
+            for row in self.rows:
+                for i in range(self.width):
+                    row[i] >>= 1
+            self.count //= 2
+
+    def clear(self) -> None:
+        for row in self.rows:
+            row[:] = bytes(self.width)
+        self.count = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,16 +130,19 @@ class Stats:
 
 
 class S3FIFO(Generic[K, V]):
-    """A bounded mapping evicting by S3-FIFO; see the module's docstring."""
+    """A bounded mapping evicting by S3-FIFO with a sketch-gated ghost; see
+    the module's docstring."""
 
     def __init__(
         self,
         maxsize: int,
         *,
-        small_ratio: float = 0.1,
+        small_ratio: float = 0.01,
         ghost_ratio: float = 0.9,
-        promote_at: int = 2,
+        promote_at: int = 1,
         max_freq: int = MAX_FREQ,
+        sketch_ratio: int = 2,
+        sample_ratio: int = 10,
         warmup_to_main: bool = True,
     ) -> None:
         if maxsize < 1:
@@ -82,6 +158,7 @@ class S3FIFO(Generic[K, V]):
         self.small: OrderedDict[K, None] = OrderedDict()
         self.main: OrderedDict[K, None] = OrderedDict()
         self.ghost: OrderedDict[int, None] = OrderedDict()
+        self.sketch = CountMin4(sketch_ratio * maxsize, sample_ratio * maxsize)
         self.values: dict[K, V] = {}
         self.freq: dict[K, int] = {}
         self.evicted_once = False
@@ -124,9 +201,13 @@ class S3FIFO(Generic[K, V]):
         while len(self.values) >= self.maxsize:
             self._evict_one()
         h = hash(key)
+        self.sketch.increment(h)
         if h in self.ghost:
             del self.ghost[h]
-            self.main[key] = None
+            if self._admit(h):
+                self.main[key] = None
+            else:
+                self.small[key] = None
         elif self.warmup_to_main and not self.evicted_once and len(self.small) >= self.small_target:
             self.main[key] = None
         else:
@@ -146,15 +227,36 @@ class S3FIFO(Generic[K, V]):
         return value
 
     def clear(self) -> None:
-        """Forget every key and the ghost; stats are kept."""
+        """Forget every key, the ghost and the sketch; stats are kept."""
         self.small.clear()
         self.main.clear()
         self.ghost.clear()
+        self.sketch.clear()
         self.values.clear()
         self.freq.clear()
         self.evicted_once = False
 
-    # --- eviction --------------------------------------------------------------
+    # --- admission and eviction ------------------------------------------------
+
+    def _admit(self, h: int) -> bool:
+        """May a ghost-remembered key enter main: room there, or more frequent than its victim."""
+        if len(self.main) < self.main_target:
+            return True
+        victim = self._main_victim()
+        if victim is None:
+            return True
+        return self.sketch.estimate(h) > self.sketch.estimate(hash(victim))
+
+    def _main_victim(self) -> K | None:
+        """Turn main's CLOCK until its oldest key has freq 0; that key (it stays)."""
+        # Terminates: each pass past a key lowers its freq.
+        while self.main:
+            key = next(iter(self.main))
+            if self.freq[key] == 0:
+                return key
+            self.main.move_to_end(key)
+            self.freq[key] -= 1
+        return None
 
     def _evict_one(self) -> None:
         self.evicted_once = True
@@ -179,15 +281,10 @@ class S3FIFO(Generic[K, V]):
             return
 
     def _evict_main(self) -> None:
-        # Terminates: each pass past a key lowers its freq.
-        while self.main:
-            key, _ = self.main.popitem(last=False)
-            if self.freq[key] > 0:
-                self.main[key] = None
-                self.freq[key] -= 1
-                continue
-            self._drop(key)
-            return
+        victim = self._main_victim()
+        if victim is not None:
+            del self.main[victim]
+            self._drop(victim)
 
     def _drop(self, key: K) -> None:
         del self.values[key]
@@ -202,3 +299,4 @@ class S3FIFO(Generic[K, V]):
         assert set(self.freq) == set(self.values)
         assert all(0 <= f <= self.max_freq for f in self.freq.values())
         assert len(self.ghost) <= self.ghost_size
+        assert all(c <= COUNTER_MAX for row in self.sketch.rows for c in row)

@@ -41,6 +41,7 @@ from pepperpy_core._fallback.core import says
 from pepperpy_core.errors import MetricError
 from pepperpy_core.kinds import number
 from pepperpy_core.metrics import RegistryBase
+from tests.s3fifo_model import CountMin4
 
 # Needs both backends in one process: the fallback pass leaves this file out.
 BACKENDS = [_backend.load("native"), _backend.load("python")]
@@ -484,11 +485,12 @@ class Reference:
 
 
 class S3Reference(Reference):
-    """S3-FIFO written plainly on Reference's search: entries ``[key, stored
-    hash, value, in main, freq]`` in two lists, small's and main's, oldest
-    first; the ghost a list of stored hashes. Every rule is the one of
-    rust/algo/src/policy.rs and of the groundwork's s3fifo_model.py. An
-    expired entry leaves its list as a popped one does (not to the ghost)."""
+    """S3-FIFO with a sketch-gated ghost written plainly on Reference's
+    search: entries ``[key, stored hash, value, in main, freq]`` in two
+    lists, small's and main's, oldest first; the ghost a list of stored
+    hashes; the model's sketch. Every rule is the one of
+    rust/algo/src/policy.rs and of s3fifo_model.py. An expired entry leaves
+    its list as a popped one does (not to the ghost; the sketch is not told)."""
 
     CHANGED = S3_CHANGED
 
@@ -503,8 +505,9 @@ class S3Reference(Reference):
         self.small: list[list[Any]] = []
         self.main: list[list[Any]] = []
         self.ghost: list[int] = []
+        self.sketch = CountMin4(2 * maxsize, 10 * maxsize)
         self.evicted_once = False
-        self.small_share = max(1, maxsize // 10)
+        self.small_share = max(1, maxsize // 100)
         self.ghost_size = maxsize * 9 // 10
 
     @property  # type: ignore[override]
@@ -526,9 +529,10 @@ class S3Reference(Reference):
             return entry
         if len(self.entries) >= self.maxsize:
             self._evict()
+        self.sketch.increment(h)
         if h in self.ghost:
             self.ghost.remove(h)
-            main = True
+            main = self._readmit(h)
         else:
             main = not self.evicted_once and len(self.small) >= self.small_share
         entry = [key, h, value, main, 0]
@@ -537,19 +541,28 @@ class S3Reference(Reference):
         self.inserts += 1
         return entry
 
+    def _victim(self) -> list[Any]:
+        """Main's CLOCK turned until its oldest has freq 0: that entry, in place."""
+        while self.main[0][4]:
+            entry = self.main.pop(0)
+            entry[4] -= 1
+            self.main.append(entry)
+        return self.main[0]
+
+    def _readmit(self, h: int) -> bool:
+        if len(self.main) < self.maxsize - self.small_share or not self.main:
+            return True
+        return self.sketch.estimate(h) > self.sketch.estimate(self._victim()[1])
+
     def _evict(self) -> None:
         self.evicted_once = True
         while True:
             if len(self.main) > self.maxsize - self.small_share or not self.small:
-                while True:
-                    entry = self.main.pop(0)
-                    if entry[4] == 0:
-                        break
-                    entry[4] -= 1
-                    self.main.append(entry)
+                entry = self._victim()
+                self.main.pop(0)
                 break
             entry = self.small.pop(0)
-            if entry[4] >= 2:
+            if entry[4] >= 1:
                 entry[3], entry[4] = True, 0
                 self.main.append(entry)
                 continue
@@ -571,6 +584,7 @@ class S3Reference(Reference):
 
     def clear(self) -> None:
         self.small, self.main, self.ghost = [], [], []
+        self.sketch = CountMin4(2 * self.maxsize, 10 * self.maxsize)
         self.deadlines = {}
         self.evicted_once = False
         self.version += 1
@@ -582,7 +596,7 @@ class S3Reference(Reference):
     def copied(self) -> S3Reference:
         """What copy.copy gives: each entry set again, then moved to the back
         of its queue with its freq and given the time it had left; the ghost
-        is not kept."""
+        and the sketch are not kept."""
         clone, now, left = self._cloned()
         for (key, _, value, main, freq), kept in zip(self.entries, left, strict=True):
             entry = clone._write(key, value, None, now)
@@ -594,6 +608,7 @@ class S3Reference(Reference):
             clone._restore(entry, now, kept)
         clone.evicted_once = self.evicted_once
         clone.ghost = []
+        clone.sketch = CountMin4(2 * self.maxsize, 10 * self.maxsize)
         return clone
 
 

@@ -11,7 +11,9 @@ of entries, oldest first; an entry in a deque is live while
 key), skipped when it reaches the front and swept out when stale ones
 dominate. ``_nmain`` counts the live
 entries of main. ``_ghost`` holds the hashes of keys that left small unused,
-oldest first (an OrderedDict of ints: C code).
+oldest first (an OrderedDict of ints: C code); ``_sketch`` (``sketch.py``)
+counts every new key's hash, and decides whether a key back from the ghost
+may displace main's victim.
 
 Reads take no lock: a hit is one dict lookup and, while the entry's freq is
 below 3, one decrement of its headroom (two threads reading one key at once
@@ -45,6 +47,7 @@ from pepperpy_core._fallback.core import (
 )
 from pepperpy_core._fallback.expiry import Timers, check_seconds
 from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
+from pepperpy_core._fallback.sketch import Sketch
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -53,7 +56,7 @@ T = TypeVar("T")
 _SAYS: Final = says("S3FIFOCache", "(maxsize, items, attributes, slots, policy[, expiry])")
 #: Frequencies stop counting here; a key leaving small read this often moves to main.
 MAX_FREQ: Final = 3
-PROMOTE_AT: Final = 2
+PROMOTE_AT: Final = 1
 _S3_SLOTS: Final = frozenset(
     {
         "_evicted_once",
@@ -63,6 +66,7 @@ _S3_SLOTS: Final = frozenset(
         "_main_share",
         "_nmain",
         "_out_of_step",
+        "_sketch",
         "_small",
         "_small_share",
     }
@@ -81,9 +85,10 @@ _LEFT: Final = object()
 
 class S3FIFOCache(CacheCore[K, V]):
     """A bounded mapping that evicts by S3-FIFO: new keys enter a small FIFO,
-    keys read again there move to a main FIFO, which keeps keys while they
-    are read; a ghost of recently evicted keys' hashes readmits them to main.
-    Thread-safe; every operation is O(1), eviction amortized.
+    keys read there move to a main FIFO, which keeps keys while they are
+    read; a ghost of recently evicted keys' hashes readmits them to main
+    when a frequency sketch (TinyLFU's) counts them more often than main's
+    victim. Thread-safe; every operation is O(1), eviction amortized.
 
     A read or an overwrite counts as a use; ``in`` does not. Values that
     leave the cache are released after the lock is, so their ``__del__`` may
@@ -104,6 +109,7 @@ class S3FIFOCache(CacheCore[K, V]):
     _main_share: int
     _nmain: int
     _out_of_step: bool
+    _sketch: Sketch
     _small: deque[Entry]
     _small_share: int
 
@@ -112,15 +118,17 @@ class S3FIFOCache(CacheCore[K, V]):
         self._main = deque()
         self._nmain = 0
         self._ghost = OrderedDict()
+        self._sketch = Sketch(1)
         self._evicted_once = False
         self._out_of_step = False
         self._small_share = self._main_share = self._ghost_size = 0
 
     def _initialized(self) -> None:
         maxsize = self._maxsize
-        self._small_share = max(1, maxsize // 10)
+        self._small_share = max(1, maxsize // 100)
         self._main_share = maxsize - self._small_share
         self._ghost_size = maxsize * 9 // 10
+        self._sketch = Sketch(maxsize)
         self._out_of_step = False  # left by a write refused meanwhile; no entries yet
 
     # --- reads ---------------------------------------------------------------------
@@ -379,13 +387,15 @@ class S3FIFOCache(CacheCore[K, V]):
             if gone is MISSING:
                 self._other += 1  # nothing was inserted
                 return gone
-        # Main if its hash is in the ghost (which forgets it) or, until the
-        # first eviction, when small has its share; else small. (Written out
-        # here and in _evict: a call is a fifth of an insert.)
+        # The sketch counts it. Back from the ghost (which forgets it): main
+        # if the sketch lets it in; else main until the first eviction when
+        # small has its share; else small. (Written out here and in _evict: a
+        # call is a fifth of an insert.)
+        self._sketch.increment(entry[4])
         ghost = self._ghost
         if entry[4] in ghost:
             del ghost[entry[4]]
-            entry[3] = True
+            entry[3] = self._readmit(entry[4])
         else:
             small = len(data) - self._nmain
             entry[3] = not self._evicted_once and small >= self._small_share
@@ -400,6 +410,28 @@ class S3FIFOCache(CacheCore[K, V]):
         else:
             self._small.append(entry)
         return gone
+
+    def _readmit(self, hashed: int) -> bool:
+        """Whether a key back from the ghost enters main: main has room, or the
+        sketch counted it more often than main's victim (a tie keeps the
+        victim), found by turning main's CLOCK as _evict does and left in place."""
+        if self._nmain < self._main_share:
+            return True
+        data = self._data
+        main = self._main
+        while main:
+            entry = main[0]
+            if data.get(entry[2]) is not entry:
+                main.popleft()  # stale
+            elif entry[1] < MAX_FREQ:  # read since: back to main's end, freq - 1
+                entry[1] += 1
+                main.append(main.popleft())
+            else:
+                sketch = self._sketch
+                return sketch.estimate(hashed) > sketch.estimate(entry[4])
+        if self._nmain:
+            self._out_of_step = True  # the count says main has entries
+        return True
 
     def _evict(self) -> object:
         """Remove one entry to make room and return it (released after the
@@ -431,7 +463,7 @@ class S3FIFOCache(CacheCore[K, V]):
                 entry = small.popleft()
                 if data.get(entry[2]) is not entry:
                     continue  # stale
-                if entry[1] <= MAX_FREQ - PROMOTE_AT:  # read twice: to main, freq 0
+                if entry[1] <= MAX_FREQ - PROMOTE_AT:  # read: to main, freq 0
                     entry[1] = MAX_FREQ
                     entry[3] = True
                     self._main.append(entry)
@@ -537,11 +569,20 @@ class S3FIFOCache(CacheCore[K, V]):
         return len(self._small) + len(self._main)
 
     def clear(self) -> None:
-        """Remove every entry and forget the ghost; the stats are kept."""
+        """Remove every entry and forget the ghost and the sketch; the stats are kept."""
         if not self._maxsize:
             raise TypeError(_SAYS.not_initialized)
         timers = Timers() if self._timers is not None else None
-        fresh: tuple[Any, ...] = ({}, deque(), deque(), OrderedDict(), {}, {}, timers)
+        fresh: tuple[Any, ...] = (
+            {},
+            deque(),
+            deque(),
+            OrderedDict(),
+            Sketch(self._maxsize),
+            {},
+            {},
+            timers,
+        )
         self._acquire()
         try:
             old = (
@@ -549,6 +590,7 @@ class S3FIFOCache(CacheCore[K, V]):
                 self._small,
                 self._main,
                 self._ghost,
+                self._sketch,
                 self._wrapped,
                 self._mixed,
                 self._timers,
@@ -560,6 +602,7 @@ class S3FIFOCache(CacheCore[K, V]):
                 self._small,
                 self._main,
                 self._ghost,
+                self._sketch,
                 self._wrapped,
                 self._mixed,
                 self._timers,
@@ -583,8 +626,8 @@ class S3FIFOCache(CacheCore[K, V]):
 
     def _state(self) -> tuple[list[object], list[V], tuple[object, ...]]:
         """The dict keys and values and, per item, ``freq + 4 * in main``, and
-        whether the cache has evicted (the ghost is not kept: str hashes
-        differ between processes)."""
+        whether the cache has evicted (the ghost and the sketch are not kept:
+        str hashes differ between processes)."""
         (dkeys, values, bits), _ = self._copied(_live_state)
         return dkeys, values, ((bits, self._evicted_once),)
 
@@ -612,16 +655,18 @@ class S3FIFOCache(CacheCore[K, V]):
         for i, ((key, value, hashed), placed) in enumerate(zip(pairs, bits, strict=True)):
             self._set(key, value, hashed, None if written is None else written[i], placed)
         fresh: OrderedDict[int, None] = OrderedDict()
+        sketch = Sketch(self._maxsize)
         self._acquire()
         try:
             fresh, self._ghost = self._ghost, fresh
+            sketch, self._sketch = self._sketch, sketch
             self._evicted_once = evicted_once
         finally:  # the release, inline (see _acquire)
             try:
                 self._token.append(True)
             finally:
                 self._lock.release()
-        del fresh
+        del fresh, sketch
 
 
 def _live(cache: S3FIFOCache[Any, Any]) -> list[Entry]:

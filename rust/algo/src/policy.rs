@@ -6,14 +6,17 @@
 //! never sees a key or a value, so it cannot run user code.
 //!
 //! - [`Fifo`]: one list; the oldest inserted key leaves. Reads change nothing.
-//! - [`S3Fifo`]: S3-FIFO (Yang et al., SOSP 2023), as libCacheSim's S3FIFO.c:
+//! - [`S3Fifo`]: S3-FIFO (Yang et al., SOSP 2023) with a sketch-gated ghost:
 //!   a small list for new keys, a main list for keys that proved themselves,
-//!   a ghost of the hashes of keys that left the small list unused, and a
-//!   frequency per entry capped at 3.
+//!   a ghost of the hashes of keys that left the small list unused, a
+//!   frequency per entry capped at 3, and TinyLFU's count-min sketch
+//!   ([`Sketch`]) deciding whether a key back from the ghost displaces main's
+//!   victim. Its reference model is tests/s3fifo_model.py.
 
 use crate::expiry::{Deadline, Timers};
 use crate::ghost::Ghost;
-use crate::table::{Meta, Table};
+use crate::sketch::Sketch;
+use crate::table::{unspread, Meta, Table};
 
 /// How a cache chooses what to keep.
 pub trait Policy: Default {
@@ -25,10 +28,11 @@ pub trait Policy: Default {
     /// An overwrite found the entry.
     fn on_overwrite(meta: &mut Self::Meta);
 
-    /// The meta (so the list) of a new key of this hash, room already made.
+    /// The meta (so the list) of a new key of this hash, room already made
+    /// (the policy may move entries to decide).
     fn admit<K, V>(
         &mut self,
-        table: &Table<K, V, Self::Meta>,
+        table: &mut Table<K, V, Self::Meta>,
         hash: u64,
         maxsize: usize,
     ) -> Self::Meta;
@@ -66,7 +70,7 @@ impl Policy for Fifo {
     fn on_overwrite(_: &mut ()) {}
 
     #[inline(always)]
-    fn admit<K, V>(&mut self, _: &Table<K, V, ()>, _: u64, _: usize) {}
+    fn admit<K, V>(&mut self, _: &mut Table<K, V, ()>, _: u64, _: usize) {}
 
     #[inline(always)]
     fn victim<K, V>(&mut self, table: &mut Table<K, V, ()>, _: usize) -> Option<u32> {
@@ -86,12 +90,12 @@ pub struct S3Meta(u8);
 
 /// The list of new keys.
 pub const SMALL: usize = 0;
-/// The list of keys read again while in the small list, or back from the ghost.
+/// The list of keys read while in the small list, or back from the ghost.
 pub const MAIN: usize = 1;
 /// Frequencies stop counting here (two bits).
 pub const MAX_FREQ: u8 = 3;
 /// A key leaving the small list read at least this often moves to main.
-pub const PROMOTE_AT: u8 = 2;
+pub const PROMOTE_AT: u8 = 1;
 
 impl S3Meta {
     /// A fresh entry of the small list (`main` false) or of main.
@@ -138,9 +142,9 @@ impl Meta for S3Meta {
     }
 }
 
-/// The small list's share of `maxsize` (at least one).
+/// The small list's share of `maxsize`: 1% (at least one).
 pub fn small_share(maxsize: usize) -> usize {
-    (maxsize / 10).max(1)
+    (maxsize / 100).max(1)
 }
 
 /// How many hashes the ghost remembers (as many as main's share, about).
@@ -148,19 +152,26 @@ pub fn ghost_size(maxsize: usize) -> usize {
     (maxsize as u128 * 9 / 10) as usize
 }
 
-/// S3-FIFO. Amortized O(1): making room may move several entries (each
-/// move spends a unit of frequency a read paid for, or promotes a key once).
+/// S3-FIFO with a sketch-gated ghost. Amortized O(1): making room, or
+/// finding main's victim to admit a key, may move several entries (each move
+/// spends a unit of frequency a read paid for, or promotes a key once).
 ///
-/// - read hit, overwrite: freq + 1, capped at 3. Nothing moves.
-/// - new key: main if its hash is in the ghost (which forgets it) or, until
-///   the first eviction, when the small list has its share; else small.
+/// - read hit, overwrite: freq + 1, capped at 3. Nothing moves; the sketch
+///   is not told.
+/// - new key: the sketch counts its hash. If the ghost has the hash (it
+///   forgets it): main if main is below its share, else main's CLOCK turns
+///   until its oldest has freq 0 (the victim, left in place) and the key goes
+///   to main only if the sketch counts it more often than the victim, else
+///   to small. Not in the ghost: main until the first eviction when the small
+///   list has its share (1%); else small.
 /// - making room: from main when main holds more than its share or small is
-///   empty, else from small. Small's oldest with freq >= 2 moves to main
+///   empty, else from small. Small's oldest with freq >= 1 moves to main
 ///   (freq 0), else leaves and its hash joins the ghost; main's oldest with
 ///   freq > 0 goes back to main's end with freq - 1, else leaves.
 #[derive(Default)]
 pub struct S3Fifo {
     ghost: Ghost,
+    sketch: Sketch,
     evicted_once: bool,
 }
 
@@ -183,6 +194,30 @@ impl S3Fifo {
     /// Forgets the ghost's hashes.
     pub fn forget_ghost(&mut self) {
         self.ghost = Ghost::default();
+    }
+
+    /// Forgets what the sketch counted.
+    pub fn forget_sketch(&mut self) {
+        self.sketch = Sketch::default();
+    }
+
+    /// How often the sketch counted a key of this (table) hash, about.
+    pub fn estimate(&self, hash: u64) -> u8 {
+        self.sketch.estimate(unspread(hash))
+    }
+
+    /// Whether a key back from the ghost enters main: main has room, or the
+    /// sketch counted it more often than main's victim (a tie keeps the victim).
+    fn readmit<K, V>(&mut self, table: &mut Table<K, V, S3Meta>, key: u64, maxsize: usize) -> bool {
+        if table.list_len(MAIN) < maxsize - small_share(maxsize).min(maxsize) {
+            return true;
+        }
+        match Self::from_main(table) {
+            Some(victim) => {
+                self.sketch.estimate(key) > self.sketch.estimate(unspread(table.hash(victim)))
+            }
+            None => true,
+        }
     }
 
     fn from_main<K, V>(table: &mut Table<K, V, S3Meta>) -> Option<u32> {
@@ -220,9 +255,20 @@ impl Policy for S3Fifo {
         meta.bump();
     }
 
-    fn admit<K, V>(&mut self, table: &Table<K, V, S3Meta>, hash: u64, maxsize: usize) -> S3Meta {
-        let main = self.ghost.take(hash)
-            || (!self.evicted_once && table.list_len(SMALL) >= small_share(maxsize));
+    fn admit<K, V>(
+        &mut self,
+        table: &mut Table<K, V, S3Meta>,
+        hash: u64,
+        maxsize: usize,
+    ) -> S3Meta {
+        // The sketch counts Python's hash, as the pure twin and the model do.
+        let key = unspread(hash);
+        self.sketch.increment(key, maxsize);
+        let main = if self.ghost.take(hash) {
+            self.readmit(table, key, maxsize)
+        } else {
+            !self.evicted_once && table.list_len(SMALL) >= small_share(maxsize)
+        };
         S3Meta::new(main)
     }
 
@@ -327,7 +373,7 @@ impl<K, V, P: Policy> Cache<K, V, P> {
         } else {
             None
         };
-        let meta = self.policy.admit(&self.table, hash, maxsize);
+        let meta = self.policy.admit(&mut self.table, hash, maxsize);
         (self.table.push_back(hash, key, value, meta), evicted)
     }
 
@@ -474,11 +520,13 @@ mod tests {
         }
         assert!(c.policy().evicted_once());
         assert!(c.policy().ghost_len() > 0);
+        assert_eq!(c.policy().estimate(h(29)), 1);
         let old = c.take();
         assert_eq!(old.len(), 10);
         assert!(c.is_empty());
         assert!(!c.policy().evicted_once());
         assert_eq!(c.policy().ghost_len(), 0);
+        assert_eq!(c.policy().estimate(h(29)), 0);
     }
 
     /// Pseudo-random operations against a VecDeque model.
@@ -519,15 +567,65 @@ mod tests {
         }
     }
 
-    /// S3-FIFO written plainly (the groundwork's s3fifo_model.py): queues of
-    /// (key, value, freq), the ghost a queue of hashes.
+    /// The sketch of tests/s3fifo_model.py, written plainly: one byte per
+    /// counter, counting the key itself (the Python hash of an int).
+    struct PlainSketch {
+        bits: u32,
+        rows: Vec<Vec<u8>>,
+        sample: usize,
+        count: usize,
+    }
+
+    impl PlainSketch {
+        fn new(maxsize: usize) -> Self {
+            let bits = (2 * maxsize).next_power_of_two().trailing_zeros().max(1);
+            PlainSketch {
+                bits,
+                rows: vec![vec![0; 1 << bits]; 4],
+                sample: 10 * maxsize,
+                count: 0,
+            }
+        }
+
+        fn slots(&self, k: u64) -> [usize; 4] {
+            let x = crate::sketch::mix64(k);
+            crate::sketch::SEEDS.map(|s| (x.wrapping_mul(s) >> (64 - self.bits)) as usize)
+        }
+
+        fn estimate(&self, k: u64) -> u8 {
+            let at = self.slots(k);
+            (0..4).map(|r| self.rows[r][at[r]]).min().unwrap_or(0)
+        }
+
+        fn increment(&mut self, k: u64) {
+            let at = self.slots(k);
+            let low = self.estimate(k);
+            for r in 0..4 {
+                if low < 15 && self.rows[r][at[r]] == low {
+                    self.rows[r][at[r]] = low + 1;
+                }
+            }
+            self.count += 1;
+            if self.count >= self.sample {
+                self.rows.iter_mut().flatten().for_each(|c| *c >>= 1);
+                self.count /= 2;
+            }
+        }
+    }
+
+    /// S3-FIFO with a sketch-gated ghost written plainly (as
+    /// tests/s3fifo_model.py): queues of (key, value, freq), the ghost a
+    /// queue of hashes.
     struct Model {
         maxsize: usize,
         small: VecDeque<(u64, u64, u8)>,
         main: VecDeque<(u64, u64, u8)>,
         ghost: VecDeque<u64>,
+        sketch: PlainSketch,
         evicted_once: bool,
         evictions: usize,
+        /// Keys back from the ghost with main full: [kept out, admitted].
+        gated: [usize; 2],
     }
 
     impl Model {
@@ -537,9 +635,27 @@ mod tests {
                 small: VecDeque::new(),
                 main: VecDeque::new(),
                 ghost: VecDeque::new(),
+                sketch: PlainSketch::new(maxsize),
                 evicted_once: false,
                 evictions: 0,
+                gated: [0; 2],
             }
+        }
+
+        fn small_target(&self) -> usize {
+            (self.maxsize / 100).max(1)
+        }
+
+        /// Turns main's CLOCK until its oldest has freq 0: that key, left in place.
+        fn main_victim(&mut self) -> Option<u64> {
+            while let Some(&(k, v, f)) = self.main.front() {
+                if f == 0 {
+                    return Some(k);
+                }
+                self.main.pop_front();
+                self.main.push_back((k, v, f - 1));
+            }
+            None
         }
 
         fn len(&self) -> usize {
@@ -568,10 +684,22 @@ mod tests {
             while self.len() >= self.maxsize {
                 self.evict_one();
             }
-            let small_target = (self.maxsize / 10).max(1);
+            self.sketch.increment(k);
+            let small_target = self.small_target();
             if let Some(i) = self.ghost.iter().position(|&g| g == h(k)) {
                 self.ghost.remove(i);
-                self.main.push_back((k, v, 0));
+                let admit = self.main.len() < self.maxsize - small_target || {
+                    let wins = self.main_victim().is_none_or(|victim| {
+                        self.sketch.estimate(k) > self.sketch.estimate(victim)
+                    });
+                    self.gated[usize::from(wins)] += 1;
+                    wins
+                };
+                if admit {
+                    self.main.push_back((k, v, 0));
+                } else {
+                    self.small.push_back((k, v, 0));
+                }
             } else if !self.evicted_once && self.small.len() >= small_target {
                 self.main.push_back((k, v, 0));
             } else {
@@ -581,19 +709,15 @@ mod tests {
 
         fn evict_one(&mut self) {
             self.evicted_once = true;
-            let main_target = self.maxsize - (self.maxsize / 10).max(1);
+            let main_target = self.maxsize - self.small_target();
             if self.main.len() > main_target || self.small.is_empty() {
-                while let Some((k, v, f)) = self.main.pop_front() {
-                    if f > 0 {
-                        self.main.push_back((k, v, f - 1));
-                        continue;
-                    }
+                if self.main_victim().is_some() {
+                    self.main.pop_front();
                     self.evictions += 1;
-                    return;
                 }
             } else {
                 while let Some((k, v, f)) = self.small.pop_front() {
-                    if f >= 2 {
+                    if f >= 1 {
                         self.main.push_back((k, v, 0));
                         continue;
                     }
@@ -636,8 +760,16 @@ mod tests {
 
     #[test]
     fn s3fifo_matches_a_model_under_random_operations() {
-        for (seed, maxsize, keys) in [(1, 1, 4), (2, 2, 6), (3, 10, 30), (4, 16, 40), (5, 37, 120)]
-        {
+        let sizes = [
+            (1, 1, 4),
+            (2, 2, 6),
+            (3, 10, 30),
+            (4, 16, 40),
+            (5, 37, 120),
+            (6, 250, 900),
+        ];
+        for (seed, maxsize, keys) in sizes {
+            let mut gated = [0; 2];
             let mut rng = Rng(0x9E37_79B9 * seed);
             let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
             let mut model = Model::new(maxsize);
@@ -652,6 +784,7 @@ mod tests {
                     }
                     1 if step % 997 == 0 => {
                         drop(c.take());
+                        gated = [gated[0] + model.gated[0], gated[1] + model.gated[1]];
                         model = Model {
                             evictions: model.evictions,
                             ..Model::new(maxsize)
@@ -675,6 +808,11 @@ mod tests {
             }
             assert_eq!(evictions, model.evictions);
             assert!(evictions > 100, "the run evicted ({evictions})");
+            let gated = [gated[0] + model.gated[0], gated[1] + model.gated[1]];
+            if maxsize >= 10 {
+                // The sketch both kept keys out and let them in.
+                assert!(gated[0] > 0 && gated[1] > 0, "maxsize {maxsize}: {gated:?}");
+            }
         }
     }
 
@@ -708,21 +846,60 @@ mod tests {
     }
 
     #[test]
-    fn s3fifo_promotes_keys_read_twice_in_small() {
+    fn s3fifo_promotes_keys_read_once_in_small() {
         let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
-        let maxsize = 20; // small's share is 2
-        for k in 0..20 {
+        let maxsize = 200; // small's share is 2
+        for k in 0..200 {
             set(&mut c, k, k, maxsize);
         }
-        set(&mut c, 100, 0, maxsize); // evicts 0 (small, unread): 0's hash to the ghost
+        set(&mut c, 1000, 0, maxsize); // evicts 0 (small, unread): 0's hash to the ghost
         assert_eq!(c.policy().ghost_len(), 1);
-        // 1 is small's oldest now; read twice, it moves to main instead of leaving.
+        // 1 is small's oldest now; read once, it moves to main instead of leaving.
         get(&mut c, 1);
-        get(&mut c, 1);
-        set(&mut c, 101, 0, maxsize);
+        set(&mut c, 1001, 0, maxsize);
         let at = c.table().find(h(1), |&x| x == 1).expect("kept");
         assert_eq!(c.table().meta(at), S3Meta::new(true));
-        assert!(c.table().find(h(100), |&x| x == 100).is_none());
+        assert!(c.table().find(h(1000), |&x| x == 1000).is_none());
+    }
+
+    #[test]
+    fn a_key_back_from_the_ghost_displaces_mains_victim_only_if_counted_more() {
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        let maxsize = 10; // small 1, main 9
+        for k in 0..10 {
+            set(&mut c, k, k, maxsize);
+        }
+        set(&mut c, 10, 10, maxsize); // 0 leaves small unread: to the ghost
+                                      // 0 is back: counted twice, main's victim (1) once. 10 leaves small.
+        set(&mut c, 0, 0, maxsize);
+        let at = c.table().find(h(0), |&x| x == 0).expect("admitted");
+        assert!(c.table().meta(at).in_main());
+        assert_eq!(
+            (c.policy().estimate(h(0)), c.policy().estimate(h(1))),
+            (2, 1)
+        );
+        // 10 comes back, counted twice. Main is over its share: 1 (unread)
+        // leaves to make room. Then the CLOCK turns 2..=9 (read: freq 1 -> 0)
+        // and stops at 0, the victim, counted twice too: a tie keeps it, and
+        // 10 goes to small.
+        for k in 2..10 {
+            get(&mut c, k);
+        }
+        set(&mut c, 10, 10, maxsize);
+        let order: Vec<(u64, u8)> = c.table().iter().map(|(k, _, m)| (*k, m.bits())).collect();
+        let mut want = vec![(10, 0), (0, 4)];
+        want.extend((2..10).map(|k| (k, 4)));
+        assert_eq!(order, want);
+        // 10 leaves small again, comes back counted three times: it wins.
+        set(&mut c, 13, 13, maxsize); // 10 leaves small to the ghost
+        set(&mut c, 10, 10, maxsize); // 13 leaves small to the ghost
+        assert_eq!(
+            (c.policy().estimate(h(10)), c.policy().estimate(h(0))),
+            (3, 2)
+        );
+        let at = c.table().find(h(10), |&x| x == 10).expect("admitted");
+        assert!(c.table().meta(at).in_main());
+        assert_eq!(c.table().front(MAIN), c.table().find(h(0), |&x| x == 0));
     }
 
     fn ttl(at: f64) -> Deadline {
@@ -808,7 +985,8 @@ mod tests {
     fn shares() {
         assert_eq!((small_share(1), ghost_size(1)), (1, 0));
         assert_eq!((small_share(19), ghost_size(19)), (1, 17));
-        assert_eq!((small_share(1000), ghost_size(1000)), (100, 900));
+        assert_eq!((small_share(199), ghost_size(199)), (1, 179));
+        assert_eq!((small_share(1000), ghost_size(1000)), (10, 900));
         assert_eq!(ghost_size(u32::MAX as usize), 3_865_470_565);
     }
 }

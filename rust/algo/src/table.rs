@@ -88,6 +88,16 @@ pub fn spread(hash: u64) -> u64 {
     x
 }
 
+/// The hash [`spread`] was given: what a policy that must agree with a
+/// Python model (which sees Python's hashes) counts.
+pub fn unspread(spread: u64) -> u64 {
+    let mut x = spread;
+    x ^= (x >> 29) ^ (x >> 58);
+    // The inverse of 0x9E37_79B9_7F4A_7C15 modulo 2^64.
+    x = x.wrapping_mul(0xF1DE_83E1_9937_733D);
+    x ^ (x >> 32)
+}
+
 impl<K, V, M: Meta> Table<K, V, M> {
     pub fn new() -> Self {
         const { assert!(M::LISTS >= 1 && M::LISTS <= 2) };
@@ -354,6 +364,20 @@ impl<K, V, M: Meta> Iterator for Slots<'_, K, V, M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unspread_inverts_spread() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for h in [0, 1, 7, u64::MAX, 1 << 63, 0x9E37_79B9_7F4A_7C15] {
+            assert_eq!(unspread(spread(h)), h);
+        }
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            assert_eq!(unspread(spread(x)), x);
+        }
+    }
 
     /// A two-list meta for the tests: the list is the value itself.
     #[derive(Clone, Copy, Default, Debug, PartialEq)]

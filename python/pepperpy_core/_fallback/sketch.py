@@ -1,0 +1,108 @@
+"""The pure twin of ``rust/algo/src/sketch.rs``: TinyLFU's count-min sketch
+(Einziger, Friedman and Manes, 2017) of 4-bit counters that S3FIFOCache asks
+whether a key back from its ghost may displace main's victim.
+
+Four rows of ``width`` counters (the power of two at least twice maxsize),
+one array of ``4 * width``: a hash ``h`` (Python's, taken mod 2**64) is
+mixed by splitmix64's finalizer into ``x``; row ``r`` counts it at ``r *
+width + ((x * SEEDS[r]) mod 2**64 >> (64 - log2(width)))``. The arithmetic
+of tests/s3fifo_model.py and of the native sketch, so that all decide alike.
+Counters live in a dict until it would outgrow the array (a cache of a huge
+maxsize holding few keys allocates no more than it counts).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Final
+
+#: A counter stops counting here (four bits).
+COUNTER_MAX: Final = 15
+_M64: Final = (1 << 64) - 1
+_S0: Final = 0x97CB3127
+_S1: Final = 0xBA5D4B8F
+_S2: Final = 0x9E3779B97F4A7C15
+_S3: Final = 0xC2B2AE3D27D4EB4F
+#: Counts between two halvings, per unit of maxsize.
+SAMPLE_RATIO: Final = 10
+#: Each counter halved, by byte.
+_HALF: Final = bytes(i >> 1 for i in range(256))
+
+
+class Sketch:
+    """Approximate per-hash counts, halved every ``SAMPLE_RATIO * maxsize`` counts."""
+
+    __slots__ = ("_count", "_counts", "_dense_at", "_sample", "_shift", "_width")
+
+    def __init__(self, maxsize: int) -> None:
+        bits = max(1, (2 * maxsize - 1).bit_length())
+        self._width = 1 << bits
+        self._shift = 64 - bits
+        # A dict entry (and its int key) costs some 64 bytes, a counter of the
+        # array one: the dict gives way at a sixteenth of the array's counters.
+        self._dense_at = max(1, self._width // 16)
+        self._counts: defaultdict[int, int] | bytearray = defaultdict(int)
+        self._count = 0
+        self._sample = max(1, SAMPLE_RATIO * maxsize)
+
+    def _at(self, h: int) -> tuple[int, int, int, int]:
+        x = (h + 0x9E3779B97F4A7C15) & _M64
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+        x ^= x >> 31
+        shift, width = self._shift, self._width
+        return (
+            ((x * _S0) & _M64) >> shift,
+            width + (((x * _S1) & _M64) >> shift),
+            2 * width + (((x * _S2) & _M64) >> shift),
+            3 * width + (((x * _S3) & _M64) >> shift),
+        )
+
+    def estimate(self, h: int) -> int:
+        """An upper bound (with high probability exact) of ``h``'s count."""
+        counts = self._counts
+        a, b, c, d = self._at(h)
+        return min(counts[a], counts[b], counts[c], counts[d])
+
+    def increment(self, h: int) -> None:
+        """Count ``h`` once: only the counters at the minimum are raised."""
+        counts = self._counts
+        a, b, c, d = self._at(h)
+        ca, cb, cc, cd = counts[a], counts[b], counts[c], counts[d]
+        low = min(ca, cb, cc, cd)
+        if low < COUNTER_MAX:
+            up = low + 1
+            if ca == low:
+                counts[a] = up
+            if cb == low:
+                counts[b] = up
+            if cc == low:
+                counts[c] = up
+            if cd == low:
+                counts[d] = up
+            if type(counts) is not bytearray and len(counts) >= self._dense_at:
+                self._densify()
+        self._count += 1
+        if self._count >= self._sample:
+            self._halve()
+
+    def _densify(self) -> None:
+        counts = self._counts
+        if isinstance(counts, bytearray):
+            return
+        dense = bytearray(4 * self._width)
+        for at, count in counts.items():
+            dense[at] = count
+        self._counts = dense
+
+    def _halve(self) -> None:
+        counts = self._counts
+        if isinstance(counts, bytearray):
+            self._counts = counts.translate(_HALF)
+        else:
+            self._counts = defaultdict(int, {at: n >> 1 for at, n in counts.items() if n > 1})
+        self._count //= 2
+
+    def is_dense(self) -> bool:
+        """Whether the whole array is allocated."""
+        return type(self._counts) is bytearray

@@ -1,0 +1,338 @@
+//! A count-min sketch of 4-bit counters, TinyLFU's (Einziger, Friedman and
+//! Manes, ACM Transactions on Storage, 2017): how often a hash was counted,
+//! approximately and with age, in O(1) per count.
+//!
+//! Four rows of `width` counters, `width` the power of two at least twice the
+//! cache's maxsize. A hash `h` (a Python hash, as unsigned) is mixed by
+//! splitmix64's finalizer into `x`; row `r` counts it at
+//! `(x * SEEDS[r]) mod 2^64 >> (64 - log2(width))`. Exactly the arithmetic of
+//! tests/s3fifo_model.py and of the pure twin, so that all make the same
+//! decisions.
+//!
+//! Memory follows use, not maxsize: counters live in a small hash table of
+//! 64-bit words (16 counters each) until that would outgrow the whole array,
+//! which is then allocated. A cache of a huge maxsize holding few keys keeps
+//! a sketch of a few words.
+
+use hashbrown::HashTable;
+
+use crate::table::spread;
+
+/// A counter stops counting here (four bits).
+pub const COUNTER_MAX: u8 = 15;
+/// One odd multiplier per row.
+pub const SEEDS: [u64; 4] = [
+    0x97CB_3127,
+    0xBA5D_4B8F,
+    0x9E37_79B9_7F4A_7C15,
+    0xC2B2_AE3D_27D4_EB4F,
+];
+/// Counts between two halvings, per unit of maxsize.
+pub const SAMPLE_RATIO: u64 = 10;
+
+/// splitmix64's finalizer: spreads a 64-bit hash over all its bits.
+pub fn mix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Every counter's high bit clear: a word shifted right by one, masked, is
+/// every counter halved.
+const HALF_MASK: u64 = 0x7777_7777_7777_7777;
+
+enum Words {
+    /// (word number, word), nonzero words only.
+    Sparse(HashTable<(u64, u64)>),
+    Dense(Vec<u64>),
+}
+
+/// Approximate per-hash counts, halved every `SAMPLE_RATIO * maxsize` counts.
+pub struct Sketch {
+    /// log2 of a row's width; 0 until the first count sizes the sketch.
+    bits: u32,
+    count: u64,
+    sample: u64,
+    words: Words,
+}
+
+impl Default for Sketch {
+    fn default() -> Self {
+        Sketch {
+            bits: 0,
+            count: 0,
+            sample: 0,
+            words: Words::Sparse(HashTable::new()),
+        }
+    }
+}
+
+impl Sketch {
+    /// log2 of the width of the rows of a cache of `maxsize` (at least 1).
+    pub fn width_bits(maxsize: usize) -> u32 {
+        let want = (maxsize as u64).saturating_mul(2).max(2);
+        (u64::BITS - (want - 1).leading_zeros()).max(1)
+    }
+
+    /// How many 64-bit words hold the four rows.
+    fn word_count(&self) -> u64 {
+        ((4u64 << self.bits) / 16).max(1)
+    }
+
+    /// The counters (one per row) that count `hash`, as counter numbers.
+    #[inline]
+    fn counters(&self, hash: u64) -> [u64; 4] {
+        let x = mix64(hash);
+        let shift = 64 - self.bits;
+        let mut at = [0; 4];
+        for (row, seed) in SEEDS.iter().enumerate() {
+            at[row] = ((row as u64) << self.bits) + (x.wrapping_mul(*seed) >> shift);
+        }
+        at
+    }
+
+    #[inline]
+    fn word(&self, number: u64) -> u64 {
+        match &self.words {
+            Words::Dense(words) => words.get(number as usize).copied().unwrap_or(0),
+            Words::Sparse(table) => table
+                .find(spread(number), |e| e.0 == number)
+                .map_or(0, |e| e.1),
+        }
+    }
+
+    #[inline]
+    fn get(&self, counter: u64) -> u8 {
+        ((self.word(counter >> 4) >> ((counter & 15) * 4)) & 15) as u8
+    }
+
+    fn set(&mut self, counter: u64, value: u8) {
+        let number = counter >> 4;
+        let shift = (counter & 15) * 4;
+        let put = |word: u64| (word & !(15 << shift)) | (u64::from(value) << shift);
+        match &mut self.words {
+            Words::Dense(words) => {
+                if let Some(word) = words.get_mut(number as usize) {
+                    *word = put(*word);
+                }
+            }
+            Words::Sparse(table) => match table.find_mut(spread(number), |e| e.0 == number) {
+                Some(entry) => entry.1 = put(entry.1),
+                None => {
+                    table.insert_unique(spread(number), (number, put(0)), |e| spread(e.0));
+                }
+            },
+        }
+    }
+
+    /// An upper bound (with high probability exact) of `hash`'s count.
+    pub fn estimate(&self, hash: u64) -> u8 {
+        if self.bits == 0 {
+            return 0;
+        }
+        self.counters(hash)
+            .iter()
+            .map(|&c| self.get(c))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Counts `hash` once in the sketch of a cache of `maxsize`: only the
+    /// counters at the minimum are raised (conservative update).
+    pub fn increment(&mut self, hash: u64, maxsize: usize) {
+        if self.bits == 0 {
+            self.bits = Self::width_bits(maxsize);
+            self.sample = (maxsize as u64).saturating_mul(SAMPLE_RATIO).max(1);
+        }
+        let at = self.counters(hash);
+        let counts = at.map(|c| self.get(c));
+        let low = counts.iter().copied().min().unwrap_or(0);
+        if low < COUNTER_MAX {
+            for (c, count) in at.into_iter().zip(counts) {
+                if count == low {
+                    self.set(c, low + 1);
+                }
+            }
+            self.densify_if_due();
+        }
+        self.count += 1;
+        if self.count >= self.sample {
+            self.halve();
+        }
+    }
+
+    /// Swaps the sparse words for the whole array once they would take more
+    /// room than it.
+    fn densify_if_due(&mut self) {
+        let total = self.word_count();
+        let Words::Sparse(table) = &self.words else {
+            return;
+        };
+        // A sparse word costs about 2.5 times a dense one (key, table slack).
+        if (table.len() as u64).saturating_mul(5) < total.saturating_mul(2) {
+            return;
+        }
+        let mut dense = vec![0u64; total as usize];
+        for &(number, word) in table.iter() {
+            if let Some(slot) = dense.get_mut(number as usize) {
+                *slot = word;
+            }
+        }
+        self.words = Words::Dense(dense);
+    }
+
+    fn halve(&mut self) {
+        match &mut self.words {
+            Words::Dense(words) => {
+                for word in words.iter_mut() {
+                    *word = (*word >> 1) & HALF_MASK;
+                }
+            }
+            Words::Sparse(table) => table.retain(|e| {
+                e.1 = (e.1 >> 1) & HALF_MASK;
+                e.1 != 0
+            }),
+        }
+        self.count /= 2;
+    }
+
+    /// Whether the whole array is allocated (for tests and memory checks).
+    pub fn is_dense(&self) -> bool {
+        matches!(self.words, Words::Dense(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sketch of tests/s3fifo_model.py, one byte per counter.
+    struct Plain {
+        bits: u32,
+        rows: Vec<Vec<u8>>,
+        sample: u64,
+        count: u64,
+    }
+
+    impl Plain {
+        fn new(maxsize: usize) -> Self {
+            let bits = Sketch::width_bits(maxsize);
+            Plain {
+                bits,
+                rows: vec![vec![0; 1 << bits]; 4],
+                sample: 10 * maxsize as u64,
+                count: 0,
+            }
+        }
+
+        fn slots(&self, h: u64) -> Vec<usize> {
+            let x = mix64(h);
+            SEEDS
+                .iter()
+                .map(|s| (x.wrapping_mul(*s) >> (64 - self.bits)) as usize)
+                .collect()
+        }
+
+        fn estimate(&self, h: u64) -> u8 {
+            let slots = self.slots(h);
+            (0..4).map(|r| self.rows[r][slots[r]]).min().unwrap_or(0)
+        }
+
+        fn increment(&mut self, h: u64) {
+            let slots = self.slots(h);
+            let low = self.estimate(h);
+            if low < COUNTER_MAX {
+                for r in 0..4 {
+                    if self.rows[r][slots[r]] == low {
+                        self.rows[r][slots[r]] = low + 1;
+                    }
+                }
+            }
+            self.count += 1;
+            if self.count >= self.sample {
+                for row in &mut self.rows {
+                    for c in row.iter_mut() {
+                        *c >>= 1;
+                    }
+                }
+                self.count /= 2;
+            }
+        }
+    }
+
+    #[test]
+    fn indices_are_the_models() {
+        // From tests/s3fifo_model.py: mix64(h) and the four slots at width 2048.
+        let cases: [(u64, u64, [u64; 4]); 4] = [
+            (0, 0xe220_a839_7b1d_cdaf, [2, 1550, 1569, 107]),
+            (12345, 0x2211_8258_a9d1_11a0, [408, 1908, 25, 219]),
+            (u64::MAX, 0xe4d9_7177_1b65_2c20, [1459, 607, 1701, 1147]),
+            ((1 << 63) + 7, 0x63dc_0bbb_ddd4_0fa8, [916, 14, 1958, 696]),
+        ];
+        let mut s = Sketch::default();
+        s.increment(1, 1000);
+        assert_eq!(s.bits, 11);
+        for (h, mixed, slots) in cases {
+            assert_eq!(mix64(h), mixed);
+            let at = s.counters(h);
+            for row in 0..4 {
+                assert_eq!(at[row], ((row as u64) << 11) + slots[row]);
+            }
+        }
+    }
+
+    #[test]
+    fn width_is_the_power_of_two_at_least_twice_maxsize() {
+        assert_eq!(Sketch::width_bits(1), 1);
+        assert_eq!(Sketch::width_bits(2), 2);
+        assert_eq!(Sketch::width_bits(3), 3);
+        assert_eq!(Sketch::width_bits(4), 3);
+        assert_eq!(Sketch::width_bits(1000), 11);
+        assert_eq!(Sketch::width_bits(1024), 11);
+        assert_eq!(Sketch::width_bits(1025), 12);
+        assert_eq!(Sketch::width_bits(u32::MAX as usize - 1), 33);
+    }
+
+    #[test]
+    fn counts_as_the_plain_sketch_does_sparse_then_dense() {
+        for maxsize in [1usize, 3, 50, 1000] {
+            let mut s = Sketch::default();
+            let mut p = Plain::new(maxsize);
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            let mut went_dense = false;
+            for step in 0..30 * maxsize as u64 + 200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Skewed: some hashes come back often enough to saturate.
+                let h = (x % (4 * maxsize as u64 + 3)) % (1 + step % 7 * maxsize as u64);
+                s.increment(h, maxsize);
+                p.increment(h);
+                went_dense |= s.is_dense();
+                assert_eq!(
+                    s.estimate(h),
+                    p.estimate(h),
+                    "maxsize {maxsize}, step {step}"
+                );
+                assert_eq!(s.count, p.count);
+            }
+            for h in 0..8 * maxsize as u64 {
+                assert_eq!(s.estimate(h), p.estimate(h));
+            }
+            assert!(went_dense, "maxsize {maxsize}");
+        }
+    }
+
+    #[test]
+    fn a_huge_maxsize_with_few_counts_stays_sparse() {
+        let mut s = Sketch::default();
+        for h in 0..1000 {
+            s.increment(h, u32::MAX as usize - 1);
+            s.increment(h, u32::MAX as usize - 1);
+        }
+        assert!(!s.is_dense());
+        assert_eq!(s.estimate(7), 2);
+        assert_eq!(Sketch::default().estimate(7), 0);
+    }
+}
