@@ -600,9 +600,9 @@ mod tests {
         fn increment(&mut self, k: u64) {
             let at = self.slots(k);
             let low = self.estimate(k);
-            for r in 0..4 {
-                if low < 15 && self.rows[r][at[r]] == low {
-                    self.rows[r][at[r]] = low + 1;
+            for (row, &i) in self.rows.iter_mut().zip(&at) {
+                if low < 15 && row[i] == low {
+                    row[i] = low + 1;
                 }
             }
             self.count += 1;

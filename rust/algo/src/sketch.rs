@@ -140,12 +140,47 @@ impl Sketch {
 
     /// Counts `hash` once in the sketch of a cache of `maxsize`: only the
     /// counters at the minimum are raised (conservative update).
+    #[inline]
     pub fn increment(&mut self, hash: u64, maxsize: usize) {
         if self.bits == 0 {
             self.bits = Self::width_bits(maxsize);
             self.sample = (maxsize as u64).saturating_mul(SAMPLE_RATIO).max(1);
         }
         let at = self.counters(hash);
+        match &mut self.words {
+            Words::Dense(words) => Self::bump_dense(words, at),
+            Words::Sparse(_) => self.bump_sparse(at),
+        }
+        self.count += 1;
+        if self.count >= self.sample {
+            self.halve();
+        }
+    }
+
+    /// The conservative update on the whole array (the common case, kept
+    /// free of the sparse form's lookups).
+    #[inline(always)]
+    fn bump_dense(words: &mut [u64], at: [u64; 4]) {
+        let read = |words: &[u64], c: u64| {
+            words
+                .get((c >> 4) as usize)
+                .map_or(0, |w| ((w >> ((c & 15) * 4)) & 15) as u8)
+        };
+        let counts = at.map(|c| read(words, c));
+        let low = counts[0].min(counts[1]).min(counts[2]).min(counts[3]);
+        if low >= COUNTER_MAX {
+            return;
+        }
+        for (c, count) in at.into_iter().zip(counts) {
+            if count == low {
+                if let Some(word) = words.get_mut((c >> 4) as usize) {
+                    *word += 1 << ((c & 15) * 4);
+                }
+            }
+        }
+    }
+
+    fn bump_sparse(&mut self, at: [u64; 4]) {
         let counts = at.map(|c| self.get(c));
         let low = counts.iter().copied().min().unwrap_or(0);
         if low < COUNTER_MAX {
@@ -155,10 +190,6 @@ impl Sketch {
                 }
             }
             self.densify_if_due();
-        }
-        self.count += 1;
-        if self.count >= self.sample {
-            self.halve();
         }
     }
 
@@ -243,9 +274,9 @@ mod tests {
             let slots = self.slots(h);
             let low = self.estimate(h);
             if low < COUNTER_MAX {
-                for r in 0..4 {
-                    if self.rows[r][slots[r]] == low {
-                        self.rows[r][slots[r]] = low + 1;
+                for (row, &i) in self.rows.iter_mut().zip(&slots) {
+                    if row[i] == low {
+                        row[i] = low + 1;
                     }
                 }
             }
