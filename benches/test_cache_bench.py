@@ -88,10 +88,11 @@ def _set_evicting(benchmark: Any, name: str, maxsize: int, keys: list[Any], grou
     # maxsize inserts ago, so every set inserts a new key and evicts one.
     # "dict" does the same work by hand, inline: insert, then delete the key
     # inserted maxsize sets ago; it is the floor for a bounded map.
-    # S3FIFOCache is filled with other keys: it keeps 90% of what fills it
+    # S3FIFOCache is filled with other keys: it keeps 99% of what fills it
     # (in main) while new keys go through small, so cycling keys that filled
     # it would measure overwrites. Cycled keys never come back while the
-    # ghost remembers them (2 * maxsize apart), so each set evicts from small.
+    # ghost remembers them (2 * maxsize apart), so each set evicts from small
+    # (and the sketch counts each new key).
     fill = [("fill", n) for n in range(maxsize)] if name in S3 else keys[:maxsize]
     cache = _filled(name, maxsize, fill)
     pairs = [(key, keys[(i - maxsize) % len(keys)]) for i, key in enumerate(keys)]

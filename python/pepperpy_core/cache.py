@@ -7,13 +7,15 @@ arrives at ``maxsize`` entries; overwriting keeps a key's position and reads
 never reorder. Every operation is worst-case O(1).
 
 ``S3FIFOCache[K, V](maxsize)`` has the same methods and contract but evicts
-by S3-FIFO (Yang et al., SOSP 2023): a new key enters a small FIFO (a tenth
-of maxsize) and leaves from there unless it was read twice meanwhile, when it
+by S3-FIFO (Yang et al., SOSP 2023) with TinyLFU's frequency sketch
+(Einziger et al., 2017) gating its ghost: a new key enters a small FIFO (1%
+of maxsize) and leaves from there unless it was read meanwhile, when it
 moves to the main FIFO; main's oldest key goes back to main's end while it
 was read since (up to three times), else it leaves. Keys that left small
-unread are remembered by hash (about 0.9 x maxsize of them), and one that
-comes back goes straight to main. Reads and overwrites count as uses, ``in``
-does not. ``keys()``/``items()`` list small's keys oldest first, then main's.
+unread are remembered by hash (about 0.9 x maxsize of them); one that comes
+back goes to main if main has room or if a count-min sketch of insertions
+counts it more often than main's next victim, else to small again. Reads
+and overwrites count as uses, ``in`` does not. ``keys()``/``items()`` list small's keys oldest first, then main's.
 Eviction is amortized O(1). It keeps more of a skewed workload than FIFO or
 LRU (see benches/README.md); for recency-shaped or write-heavy use FIFOCache
 is cheaper.

@@ -171,11 +171,11 @@ impl Sketch {
         if low >= COUNTER_MAX {
             return;
         }
+        // Without branches: which counters are at the minimum is random, and
+        // a mispredicted branch costs more than a store.
         for (c, count) in at.into_iter().zip(counts) {
-            if count == low {
-                if let Some(word) = words.get_mut((c >> 4) as usize) {
-                    *word += 1 << ((c & 15) * 4);
-                }
+            if let Some(word) = words.get_mut((c >> 4) as usize) {
+                *word += u64::from(count == low) << ((c & 15) * 4);
             }
         }
     }
