@@ -14,11 +14,11 @@ moves to the main FIFO; main's oldest key goes back to main's end while it
 was read since (up to three times), else it leaves. Keys that left small
 unread are remembered by hash (about 0.9 x maxsize of them); one that comes
 back goes to main if main has room or if a count-min sketch of insertions
-counts it more often than main's next victim, else to small again. Reads
-and overwrites count as uses, ``in`` does not. ``keys()``/``items()`` list small's keys oldest first, then main's.
-Eviction is amortized O(1). It keeps more of a skewed workload than FIFO or
-LRU (see benches/README.md); for recency-shaped or write-heavy use FIFOCache
-is cheaper.
+counts it more often than main's next victim, else to small again. Reads and
+overwrites count as uses, ``in`` does not. ``keys()``/``items()`` list
+small's keys oldest first, then main's. Eviction is amortized O(1). It keeps
+more of a skewed workload than FIFO or LRU (see benches/README.md); for
+recency-shaped or write-heavy use FIFOCache is cheaper.
 
 Both take ``ttl=`` (seconds an entry lives after a write; ``set(key, value,
 ttl=...)`` per entry), ``tti=`` (seconds it lives after its last read or

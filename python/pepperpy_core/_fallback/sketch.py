@@ -74,11 +74,14 @@ class Sketch:
         shift, width = self._shift, self._width
         a = ((x * _S0) & _M64) >> shift
         b = width + (((x * _S1) & _M64) >> shift)
-        c = 2 * width + (((x * _S2) & _M64) >> shift)
-        d = 3 * width + (((x * _S3) & _M64) >> shift)
+        c = (width << 1) + (((x * _S2) & _M64) >> shift)
+        d = width * 3 + (((x * _S3) & _M64) >> shift)
         counts = self._counts
         ca, cb, cc, cd = counts[a], counts[b], counts[c], counts[d]
-        low = min(ca, cb, cc, cd)
+        # min() is a call: twice the cost of comparisons.
+        low = ca if ca < cb else cb
+        low2 = cc if cc < cd else cd
+        low = low if low < low2 else low2
         if low < COUNTER_MAX:
             up = low + 1
             if ca == low:
