@@ -7,8 +7,8 @@ one array of ``4 * width``: a hash ``h`` (Python's, taken mod 2**64) is
 mixed by splitmix64's finalizer into ``x``; row ``r`` counts it at ``r *
 width + ((x * SEEDS[r]) mod 2**64 >> (64 - log2(width)))``. The arithmetic
 of tests/s3fifo_model.py and of the native sketch, so that all decide alike.
-Counters live in a dict until it would outgrow the array (a cache of a huge
-maxsize holding few keys allocates no more than it counts).
+Counters live in a dict until it holds 1/256 of the array's counters (a
+cache of a huge maxsize holding few keys allocates no more than it counts).
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ class Sketch:
         bits = max(1, (2 * maxsize - 1).bit_length())
         self._width = 1 << bits
         self._shift = 64 - bits
-        # A dict entry (and its int key) costs some 64 bytes, a counter of the
-        # array one: the dict gives way at a sixteenth of the array's counters.
-        self._dense_at = max(1, self._width // 16)
+        # A dict entry (and its int key) costs some 100 bytes, a counter of
+        # the array one: the dict gives way at 1/256 of the array's counters
+        # (under half the array's size; freed, it leaves little behind).
+        self._dense_at = max(1, self._width // 64)
         self._counts: defaultdict[int, int] | bytearray = defaultdict(int)
         self._count = 0
         self._sample = max(1, SAMPLE_RATIO * maxsize)

@@ -10,9 +10,9 @@
 //! decisions.
 //!
 //! Memory follows use, not maxsize: counters live in a small hash table of
-//! 64-bit words (16 counters each) until that would outgrow the whole array,
-//! which is then allocated. A cache of a huge maxsize holding few keys keeps
-//! a sketch of a few words.
+//! 64-bit words (16 counters each) until it holds a sixteenth of the whole
+//! array's words, which is then allocated. A cache of a huge maxsize holding
+//! few keys keeps a sketch of a few words.
 
 use hashbrown::HashTable;
 
@@ -193,15 +193,17 @@ impl Sketch {
         }
     }
 
-    /// Swaps the sparse words for the whole array once they would take more
-    /// room than it.
+    /// Swaps the sparse words for the whole array once they are a sixteenth
+    /// of it.
     fn densify_if_due(&mut self) {
         let total = self.word_count();
         let Words::Sparse(table) = &self.words else {
             return;
         };
-        // A sparse word costs about 2.5 times a dense one (key, table slack).
-        if (table.len() as u64).saturating_mul(5) < total.saturating_mul(2) {
+        // A sparse word costs two to four dense ones (its number, the
+        // table's slack): at a sixteenth of the words, the table is a
+        // quarter of the array at most, and freeing it leaves little behind.
+        if (table.len() as u64).saturating_mul(16) < total {
             return;
         }
         let mut dense = vec![0u64; total as usize];
