@@ -894,6 +894,11 @@ class S3PolicyAgreement(RuleBasedStateMachine):
             s.copied() if isinstance(s, Reference) else copy.copy(s) for s in self.subjects
         ]
 
+    @rule()
+    def clear(self) -> None:
+        # The ghost, the sketch and the warm-up start again.
+        self.agree(lambda c: c.clear())
+
     @invariant()
     def same_entries_policy_and_stats(self) -> None:
         if not self.subjects:

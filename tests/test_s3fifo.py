@@ -133,6 +133,36 @@ def test_a_key_back_from_the_ghost_displaces_mains_victim_only_if_inserted_more_
     assert entries[-1] == (10, 0, True)
 
 
+def _ten_displaces_zero(cache: Any) -> bool:
+    """The tie of the test above, played on an empty cache of maxsize 10:
+    whether 10, back from the ghost, displaced 0 (it does only if the sketch
+    counted 10 before)."""
+    assert len(cache) == 0
+    for key in range(10):
+        cache[key] = key
+    cache[10] = 10
+    cache[0] = 0
+    for key in range(2, 10):
+        cache.get(key)
+    cache[10] = 10
+    return bool(_policy(cache)[0][-1] == (10, 0, True))
+
+
+@pytest.mark.parametrize("how", ["clear", "copy", "pickle"])
+def test_clear_and_copies_forget_what_the_sketch_counted(backend: Backend, how: str) -> None:
+    cache = backend.S3FIFOCache(10)
+    for _ in range(3):
+        cache[10] = 10  # counted: a new key each time
+        del cache[10]  # not counted, and forgets nothing
+    clone = pickle.loads(pickle.dumps(cache)) if how == "pickle" else copy.copy(cache)
+    if how == "clear":
+        clone = cache
+        clone.clear()
+    else:
+        assert _ten_displaces_zero(cache)  # 10 counted five times, 0 twice
+    assert not _ten_displaces_zero(clone)  # twice each: the tie keeps 0
+
+
 def test_an_overwrite_is_a_use_and_in_is_not(backend: Backend) -> None:
     cache = _filled(backend, 10, list(range(10)))
     cache[10] = 10
