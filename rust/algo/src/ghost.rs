@@ -393,12 +393,12 @@ mod tests {
                 let k = rng.next() % keys;
                 // Low keys differ only below the tag; others share a few
                 // top bits, so they crowd a few homes.
-                let hash = if k % 3 == 0 {
+                let hash = if k.is_multiple_of(3) {
                     0xABCD_0000_0000_0000 | k
                 } else {
                     (k << 58) | (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 6)
                 };
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     assert_eq!(g.take(hash), model.take(hash), "seed {seed} step {step}");
                 } else {
                     g.push(hash, size);
