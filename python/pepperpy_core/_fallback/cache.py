@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from _thread import get_ident
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar, cast, overload
 
 from pepperpy_core._fallback.core import (
@@ -64,10 +64,9 @@ from pepperpy_core._fallback.core import (
     CacheStats,
     Written,
     check_maxsize,
-    pairs_of,
     says,
 )
-from pepperpy_core._fallback.expiry import Timers, check_seconds
+from pepperpy_core._fallback.expiry import Timers
 from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, wrap
 from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
@@ -91,7 +90,6 @@ NOT_INITIALIZED: Final = _SAYS.not_initialized
 INITIALIZED: Final = _SAYS.initialized
 BAD_STATE: Final = _SAYS.bad_state
 _MISSING: Final = MISSING
-_pairs = pairs_of
 #: In ``_stale`` while ``_order`` may be out of step with ``_data``; also
 #: what _skip_stale returns then. Never a dict key; hashed by identity (C).
 _OUT_OF_STEP: Final = object()
@@ -506,29 +504,8 @@ class FIFOCache(CacheCore[K, V]):
                 self._lock.release()
         del old
 
-    def set_many(
-        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
-    ) -> None:
-        """Set every pair of a mapping (through its ``items()``, in its order) or
-        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
-        and every key hashed first, so a bad pair or an unhashable key changes
-        nothing."""
-        seconds = check_seconds(ttl, "ttl")
-        pairs = _pairs(items)
-        if not self._maxsize:
-            raise TypeError(NOT_INITIALIZED)
-        if seconds is not None or self._timers is not None:
-            written = self._written(seconds, self._now())
-            for key, value, hashed in pairs:
-                self._set(key, value, hashed, written)
-            return
-        fast = FIFOCache.__setitem__  # this class's, whatever a subclass overrides
-        for key, value, hashed in pairs:
-            kind = type(key)
-            if kind is str or kind is int:
-                fast(self, key, value)
-            else:
-                self._set(key, value, hashed)
+    def _own_setitem(self) -> Callable[[Any, K, V], None]:
+        return FIFOCache.__setitem__
 
 
 def _dkeys(cache: FIFOCache[Any, Any]) -> list[object]:

@@ -661,6 +661,34 @@ class CacheCore(Generic[K, V]):
         moving the version on; what it held goes to ``gone``."""
         raise NotImplementedError  # pragma: no cover - each class has its own
 
+    def _own_setitem(self) -> Callable[[Any, K, V], None]:
+        """The policy class's ``__setitem__``, whatever a subclass overrides."""
+        raise NotImplementedError  # pragma: no cover - each class has its own
+
+    def set_many(
+        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
+    ) -> None:
+        """Set every pair of a mapping (through its ``items()``, in its order) or
+        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
+        and every key hashed first, so a bad pair or an unhashable key changes
+        nothing."""
+        seconds = check_seconds(ttl, "ttl")
+        pairs = pairs_of(items)
+        if not self._maxsize:
+            raise TypeError(self._says.not_initialized)
+        if seconds is not None or self._timers is not None:
+            written = self._written(seconds, self._now())
+            for key, value, hashed in pairs:
+                self._set(key, value, hashed, written)
+            return
+        fast = self._own_setitem()
+        for key, value, hashed in pairs:
+            kind = type(key)
+            if kind is str or kind is int:
+                fast(self, key, value)
+            else:
+                self._set(key, value, hashed)
+
     def _mark_out_of_step(self) -> None:
         """A change was cut short (lock held): the order may not match ``_data``."""
         raise NotImplementedError  # pragma: no cover - each class has its own

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from _thread import get_ident
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar, cast, overload
 
 from pepperpy_core._fallback.core import (
@@ -42,10 +42,9 @@ from pepperpy_core._fallback.core import (
     MISSING,
     CacheCore,
     Written,
-    pairs_of,
     says,
 )
-from pepperpy_core._fallback.expiry import Timers, check_seconds
+from pepperpy_core._fallback.expiry import Timers
 from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
 from pepperpy_core._fallback.sketch import Sketch
 
@@ -285,29 +284,8 @@ class S3FIFOCache(CacheCore[K, V]):
         if general:
             self._set(key, value, made[4])
 
-    def set_many(
-        self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
-    ) -> None:
-        """Set every pair of a mapping (through its ``items()``, in its order) or
-        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
-        and every key hashed first, so a bad pair or an unhashable key changes
-        nothing."""
-        seconds = check_seconds(ttl, "ttl")
-        pairs = pairs_of(items)
-        if not self._maxsize:
-            raise TypeError(_SAYS.not_initialized)
-        if seconds is not None or self._timers is not None:
-            written = self._written(seconds, self._now())
-            for key, value, hashed in pairs:
-                self._set(key, value, hashed, written)
-            return
-        fast = S3FIFOCache.__setitem__  # this class's, whatever a subclass overrides
-        for key, value, hashed in pairs:
-            kind = type(key)
-            if kind is str or kind is int:
-                fast(self, key, value)
-            else:
-                self._set(key, value, hashed)
+    def _own_setitem(self) -> Callable[[Any, K, V], None]:
+        return S3FIFOCache.__setitem__
 
     def _set(
         self,
