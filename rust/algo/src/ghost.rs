@@ -284,6 +284,7 @@ impl Ghost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
     use std::collections::VecDeque;
 
     /// The ghost written plainly, as tests/s3fifo_model.py has it.
@@ -306,17 +307,6 @@ mod tests {
             let before = self.0.len();
             self.0.retain(|&h| h != hash);
             self.0.len() != before
-        }
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
         }
     }
 

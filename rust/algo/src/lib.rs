@@ -12,3 +12,5 @@ pub mod policy;
 pub mod shm;
 pub mod sketch;
 pub mod table;
+#[cfg(test)]
+mod testing;

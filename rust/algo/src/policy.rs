@@ -461,6 +461,7 @@ impl<K, V, P: Policy> Cache<K, V, P> {
 mod tests {
     use super::*;
     use crate::table::spread;
+    use crate::testing::{PlainSketch, Rng};
     use std::collections::VecDeque;
 
     fn h(k: u64) -> u64 {
@@ -488,17 +489,6 @@ mod tests {
 
     fn items<P: Policy>(c: &Cache<u64, u64, P>) -> Vec<(u64, u64)> {
         c.table().iter().map(|(k, v, _)| (*k, *v)).collect()
-    }
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]
@@ -564,52 +554,6 @@ mod tests {
                 }
             }
             assert_eq!(items(&c), model.iter().copied().collect::<Vec<_>>());
-        }
-    }
-
-    /// The sketch of tests/s3fifo_model.py, written plainly: one byte per
-    /// counter, counting the key itself (the Python hash of an int).
-    struct PlainSketch {
-        bits: u32,
-        rows: Vec<Vec<u8>>,
-        sample: usize,
-        count: usize,
-    }
-
-    impl PlainSketch {
-        fn new(maxsize: usize) -> Self {
-            let bits = (2 * maxsize).next_power_of_two().trailing_zeros().max(1);
-            PlainSketch {
-                bits,
-                rows: vec![vec![0; 1 << bits]; 4],
-                sample: 10 * maxsize,
-                count: 0,
-            }
-        }
-
-        fn slots(&self, k: u64) -> [usize; 4] {
-            let x = crate::sketch::mix64(k);
-            crate::sketch::SEEDS.map(|s| (x.wrapping_mul(s) >> (64 - self.bits)) as usize)
-        }
-
-        fn estimate(&self, k: u64) -> u8 {
-            let at = self.slots(k);
-            (0..4).map(|r| self.rows[r][at[r]]).min().unwrap_or(0)
-        }
-
-        fn increment(&mut self, k: u64) {
-            let at = self.slots(k);
-            let low = self.estimate(k);
-            for (row, &i) in self.rows.iter_mut().zip(&at) {
-                if low < 15 && row[i] == low {
-                    row[i] = low + 1;
-                }
-            }
-            self.count += 1;
-            if self.count >= self.sample {
-                self.rows.iter_mut().flatten().for_each(|c| *c >>= 1);
-                self.count /= 2;
-            }
         }
     }
 

@@ -239,60 +239,7 @@ impl Sketch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The sketch of tests/s3fifo_model.py, one byte per counter.
-    struct Plain {
-        bits: u32,
-        rows: Vec<Vec<u8>>,
-        sample: u64,
-        count: u64,
-    }
-
-    impl Plain {
-        fn new(maxsize: usize) -> Self {
-            let bits = Sketch::width_bits(maxsize);
-            Plain {
-                bits,
-                rows: vec![vec![0; 1 << bits]; 4],
-                sample: 10 * maxsize as u64,
-                count: 0,
-            }
-        }
-
-        fn slots(&self, h: u64) -> Vec<usize> {
-            let x = mix64(h);
-            SEEDS
-                .iter()
-                .map(|s| (x.wrapping_mul(*s) >> (64 - self.bits)) as usize)
-                .collect()
-        }
-
-        fn estimate(&self, h: u64) -> u8 {
-            let slots = self.slots(h);
-            (0..4).map(|r| self.rows[r][slots[r]]).min().unwrap_or(0)
-        }
-
-        fn increment(&mut self, h: u64) {
-            let slots = self.slots(h);
-            let low = self.estimate(h);
-            if low < COUNTER_MAX {
-                for (row, &i) in self.rows.iter_mut().zip(&slots) {
-                    if row[i] == low {
-                        row[i] = low + 1;
-                    }
-                }
-            }
-            self.count += 1;
-            if self.count >= self.sample {
-                for row in &mut self.rows {
-                    for c in row.iter_mut() {
-                        *c >>= 1;
-                    }
-                }
-                self.count /= 2;
-            }
-        }
-    }
+    use crate::testing::PlainSketch;
 
     #[test]
     fn indices_are_the_models() {
@@ -331,7 +278,7 @@ mod tests {
     fn counts_as_the_plain_sketch_does_sparse_then_dense() {
         for maxsize in [1usize, 3, 50, 1000] {
             let mut s = Sketch::default();
-            let mut p = Plain::new(maxsize);
+            let mut p = PlainSketch::new(maxsize);
             let mut x = 0x2545_F491_4F6C_DD1Du64;
             let mut went_dense = false;
             for step in 0..30 * maxsize as u64 + 200 {
@@ -348,7 +295,7 @@ mod tests {
                     p.estimate(h),
                     "maxsize {maxsize}, step {step}"
                 );
-                assert_eq!(s.count, p.count);
+                assert_eq!(s.count, p.count());
             }
             for h in 0..8 * maxsize as u64 {
                 assert_eq!(s.estimate(h), p.estimate(h));
