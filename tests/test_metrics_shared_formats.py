@@ -7,31 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pepperpy_core import _backend
-
-
-def _start(code: str, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def _ready(process: subprocess.Popen[str]) -> None:
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "ready"
-
+from tests.test_metrics_shared import _ready, _start
 
 _WRITE = """
 import json, sys

@@ -1,5 +1,6 @@
 """The port helpers the server tests share: a port one test process gets is
-nobody else's while that process lives, another test process's included."""
+nobody else's while that process lives, another test process's included
+(Linux: reservations are abstract Unix sockets, as CI's machines have)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="reservations need Linux's abstract sockets"
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 
