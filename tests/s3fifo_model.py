@@ -34,12 +34,14 @@ the power of two >= 2 x maxsize) counts insertions per key hash.
     when one key has left or ``small`` is empty.
   - main (CLOCK): while the oldest has freq > 0, it goes back as newest with
     freq - 1; the oldest (freq 0) is the victim; it leaves.
-- sketch: h = mix64(hash(key) mod 2**64) (splitmix64's finalizer); row i's
-  index is ((h * SEEDS[i]) mod 2**64) >> (64 - log2(width)). est = the min
-  of the 4 counters. Increment (conservative): each of the 4 counters that
-  equals the min is raised by one, unless the min is already 15. Every
-  increment is counted; when the count reaches 10 x maxsize, every counter
-  is halved (>> 1) and so is the count.
+- sketch: h = mix64(hash(key) mod 2**64) (splitmix64's finalizer); its
+  block is h's top log2(width) - 5 bits (one block, the 0th, below a width
+  of 32), and row i's counter is ``block * 128 + i * 32 + ((h >> 5i) & 31)``:
+  all four in one 64-byte block. est = the min of the 4 counters.
+  Increment (conservative): each of the 4 counters that equals the min is
+  raised by one, unless the min is already 15. Every increment is counted;
+  when the count reaches 10 x maxsize, every counter is halved (>> 1) and
+  so is the count.
 - pop/del: the key leaves its queue; ghost and sketch are not touched.
 - clear: everything (ghost, sketch, warm-up) is forgotten.
 
@@ -67,8 +69,6 @@ MAX_FREQ = 3
 #: A sketch counter stops counting here (four bits).
 COUNTER_MAX = 15
 _M64 = (1 << 64) - 1
-#: One odd multiplier per row of the sketch.
-SEEDS = (0x97CB3127, 0xBA5D4B8F, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
 
 
 def mix64(x: int) -> int:
@@ -80,42 +80,45 @@ def mix64(x: int) -> int:
 
 
 class CountMin4:
-    """Approximate per-hash counts in 4 x width 4-bit counters, halved with age."""
+    """Approximate per-hash counts in 4 x width 4-bit counters, halved with age.
+
+    Caffeine's layout: the counters are in blocks of 128 (64 bytes), and a
+    hash's four are in one block, so that counting one costs one cache line.
+    Block b holds row i's 32 counters at b * 128 + i * 32.
+    """
 
     def __init__(self, width: int, sample: int) -> None:
-        self.bits = max(1, (width - 1).bit_length())
-        self.width = 1 << self.bits
-        self.rows = [bytearray(self.width) for _ in range(4)]
+        bits = max(1, (width - 1).bit_length())
+        self.block_bits = max(0, bits - 5)
+        self.counters = bytearray(128 << self.block_bits)
         self.sample = sample
         self.count = 0
 
     def _slots(self, h: int) -> list[int]:
         x = mix64(h & _M64)
-        shift = 64 - self.bits
-        return [((x * seed) & _M64) >> shift for seed in SEEDS]
+        block = x >> (64 - self.block_bits) << 7
+        return [block + (row << 5) + ((x >> (5 * row)) & 31) for row in range(4)]
 
     def estimate(self, h: int) -> int:
         """An upper bound (with high probability exact) of h's count."""
-        return min(row[i] for row, i in zip(self.rows, self._slots(h), strict=True))
+        return min(self.counters[i] for i in self._slots(h))
 
     def increment(self, h: int) -> None:
         """Count h once: raise only the counters at the min (conservative)."""
         slots = self._slots(h)
-        low = min(row[i] for row, i in zip(self.rows, slots, strict=True))
+        low = min(self.counters[i] for i in slots)
         if low < COUNTER_MAX:
-            for row, i in zip(self.rows, slots, strict=True):
-                if row[i] == low:
-                    row[i] = low + 1
+            for i in slots:
+                if self.counters[i] == low:
+                    self.counters[i] = low + 1
         self.count += 1
         if self.count >= self.sample:
-            for row in self.rows:
-                for i in range(self.width):
-                    row[i] >>= 1
+            for i in range(len(self.counters)):
+                self.counters[i] >>= 1
             self.count //= 2
 
     def clear(self) -> None:
-        for row in self.rows:
-            row[:] = bytes(self.width)
+        self.counters[:] = bytes(len(self.counters))
         self.count = 0
 
 
@@ -299,4 +302,4 @@ class S3FIFO(Generic[K, V]):
         assert set(self.freq) == set(self.values)
         assert all(0 <= f <= self.max_freq for f in self.freq.values())
         assert len(self.ghost) <= self.ghost_size
-        assert all(c <= COUNTER_MAX for row in self.sketch.rows for c in row)
+        assert all(c <= COUNTER_MAX for c in self.sketch.counters)

@@ -3,10 +3,12 @@
 whether a key back from its ghost may displace main's victim.
 
 Four rows of ``width`` counters (the power of two at least twice maxsize),
-one array of ``4 * width``: a hash ``h`` (Python's, taken mod 2**64) is
-mixed by splitmix64's finalizer into ``x``; row ``r`` counts it at ``r *
-width + ((x * SEEDS[r]) mod 2**64 >> (64 - log2(width)))``. The arithmetic
-of tests/s3fifo_model.py and of the native sketch, so that all decide alike.
+one array of ``4 * width`` in blocks of 128 (Caffeine's layout: a hash's
+four counters in one block): a hash ``h`` (Python's, taken mod 2**64) is
+mixed by splitmix64's finalizer into ``x``; its block is ``x``'s top
+``log2(width) - 5`` bits, and row ``r`` counts it at ``block * 128 + r * 32
++ ((x >> 5r) & 31)``. The arithmetic of tests/s3fifo_model.py and of the
+native sketch, so that all decide alike.
 Counters live in a dict until it holds 1/256 of the array's counters (a
 cache of a huge maxsize holding few keys allocates no more than it counts).
 """
@@ -19,10 +21,6 @@ from typing import Final
 #: A counter stops counting here (four bits).
 COUNTER_MAX: Final = 15
 _M64: Final = (1 << 64) - 1
-_S0: Final = 0x97CB3127
-_S1: Final = 0xBA5D4B8F
-_S2: Final = 0x9E3779B97F4A7C15
-_S3: Final = 0xC2B2AE3D27D4EB4F
 #: Counts between two halvings, per unit of maxsize.
 SAMPLE_RATIO: Final = 10
 #: Each counter halved, by byte.
@@ -32,16 +30,16 @@ _HALF: Final = bytes(i >> 1 for i in range(256))
 class Sketch:
     """Approximate per-hash counts, halved every ``SAMPLE_RATIO * maxsize`` counts."""
 
-    __slots__ = ("_count", "_counts", "_dense_at", "_sample", "_shift", "_width")
+    __slots__ = ("_count", "_counts", "_dense_at", "_sample", "_shift", "_size")
 
     def __init__(self, maxsize: int) -> None:
-        bits = max(1, (2 * maxsize - 1).bit_length())
-        self._width = 1 << bits
-        self._shift = 64 - bits
+        block_bits = max(0, (2 * maxsize - 1).bit_length() - 5)
+        self._size = 128 << block_bits
+        self._shift = 64 - block_bits  # x >> 64 is 0: the one block
         # A dict entry (and its int key) costs some 100 bytes, a counter of
         # the array one: the dict gives way at 1/256 of the array's counters
         # (under half the array's size; freed, it leaves little behind).
-        self._dense_at = max(1, self._width // 64)
+        self._dense_at = max(1, self._size // 256)
         self._counts: defaultdict[int, int] | bytearray = defaultdict(int)
         self._count = 0
         self._sample = max(1, SAMPLE_RATIO * maxsize)
@@ -51,12 +49,12 @@ class Sketch:
         x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
         x ^= x >> 31
-        shift, width = self._shift, self._width
+        block = x >> self._shift << 7
         return (
-            ((x * _S0) & _M64) >> shift,
-            width + (((x * _S1) & _M64) >> shift),
-            2 * width + (((x * _S2) & _M64) >> shift),
-            3 * width + (((x * _S3) & _M64) >> shift),
+            block + (x & 31),
+            block + 32 + ((x >> 5) & 31),
+            block + 64 + ((x >> 10) & 31),
+            block + 96 + ((x >> 15) & 31),
         )
 
     def estimate(self, h: int) -> int:
@@ -72,11 +70,11 @@ class Sketch:
         x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
         x ^= x >> 31
-        shift, width = self._shift, self._width
-        a = ((x * _S0) & _M64) >> shift
-        b = width + (((x * _S1) & _M64) >> shift)
-        c = (width << 1) + (((x * _S2) & _M64) >> shift)
-        d = width * 3 + (((x * _S3) & _M64) >> shift)
+        a = x >> self._shift << 7
+        b = a + 32 + ((x >> 5) & 31)
+        c = a + 64 + ((x >> 10) & 31)
+        d = a + 96 + ((x >> 15) & 31)
+        a += x & 31
         counts = self._counts
         ca, cb, cc, cd = counts[a], counts[b], counts[c], counts[d]
         # min() is a call: twice the cost of comparisons.
@@ -103,7 +101,7 @@ class Sketch:
         counts = self._counts
         if isinstance(counts, bytearray):
             return
-        dense = bytearray(4 * self._width)
+        dense = bytearray(self._size)
         for at, count in counts.items():
             dense[at] = count
         self._counts = dense

@@ -3,9 +3,12 @@
 //! approximately and with age, in O(1) per count.
 //!
 //! Four rows of `width` counters, `width` the power of two at least twice the
-//! cache's maxsize. A hash `h` (a Python hash, as unsigned) is mixed by
-//! splitmix64's finalizer into `x`; row `r` counts it at
-//! `(x * SEEDS[r]) mod 2^64 >> (64 - log2(width))`. Exactly the arithmetic of
+//! cache's maxsize, laid out as Caffeine lays its sketch out: in blocks of
+//! 128 counters (64 bytes, one cache line), a hash's four counters in one
+//! block, so that counting a key costs one cache miss, not four. A hash `h`
+//! (a Python hash, as unsigned) is mixed by splitmix64's finalizer into `x`;
+//! its block is `x`'s top `log2(width) - 5` bits, and row `r` counts it at
+//! `block * 128 + r * 32 + ((x >> 5r) & 31)`. Exactly the arithmetic of
 //! tests/s3fifo_model.py and of the pure twin, so that all make the same
 //! decisions.
 //!
@@ -20,13 +23,6 @@ use crate::table::spread;
 
 /// A counter stops counting here (four bits).
 pub const COUNTER_MAX: u8 = 15;
-/// One odd multiplier per row.
-pub const SEEDS: [u64; 4] = [
-    0x97CB_3127,
-    0xBA5D_4B8F,
-    0x9E37_79B9_7F4A_7C15,
-    0xC2B2_AE3D_27D4_EB4F,
-];
 /// Counts between two halvings, per unit of maxsize.
 pub const SAMPLE_RATIO: u64 = 10;
 
@@ -45,8 +41,16 @@ const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 enum Words {
     /// (word number, word), nonzero words only.
     Sparse(HashTable<(u64, u64)>),
-    Dense(Vec<u64>),
+    Dense(Vec<Block>),
 }
+
+/// A block of 128 counters on a cache line of its own.
+#[derive(Clone, Copy, Default)]
+#[repr(align(64))]
+struct Block([u64; 8]);
+
+// One block, one line: what the layout is for.
+const _: () = assert!(std::mem::align_of::<Block>() == 64 && std::mem::size_of::<Block>() == 64);
 
 /// Approximate per-hash counts, halved every `SAMPLE_RATIO * maxsize` counts.
 pub struct Sketch {
@@ -75,27 +79,37 @@ impl Sketch {
         (u64::BITS - (want - 1).leading_zeros()).max(1)
     }
 
-    /// How many 64-bit words hold the four rows.
+    /// log2 of the number of 128-counter blocks (one block below a width
+    /// of 32).
+    fn block_bits(&self) -> u32 {
+        self.bits.saturating_sub(5)
+    }
+
+    /// How many 64-bit words hold the blocks (8 a block).
     fn word_count(&self) -> u64 {
-        ((4u64 << self.bits) / 16).max(1)
+        8 << self.block_bits()
+    }
+
+    /// The number of the block of a mixed hash.
+    #[inline(always)]
+    fn block(&self, x: u64) -> u64 {
+        x.checked_shr(64 - self.block_bits()).unwrap_or(0)
     }
 
     /// The counters (one per row) that count `hash`, as counter numbers.
     #[inline]
     fn counters(&self, hash: u64) -> [u64; 4] {
         let x = mix64(hash);
-        let shift = 64 - self.bits;
-        let mut at = [0; 4];
-        for (row, seed) in SEEDS.iter().enumerate() {
-            at[row] = ((row as u64) << self.bits) + (x.wrapping_mul(*seed) >> shift);
-        }
-        at
+        let base = self.block(x) << 7;
+        [0u64, 1, 2, 3].map(|row| base + (row << 5) + ((x >> (5 * row)) & 31))
     }
 
     #[inline]
     fn word(&self, number: u64) -> u64 {
         match &self.words {
-            Words::Dense(words) => words.get(number as usize).copied().unwrap_or(0),
+            Words::Dense(blocks) => blocks
+                .get((number >> 3) as usize)
+                .map_or(0, |b| b.0[(number & 7) as usize]),
             Words::Sparse(table) => table
                 .find(spread(number), |e| e.0 == number)
                 .map_or(0, |e| e.1),
@@ -112,9 +126,9 @@ impl Sketch {
         let shift = (counter & 15) * 4;
         let put = |word: u64| (word & !(15 << shift)) | (u64::from(value) << shift);
         match &mut self.words {
-            Words::Dense(words) => {
-                if let Some(word) = words.get_mut(number as usize) {
-                    *word = put(*word);
+            Words::Dense(blocks) => {
+                if let Some(b) = blocks.get_mut((number >> 3) as usize) {
+                    b.0[(number & 7) as usize] = put(b.0[(number & 7) as usize]);
                 }
             }
             Words::Sparse(table) => match table.find_mut(spread(number), |e| e.0 == number) {
@@ -146,10 +160,15 @@ impl Sketch {
             self.bits = Self::width_bits(maxsize);
             self.sample = (maxsize as u64).saturating_mul(SAMPLE_RATIO).max(1);
         }
-        let at = self.counters(hash);
+        let x = mix64(hash);
+        let block = self.block(x);
         match &mut self.words {
-            Words::Dense(words) => Self::bump_dense(words, at),
-            Words::Sparse(_) => self.bump_sparse(at),
+            Words::Dense(blocks) => {
+                if let Some(b) = blocks.get_mut(block as usize) {
+                    Self::bump_block(&mut b.0, x);
+                }
+            }
+            Words::Sparse(_) => self.bump_sparse(self.counters(hash)),
         }
         self.count += 1;
         if self.count >= self.sample {
@@ -158,25 +177,23 @@ impl Sketch {
     }
 
     /// The conservative update on the whole array (the common case, kept
-    /// free of the sparse form's lookups).
+    /// free of the sparse form's lookups): one block, one cache line.
     #[inline(always)]
-    fn bump_dense(words: &mut [u64], at: [u64; 4]) {
-        let read = |words: &[u64], c: u64| {
-            words
-                .get((c >> 4) as usize)
-                .map_or(0, |w| ((w >> ((c & 15) * 4)) & 15) as u8)
-        };
-        let counts = at.map(|c| read(words, c));
+    fn bump_block(words: &mut [u64; 8], x: u64) {
+        // Row r's counter: word 2r + bit 4 of its 5 bits, nibble their low 4.
+        let at = [0u64, 1, 2, 3].map(|row| {
+            let c = x >> (5 * row);
+            ((2 * row + ((c >> 4) & 1)) as usize, (c & 15) * 4)
+        });
+        let counts = at.map(|(w, shift)| ((words[w] >> shift) & 15) as u8);
         let low = counts[0].min(counts[1]).min(counts[2]).min(counts[3]);
         if low >= COUNTER_MAX {
             return;
         }
         // Without branches: which counters are at the minimum is random, and
         // a mispredicted branch costs more than a store.
-        for (c, count) in at.into_iter().zip(counts) {
-            if let Some(word) = words.get_mut((c >> 4) as usize) {
-                *word += u64::from(count == low) << ((c & 15) * 4);
-            }
+        for ((w, shift), count) in at.into_iter().zip(counts) {
+            words[w] += u64::from(count == low) << shift;
         }
     }
 
@@ -206,10 +223,10 @@ impl Sketch {
         if (table.len() as u64).saturating_mul(16) < total {
             return;
         }
-        let mut dense = vec![0u64; total as usize];
+        let mut dense = vec![Block::default(); (total / 8) as usize];
         for &(number, word) in table.iter() {
-            if let Some(slot) = dense.get_mut(number as usize) {
-                *slot = word;
+            if let Some(b) = dense.get_mut((number >> 3) as usize) {
+                b.0[(number & 7) as usize] = word;
             }
         }
         self.words = Words::Dense(dense);
@@ -217,8 +234,8 @@ impl Sketch {
 
     fn halve(&mut self) {
         match &mut self.words {
-            Words::Dense(words) => {
-                for word in words.iter_mut() {
+            Words::Dense(blocks) => {
+                for word in blocks.iter_mut().flat_map(|b| b.0.iter_mut()) {
                     *word = (*word >> 1) & HALF_MASK;
                 }
             }
@@ -243,21 +260,29 @@ mod tests {
 
     #[test]
     fn indices_are_the_models() {
-        // From tests/s3fifo_model.py: mix64(h) and the four slots at width 2048.
+        // From tests/s3fifo_model.py: mix64(h) and the four counters at width
+        // 2048 (64 blocks), each in its row's 32 of the hash's block.
         let cases: [(u64, u64, [u64; 4]); 4] = [
-            (0, 0xe220_a839_7b1d_cdaf, [2, 1550, 1569, 107]),
-            (12345, 0x2211_8258_a9d1_11a0, [408, 1908, 25, 219]),
-            (u64::MAX, 0xe4d9_7177_1b65_2c20, [1459, 607, 1701, 1147]),
-            ((1 << 63) + 7, 0x63dc_0bbb_ddd4_0fa8, [916, 14, 1958, 696]),
+            (0, 0xe220_a839_7b1d_cdaf, [7183, 7213, 7251, 7291]),
+            (12345, 0x2211_8258_a9d1_11a0, [1024, 1069, 1092, 1122]),
+            (u64::MAX, 0xe4d9_7177_1b65_2c20, [7296, 7329, 7371, 7402]),
+            (
+                (1 << 63) + 7,
+                0x63dc_0bbb_ddd4_0fa8,
+                [3080, 3133, 3139, 3176],
+            ),
         ];
         let mut s = Sketch::default();
         s.increment(1, 1000);
         assert_eq!(s.bits, 11);
-        for (h, mixed, slots) in cases {
+        assert_eq!(s.word_count(), 4 * 2048 / 16);
+        for (h, mixed, counters) in cases {
             assert_eq!(mix64(h), mixed);
             let at = s.counters(h);
-            for row in 0..4 {
-                assert_eq!(at[row], ((row as u64) << 11) + slots[row]);
+            assert_eq!(at, counters);
+            for (row, c) in at.into_iter().enumerate() {
+                assert_eq!(c / 128, at[0] / 128, "one block");
+                assert_eq!(c % 128 / 32, row as u64, "the row's 32");
             }
         }
     }

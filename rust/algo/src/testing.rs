@@ -1,7 +1,7 @@
 //! What the unit tests of several modules share: a seeded generator and
 //! the sketch of tests/s3fifo_model.py written plainly.
 
-use crate::sketch::{mix64, SEEDS};
+use crate::sketch::mix64;
 
 /// xorshift64: reproducible pseudo-random operations.
 pub struct Rng(pub u64);
@@ -16,10 +16,10 @@ impl Rng {
 }
 
 /// The sketch of tests/s3fifo_model.py, written plainly: one byte per
-/// counter, rows as wide as the power of two at least twice maxsize.
+/// counter, in blocks of 128, rows 32 wide in each.
 pub struct PlainSketch {
-    bits: u32,
-    rows: Vec<Vec<u8>>,
+    block_bits: u32,
+    counters: Vec<u8>,
     sample: usize,
     count: usize,
 }
@@ -27,9 +27,10 @@ pub struct PlainSketch {
 impl PlainSketch {
     pub fn new(maxsize: usize) -> Self {
         let bits = (2 * maxsize).next_power_of_two().trailing_zeros().max(1);
+        let block_bits = bits.saturating_sub(5);
         PlainSketch {
-            bits,
-            rows: vec![vec![0; 1 << bits]; 4],
+            block_bits,
+            counters: vec![0; 128 << block_bits],
             sample: 10 * maxsize,
             count: 0,
         }
@@ -42,25 +43,32 @@ impl PlainSketch {
 
     fn slots(&self, k: u64) -> [usize; 4] {
         let x = mix64(k);
-        SEEDS.map(|s| (x.wrapping_mul(s) >> (64 - self.bits)) as usize)
+        let block = if self.block_bits == 0 {
+            0
+        } else {
+            x >> (64 - self.block_bits)
+        };
+        [0, 1, 2, 3].map(|row| (block * 128 + row * 32 + ((x >> (5 * row)) & 31)) as usize)
     }
 
     pub fn estimate(&self, k: u64) -> u8 {
-        let at = self.slots(k);
-        (0..4).map(|r| self.rows[r][at[r]]).min().unwrap_or(0)
+        self.slots(k)
+            .iter()
+            .map(|&i| self.counters[i])
+            .min()
+            .unwrap_or(0)
     }
 
     pub fn increment(&mut self, k: u64) {
-        let at = self.slots(k);
         let low = self.estimate(k);
-        for (row, &i) in self.rows.iter_mut().zip(&at) {
-            if low < 15 && row[i] == low {
-                row[i] = low + 1;
+        for i in self.slots(k) {
+            if low < 15 && self.counters[i] == low {
+                self.counters[i] = low + 1;
             }
         }
         self.count += 1;
         if self.count >= self.sample {
-            self.rows.iter_mut().flatten().for_each(|c| *c >>= 1);
+            self.counters.iter_mut().for_each(|c| *c >>= 1);
             self.count /= 2;
         }
     }
