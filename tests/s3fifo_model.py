@@ -34,7 +34,7 @@ the power of two >= 2 x maxsize) counts insertions per key hash.
     when one key has left or ``small`` is empty.
   - main (CLOCK): while the oldest has freq > 0, it goes back as newest with
     freq - 1; the oldest (freq 0) is the victim; it leaves.
-- sketch: h = mix64(hash(key) mod 2**64) (splitmix64's finalizer); its
+- sketch: h = spread(hash(key) mod 2**64) (the native table's hash); its
   block is h's top log2(width) - 5 bits (one block, the 0th, below a width
   of 32), and row i's counter is ``block * 128 + i * 32 + ((h >> 5i) & 31)``:
   all four in one 64-byte block. est = the min of the 4 counters.
@@ -71,12 +71,12 @@ COUNTER_MAX = 15
 _M64 = (1 << 64) - 1
 
 
-def mix64(x: int) -> int:
-    """splitmix64's finalizer: spreads a 64-bit hash over all its bits."""
-    x = (x + 0x9E3779B97F4A7C15) & _M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-    return x ^ (x >> 31)
+def spread(x: int) -> int:
+    """The native table's hash of a 64-bit hash: its high bits mixed into
+    its low ones and all of them through a multiply (rust/algo/src/table.rs)."""
+    x ^= x >> 32
+    x = (x * 0x9E3779B97F4A7C15) & _M64
+    return x ^ (x >> 29)
 
 
 class CountMin4:
@@ -95,7 +95,7 @@ class CountMin4:
         self.count = 0
 
     def _slots(self, h: int) -> list[int]:
-        x = mix64(h & _M64)
+        x = spread(h & _M64)
         block = x >> (64 - self.block_bits) << 7
         return [block + (row << 5) + ((x >> (5 * row)) & 31) for row in range(4)]
 

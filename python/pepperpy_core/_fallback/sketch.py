@@ -5,7 +5,7 @@ whether a key back from its ghost may displace main's victim.
 Four rows of ``width`` counters (the power of two at least twice maxsize),
 one array of ``4 * width`` in blocks of 128 (Caffeine's layout: a hash's
 four counters in one block): a hash ``h`` (Python's, taken mod 2**64) is
-mixed by splitmix64's finalizer into ``x``; its block is ``x``'s top
+spread into ``x`` as the native table spreads it; its block is ``x``'s top
 ``log2(width) - 5`` bits, and row ``r`` counts it at ``block * 128 + r * 32
 + ((x >> 5r) & 31)``. The arithmetic of tests/s3fifo_model.py and of the
 native sketch, so that all decide alike.
@@ -45,10 +45,9 @@ class Sketch:
         self._sample = max(1, SAMPLE_RATIO * maxsize)
 
     def _at(self, h: int) -> tuple[int, int, int, int]:
-        x = (h + 0x9E3779B97F4A7C15) & _M64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-        x ^= x >> 31
+        x = h & _M64
+        x = ((x ^ (x >> 32)) * 0x9E3779B97F4A7C15) & _M64
+        x ^= x >> 29
         block = x >> self._shift << 7
         return (
             block + (x & 31),
@@ -66,10 +65,9 @@ class Sketch:
     def increment(self, h: int) -> None:
         """Count ``h`` once: only the counters at the minimum are raised."""
         # _at written out: a call and a tuple are a tenth of this.
-        x = (h + 0x9E3779B97F4A7C15) & _M64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-        x ^= x >> 31
+        x = h & _M64
+        x = ((x ^ (x >> 32)) * 0x9E3779B97F4A7C15) & _M64
+        x ^= x >> 29
         a = x >> self._shift << 7
         b = a + 32 + ((x >> 5) & 31)
         c = a + 64 + ((x >> 10) & 31)

@@ -16,7 +16,7 @@
 use crate::expiry::{Deadline, Timers};
 use crate::ghost::Ghost;
 use crate::sketch::Sketch;
-use crate::table::{unspread, Meta, Table};
+use crate::table::{Meta, Table};
 
 /// How a cache chooses what to keep.
 pub trait Policy: Default {
@@ -203,19 +203,22 @@ impl S3Fifo {
 
     /// How often the sketch counted a key of this (table) hash, about.
     pub fn estimate(&self, hash: u64) -> u8 {
-        self.sketch.estimate(unspread(hash))
+        self.sketch.estimate(hash)
     }
 
     /// Whether a key back from the ghost enters main: main has room, or the
     /// sketch counted it more often than main's victim (a tie keeps the victim).
-    fn readmit<K, V>(&mut self, table: &mut Table<K, V, S3Meta>, key: u64, maxsize: usize) -> bool {
+    fn readmit<K, V>(
+        &mut self,
+        table: &mut Table<K, V, S3Meta>,
+        hash: u64,
+        maxsize: usize,
+    ) -> bool {
         if table.list_len(MAIN) < maxsize - small_share(maxsize).min(maxsize) {
             return true;
         }
         match Self::from_main(table) {
-            Some(victim) => {
-                self.sketch.estimate(key) > self.sketch.estimate(unspread(table.hash(victim)))
-            }
+            Some(victim) => self.sketch.estimate(hash) > self.sketch.estimate(table.hash(victim)),
             None => true,
         }
     }
@@ -261,11 +264,10 @@ impl Policy for S3Fifo {
         hash: u64,
         maxsize: usize,
     ) -> S3Meta {
-        // The sketch counts Python's hash, as the pure twin and the model do.
-        let key = unspread(hash);
-        self.sketch.increment(key, maxsize);
+        // The sketch counts the table's hash, as the pure twin and the model do.
+        self.sketch.increment(hash, maxsize);
         let main = if self.ghost.take(hash) {
-            self.readmit(table, key, maxsize)
+            self.readmit(table, hash, maxsize)
         } else {
             !self.evicted_once && table.list_len(SMALL) >= small_share(maxsize)
         };

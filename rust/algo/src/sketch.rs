@@ -5,9 +5,10 @@
 //! Four rows of `width` counters, `width` the power of two at least twice the
 //! cache's maxsize, laid out as Caffeine lays its sketch out: in blocks of
 //! 128 counters (64 bytes, one cache line), a hash's four counters in one
-//! block, so that counting a key costs one cache miss, not four. A hash `h`
-//! (a Python hash, as unsigned) is mixed by splitmix64's finalizer into `x`;
-//! its block is `x`'s top `log2(width) - 5` bits, and row `r` counts it at
+//! block, so that counting a key costs one cache miss, not four. A key is
+//! counted by its table hash `x` (its Python hash, as unsigned, through
+//! [`spread`], which the table computed already): its block is `x`'s top
+//! `log2(width) - 5` bits, and row `r` counts it at
 //! `block * 128 + r * 32 + ((x >> 5r) & 31)`. Exactly the arithmetic of
 //! tests/s3fifo_model.py and of the pure twin, so that all make the same
 //! decisions.
@@ -25,14 +26,6 @@ use crate::table::spread;
 pub const COUNTER_MAX: u8 = 15;
 /// Counts between two halvings, per unit of maxsize.
 pub const SAMPLE_RATIO: u64 = 10;
-
-/// splitmix64's finalizer: spreads a 64-bit hash over all its bits.
-pub fn mix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// Every counter's high bit clear: a word shifted right by one, masked, is
 /// every counter halved.
@@ -96,10 +89,9 @@ impl Sketch {
         x.checked_shr(64 - self.block_bits()).unwrap_or(0)
     }
 
-    /// The counters (one per row) that count `hash`, as counter numbers.
+    /// The counters (one per row) that count table hash `x`, as counter numbers.
     #[inline]
-    fn counters(&self, hash: u64) -> [u64; 4] {
-        let x = mix64(hash);
+    fn counters(&self, x: u64) -> [u64; 4] {
         let base = self.block(x) << 7;
         [0u64, 1, 2, 3].map(|row| base + (row << 5) + ((x >> (5 * row)) & 31))
     }
@@ -140,27 +132,27 @@ impl Sketch {
         }
     }
 
-    /// An upper bound (with high probability exact) of `hash`'s count.
-    pub fn estimate(&self, hash: u64) -> u8 {
+    /// An upper bound (with high probability exact) of how often table
+    /// hash `x` was counted.
+    pub fn estimate(&self, x: u64) -> u8 {
         if self.bits == 0 {
             return 0;
         }
-        self.counters(hash)
+        self.counters(x)
             .iter()
             .map(|&c| self.get(c))
             .min()
             .unwrap_or(0)
     }
 
-    /// Counts `hash` once in the sketch of a cache of `maxsize`: only the
-    /// counters at the minimum are raised (conservative update).
+    /// Counts table hash `x` once in the sketch of a cache of `maxsize`:
+    /// only the counters at the minimum are raised (conservative update).
     #[inline]
-    pub fn increment(&mut self, hash: u64, maxsize: usize) {
+    pub fn increment(&mut self, x: u64, maxsize: usize) {
         if self.bits == 0 {
             self.bits = Self::width_bits(maxsize);
             self.sample = (maxsize as u64).saturating_mul(SAMPLE_RATIO).max(1);
         }
-        let x = mix64(hash);
         let block = self.block(x);
         match &mut self.words {
             Words::Dense(blocks) => {
@@ -168,7 +160,7 @@ impl Sketch {
                     Self::bump_block(&mut b.0, x);
                 }
             }
-            Words::Sparse(_) => self.bump_sparse(self.counters(hash)),
+            Words::Sparse(_) => self.bump_sparse(self.counters(x)),
         }
         self.count += 1;
         if self.count >= self.sample {
@@ -260,16 +252,16 @@ mod tests {
 
     #[test]
     fn indices_are_the_models() {
-        // From tests/s3fifo_model.py: mix64(h) and the four counters at width
-        // 2048 (64 blocks), each in its row's 32 of the hash's block.
+        // From tests/s3fifo_model.py: spread(h) and the four counters at
+        // width 2048 (64 blocks), each in its row's 32 of the hash's block.
         let cases: [(u64, u64, [u64; 4]); 4] = [
-            (0, 0xe220_a839_7b1d_cdaf, [7183, 7213, 7251, 7291]),
-            (12345, 0x2211_8258_a9d1_11a0, [1024, 1069, 1092, 1122]),
-            (u64::MAX, 0xe4d9_7177_1b65_2c20, [7296, 7329, 7371, 7402]),
+            (0, 0, [0, 32, 64, 96]),
+            (12345, 0xa12c_e22e_47be_81f7, [5143, 5167, 5184, 5245]),
+            (u64::MAX, 0x80b5_83ef_05ac_1f58, [4120, 4154, 4167, 4216]),
             (
                 (1 << 63) + 7,
-                0x63dc_0bbb_ddd4_0fa8,
-                [3080, 3133, 3139, 3176],
+                0x9329_9218_6245_f474,
+                [4628, 4643, 4701, 4715],
             ),
         ];
         let mut s = Sketch::default();
@@ -277,8 +269,8 @@ mod tests {
         assert_eq!(s.bits, 11);
         assert_eq!(s.word_count(), 4 * 2048 / 16);
         for (h, mixed, counters) in cases {
-            assert_eq!(mix64(h), mixed);
-            let at = s.counters(h);
+            assert_eq!(spread(h), mixed);
+            let at = s.counters(mixed);
             assert_eq!(at, counters);
             for (row, c) in at.into_iter().enumerate() {
                 assert_eq!(c / 128, at[0] / 128, "one block");
@@ -312,18 +304,18 @@ mod tests {
                 x ^= x << 17;
                 // Skewed: some hashes come back often enough to saturate.
                 let h = (x % (4 * maxsize as u64 + 3)) % (1 + step % 7 * maxsize as u64);
-                s.increment(h, maxsize);
+                s.increment(spread(h), maxsize);
                 p.increment(h);
                 went_dense |= s.is_dense();
                 assert_eq!(
-                    s.estimate(h),
+                    s.estimate(spread(h)),
                     p.estimate(h),
                     "maxsize {maxsize}, step {step}"
                 );
                 assert_eq!(s.count, p.count());
             }
             for h in 0..8 * maxsize as u64 {
-                assert_eq!(s.estimate(h), p.estimate(h));
+                assert_eq!(s.estimate(spread(h)), p.estimate(h));
             }
             assert!(went_dense, "maxsize {maxsize}");
         }

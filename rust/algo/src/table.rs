@@ -88,16 +88,6 @@ pub fn spread(hash: u64) -> u64 {
     x
 }
 
-/// The hash [`spread`] was given: what a policy that must agree with a
-/// Python model (which sees Python's hashes) counts.
-pub fn unspread(spread: u64) -> u64 {
-    let mut x = spread;
-    x ^= (x >> 29) ^ (x >> 58);
-    // The inverse of 0x9E37_79B9_7F4A_7C15 modulo 2^64.
-    x = x.wrapping_mul(0xF1DE_83E1_9937_733D);
-    x ^ (x >> 32)
-}
-
 impl<K, V, M: Meta> Table<K, V, M> {
     pub fn new() -> Self {
         const { assert!(M::LISTS >= 1 && M::LISTS <= 2) };
@@ -365,6 +355,17 @@ impl<K, V, M: Meta> Iterator for Slots<'_, K, V, M> {
 mod tests {
     use super::*;
 
+    /// The hash [`spread`] was given.
+    fn unspread(spread: u64) -> u64 {
+        let mut x = spread;
+        x ^= (x >> 29) ^ (x >> 58);
+        // The inverse of 0x9E37_79B9_7F4A_7C15 modulo 2^64.
+        x = x.wrapping_mul(0xF1DE_83E1_9937_733D);
+        x ^ (x >> 32)
+    }
+
+    /// `spread` is a bijection: the ghost and the sketch, which see table
+    /// hashes, tell apart every two Python hashes.
     #[test]
     fn unspread_inverts_spread() {
         let mut x = 0x2545_F491_4F6C_DD1Du64;

@@ -1,7 +1,7 @@
 //! What the unit tests of several modules share: a seeded generator and
 //! the sketch of tests/s3fifo_model.py written plainly.
 
-use crate::sketch::mix64;
+use crate::table::spread;
 
 /// xorshift64: reproducible pseudo-random operations.
 pub struct Rng(pub u64);
@@ -42,7 +42,7 @@ impl PlainSketch {
     }
 
     fn slots(&self, k: u64) -> [usize; 4] {
-        let x = mix64(k);
+        let x = spread(k);
         let block = if self.block_bits == 0 {
             0
         } else {
