@@ -154,6 +154,17 @@ impl Timers {
         }
     }
 
+    /// The stamp of the write whose deadline the entry in slot `at` has;
+    /// stamps are never given twice (not even after [`Timers::clear`]).
+    #[inline]
+    pub fn stamp(&self, at: u32) -> Option<u64> {
+        self.slots
+            .get(at as usize)
+            .copied()
+            .flatten()
+            .map(|t| t.stamp)
+    }
+
     /// Moves the idle deadline of the entry in slot `at` (a read); nothing
     /// if it has no deadline. A later deadline is filed when its record
     /// surfaces; an earlier one (a clock that went back) at once.
@@ -210,9 +221,13 @@ impl Timers {
         None
     }
 
-    /// Forgets every deadline.
+    /// Forgets every deadline; the stamps go on from where they were, so
+    /// that a stamp read before still names no later write.
     pub fn clear(&mut self) {
-        *self = Timers::default();
+        *self = Timers {
+            stamps: self.stamps,
+            ..Timers::default()
+        };
     }
 
     /// Rebuilds the heap from the live deadlines, one record each.

@@ -135,6 +135,8 @@ impl S3Meta {
 
 impl Meta for S3Meta {
     const LISTS: usize = 2;
+    // A read bumps the freq: a use found earlier must find the same entry.
+    type Born = u32;
 
     #[inline(always)]
     fn list(self) -> usize {
@@ -359,6 +361,24 @@ impl<K, V, P: Policy> Cache<K, V, P> {
         value
     }
 
+    /// What slot `at` keeps of when its entry was stored (see
+    /// [`crate::table::Born`]); None when it is empty.
+    #[inline]
+    pub fn born(&self, at: u32) -> Option<<P::Meta as Meta>::Born> {
+        self.table.born(at)
+    }
+
+    /// A use, as [`Cache::hit`], of the entry found in slot `at` when its
+    /// [`Cache::born`] was `born`; nothing if that entry has left (whatever
+    /// holds the slot now). Whether it was there.
+    pub fn hit_if(&mut self, at: u32, born: <P::Meta as Meta>::Born) -> bool {
+        if self.table.born(at) != Some(born) {
+            return false;
+        }
+        P::on_hit(self.table.meta_and_value(at).0);
+        true
+    }
+
     /// Replaces the value of the entry in slot `at` (a use; it keeps its
     /// place) and returns the old one.
     pub fn overwrite(&mut self, at: u32, value: V) -> V {
@@ -428,6 +448,23 @@ impl<K, V, P: Policy> Cache<K, V, P> {
     pub fn touch(&mut self, at: u32, idle: f64) {
         if let Some(timers) = &mut self.timers {
             timers.touch(at, idle);
+        }
+    }
+
+    /// The write whose deadline the entry in slot `at` has (a stamp no other
+    /// write of this cache has had), if it has one.
+    #[inline]
+    pub fn stamp(&self, at: u32) -> Option<u64> {
+        self.timers.as_ref().and_then(|timers| timers.stamp(at))
+    }
+
+    /// [`Cache::touch`], if the entry in slot `at` still has the deadline of
+    /// the write `stamp` (else it left, or a write since set a later one).
+    pub fn touch_if(&mut self, at: u32, stamp: u64, idle: f64) {
+        if let Some(timers) = &mut self.timers {
+            if timers.stamp(at) == Some(stamp) {
+                timers.touch(at, idle);
+            }
         }
     }
 
@@ -519,6 +556,62 @@ mod tests {
         assert!(!c.policy().evicted_once());
         assert_eq!(c.policy().ghost_len(), 0);
         assert_eq!(c.policy().estimate(h(29)), 0);
+    }
+
+    #[test]
+    fn a_use_found_before_is_nothing_once_its_entry_left() {
+        let idle = |idle| Deadline {
+            write: f64::INFINITY,
+            idle,
+        };
+        let mut c: Cache<u64, u64, S3Fifo> = Cache::new();
+        for k in 0..10 {
+            set(&mut c, k, k, 10);
+        }
+        let at = c.table().find(h(3), |&x| x == 3).expect("present");
+        let born = c.born(at).expect("stored");
+        c.set_deadline(at, idle(10.0));
+        let stamp = c.stamp(at).expect("a deadline");
+        assert!(c.hit_if(at, born));
+        assert_eq!(c.table().meta(at).freq(), 1);
+        c.touch_if(at, stamp, 20.0);
+        assert_eq!(c.deadline(at), Some(idle(20.0)));
+        // Written again: the same entry, the write's deadline stands.
+        c.overwrite(at, 33);
+        c.set_deadline(at, idle(40.0));
+        c.touch_if(at, stamp, 25.0);
+        assert_eq!(c.deadline(at), Some(idle(40.0)));
+        assert!(c.hit_if(at, born));
+        // Gone, then the same key in the same slot: another entry.
+        c.remove(at);
+        assert!(!c.hit_if(at, born));
+        assert_eq!(c.insert(h(3), 3, 3, 10).0, at);
+        c.set_deadline(at, idle(50.0));
+        assert!(!c.hit_if(at, born));
+        c.touch_if(at, stamp, 25.0);
+        assert_eq!(
+            (c.table().meta(at).freq(), c.deadline(at)),
+            (0, Some(idle(50.0)))
+        );
+        // Emptied and filled again alike: neither the births nor the stamps repeat.
+        let (born, stamp) = (
+            c.born(at).expect("stored"),
+            c.stamp(at).expect("a deadline"),
+        );
+        drop(c.take());
+        assert!(!c.hit_if(at, born));
+        for k in 0..10 {
+            set(&mut c, k, k, 10);
+        }
+        let again = c.table().find(h(3), |&x| x == 3).expect("present");
+        c.set_deadline(again, idle(60.0));
+        assert_eq!(again, at);
+        assert!(!c.hit_if(at, born));
+        c.touch_if(at, stamp, 25.0);
+        assert_eq!(
+            (c.table().meta(at).freq(), c.deadline(at)),
+            (0, Some(idle(60.0)))
+        );
     }
 
     /// Pseudo-random operations against a VecDeque model.

@@ -23,14 +23,39 @@ const NIL: u32 = u32::MAX;
 pub const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
 
 /// What a policy keeps per entry. `LISTS` lists exist; an entry is on
-/// `list()`, which is below `LISTS`.
+/// `list()`, which is below `LISTS`. `Born` is what a slot keeps to tell its
+/// entry from a later one in the same slot ([`Table::born`]).
 pub trait Meta: Copy + Default {
     const LISTS: usize;
+    type Born: Born;
     fn list(self) -> usize;
+}
+
+/// What a slot keeps of the table's version when its entry was stored, so
+/// that a caller who let go of the table can tell, by [`Table::born`],
+/// whether a slot it found still holds that entry. `()` for a policy whose
+/// reads change nothing (its slots stay as small as they were); `u32` (the
+/// low bits: an entry and a later one in its slot differ unless 2^32 entries
+/// came and went in between) fits in S3-FIFO's padding.
+pub trait Born: Copy + Eq + std::fmt::Debug {
+    fn of(version: u64) -> Self;
+}
+
+impl Born for () {
+    #[inline(always)]
+    fn of(_: u64) {}
+}
+
+impl Born for u32 {
+    #[inline(always)]
+    fn of(version: u64) -> u32 {
+        version as u32
+    }
 }
 
 impl Meta for () {
     const LISTS: usize = 1;
+    type Born = ();
 
     #[inline(always)]
     fn list(self) -> usize {
@@ -38,13 +63,14 @@ impl Meta for () {
     }
 }
 
-struct Slot<K, V, M> {
+struct Slot<K, V, M: Meta> {
     hash: u64,
     key: K,
     value: V,
     prev: u32,
     next: u32,
     meta: M,
+    born: M::Born,
 }
 
 #[derive(Clone, Copy)]
@@ -180,6 +206,16 @@ impl<K, V, M: Meta> Table<K, V, M> {
         self.slot(at).meta
     }
 
+    /// What slot `at` keeps of when its entry was stored ([`Born`]); None
+    /// when the slot is empty (or beyond the table, which may have been
+    /// emptied since the caller found it).
+    pub fn born(&self, at: u32) -> Option<M::Born> {
+        match self.slots.get(at as usize) {
+            Some(Some(slot)) => Some(slot.born),
+            _ => None,
+        }
+    }
+
     /// The entry's meta, for a change that keeps it on its list, and its value.
     #[inline]
     pub fn meta_and_value(&mut self, at: u32) -> (&mut M, &V) {
@@ -238,6 +274,7 @@ impl<K, V, M: Meta> Table<K, V, M> {
             prev: self.ends[meta.list()].tail,
             next: NIL,
             meta,
+            born: M::Born::of(self.version),
         };
         let at = match self.free.pop() {
             Some(at) => {
@@ -386,6 +423,7 @@ mod tests {
 
     impl Meta for Two {
         const LISTS: usize = 2;
+        type Born = u32;
         fn list(self) -> usize {
             self.0
         }
@@ -403,6 +441,46 @@ mod tests {
             std::mem::size_of::<Option<Slot<std::ptr::NonNull<u8>, std::ptr::NonNull<u8>, ()>>>(),
             32
         );
+    }
+
+    #[test]
+    fn a_two_list_slot_keeps_its_birth_in_its_padding() {
+        // S3-FIFO's meta is one byte: the u32 of Born fits in what padding
+        // took before it (the hash, two pointers, two links and the meta).
+        assert_eq!(
+            std::mem::size_of::<Option<Slot<std::ptr::NonNull<u8>, std::ptr::NonNull<u8>, Two8>>>(),
+            40
+        );
+    }
+
+    /// A one-byte two-list meta with a Born, the shape of S3-FIFO's.
+    #[derive(Clone, Copy, Default, Debug, PartialEq)]
+    struct Two8(u8);
+
+    impl Meta for Two8 {
+        const LISTS: usize = 2;
+        type Born = u32;
+        fn list(self) -> usize {
+            usize::from(self.0 & 1)
+        }
+    }
+
+    #[test]
+    fn a_slot_used_again_tells_its_new_entry_from_the_old() {
+        let mut t: Table<u64, u64, Two> = Table::new();
+        let at = t.push_back(spread(1), 1, 10, Two(0));
+        let born = t.born(at);
+        assert!(born.is_some());
+        t.move_to_back(at, Two(1)); // a move keeps the entry
+        assert_eq!(t.born(at), born);
+        t.remove(at);
+        assert_eq!(t.born(at), None);
+        assert_eq!(t.push_back(spread(1), 1, 10, Two(0)), at);
+        assert_ne!(t.born(at), born);
+        t.take();
+        assert_eq!(t.born(at), None); // beyond an emptied table
+        assert_eq!(t.push_back(spread(1), 1, 10, Two(0)), at);
+        assert_ne!(t.born(at), born);
     }
 
     #[test]
