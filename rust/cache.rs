@@ -40,7 +40,7 @@ use pyo3::{ffi, intern, PyClass, PyTraverseError, PyVisit};
 
 use pepperpy_core_algo::expiry::Deadline;
 use pepperpy_core_algo::policy::{Cache, Fifo, Policy, S3Fifo, S3Meta};
-use pepperpy_core_algo::table::{spread, Table, MAX_ENTRIES};
+use pepperpy_core_algo::table::{spread, Meta, Table, MAX_ENTRIES};
 
 use crate::exclusive::{Exclusive, Guard};
 use crate::raw::{enter, enter_status, install, install_slots, MappingSlots, MethodDef};
@@ -551,6 +551,15 @@ fn dict_of<'py>(
 
 /// The table locked, and the slot of the key looked for if it is there.
 type Located<'s, P> = (Guard<'s, Inner<P>>, Option<u32>);
+
+/// An entry `get_many` found, to use once every key is found: its slot, what
+/// the slot kept of when the entry was stored, and the write whose deadline
+/// it had (None: no deadline).
+struct Found<P: Policy> {
+    at: u32,
+    born: <P::Meta as Meta>::Born,
+    stamp: Option<u64>,
+}
 
 /// A write's slot, the value it replaced and the entry it evicted.
 type Stored = (u32, Option<Py<PyAny>>, Option<(Py<PyAny>, Py<PyAny>)>);
@@ -1129,13 +1138,24 @@ impl<P: Kind> Core<P> {
         Ok(stats)
     }
 
+    /// The present keys among `keys` with their values, in two phases so
+    /// that a key that fails to hash or compare (or an iterable that raises)
+    /// changes nothing but what time removed: first every key is found, all
+    /// user code runs and the result is built, with no use made of what is
+    /// found; then, under the lock once, each entry found is used (a hit:
+    /// S3-FIFO's freq, the idle deadline) and the hits and misses are
+    /// counted. The lock is let go between the phases, so an entry found may
+    /// have left meanwhile, its slot perhaps taken by another: its
+    /// [`Found::born`] tells, and its use is then nothing. Its idle deadline
+    /// moves only if no write gave it a later one since ([`Found::stamp`]).
     fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let py = keys.py();
         let mut now = self.now(py, false)?;
         let mut found = Vec::new();
+        let mut uses: Vec<Found<P>> = Vec::new();
         let mut keep = Vec::new();
         let mut gone = Vec::new();
-        let (mut hits, mut misses) = (0u64, 0u64);
+        let mut misses = 0u64;
         for key in keys.try_iter()? {
             let key = key?;
             let hash = hash_of(&key)?;
@@ -1151,14 +1171,15 @@ impl<P: Kind> Core<P> {
                 Some(now) => Self::expire(&mut inner, now, at, &mut gone),
                 None => at,
             };
-            match at {
-                Some(at) => {
-                    let value = inner.cache.hit(at).clone_ref(py);
-                    if let (Some(now), Some(tti)) = (now, inner.tti) {
-                        inner.cache.touch(at, now + tti);
-                    }
+            match at.and_then(|at| Some((at, inner.cache.born(at)?))) {
+                Some((at, born)) => {
+                    let value = inner.cache.table().value(at).clone_ref(py);
+                    uses.push(Found {
+                        at,
+                        born,
+                        stamp: inner.cache.stamp(at),
+                    });
                     drop(inner);
-                    hits += 1;
                     found.push((key, value));
                 }
                 None => misses += 1,
@@ -1167,7 +1188,14 @@ impl<P: Kind> Core<P> {
         release(py, gone);
         let out = dict_of(py, found)?;
         let mut inner = self.inner.lock(py)?;
-        inner.hits += hits;
+        let idle = now.zip(inner.tti).map(|(now, tti)| now + tti);
+        for found in &uses {
+            inner.cache.hit_if(found.at, found.born);
+            if let (Some(idle), Some(stamp)) = (idle, found.stamp) {
+                inner.cache.touch_if(found.at, stamp, idle);
+            }
+        }
+        inner.hits += uses.len() as u64;
         inner.misses += misses;
         Ok(out)
     }

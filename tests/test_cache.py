@@ -371,6 +371,196 @@ def test_key_whose_eq_raises(cache_class: Any) -> None:
     assert cache[stored] == "first"
 
 
+# --- get_many: a bad input uses nothing; a use whose entry left is nothing ----
+
+
+class _Clock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Meddles:
+    """A stored key whose ``__eq__`` runs ``act`` once (when armed), then
+    is equal only to itself."""
+
+    def __init__(self) -> None:
+        self.act: Any = None
+
+    def __hash__(self) -> int:
+        return 99
+
+    def __eq__(self, other: object) -> bool:
+        act, self.act = self.act, None
+        if act is not None:
+            act()
+        return self is other
+
+
+#: What _filled stores: str keys, then a stored EqBoom and a _Meddles
+#: (shared by every cache made, so that two caches' items compare equal).
+_FILL = [f"k{n}" for n in range(6)]
+_EQBOOM = EqBoom()
+_MEDDLES = _Meddles()
+#: A get_many's good keys: five hits and a miss.
+_WANTED = ["k1", "absent", "k3", "k5", "k0", "k4"]
+
+
+def _filled(cache_class: Any, tti: bool, clock: _Clock) -> Any:
+    """A full cache (maxsize 8), written at time 0; with ``tti``, entries
+    idle for 10 seconds expire."""
+    clock.now = 0.0
+    cache = cache_class(8, tti=10, clock=clock) if tti else cache_class(8)
+    for n, key in enumerate(_FILL):
+        cache[key] = n
+    cache[_EQBOOM] = "eq"
+    cache[_MEDDLES] = "meddles"
+    return cache
+
+
+def _future(cache: Any, clock: _Clock) -> list[Any]:
+    """What the state of ``cache`` decides from time 6 on: its copy state
+    (entries in order; S3-FIFO: each one's queue and freq; each one's time
+    left), its stats but the hits and misses, which entries outlive an
+    idle time of 12 seconds, and which survive each of a run of inserts."""
+    clock.now = 6.0
+    stats = cache.stats()
+    seen: list[Any] = [
+        cache.__reduce__()[2],
+        (stats.inserts, stats.evictions, stats.expirations),
+    ]
+    clock.now = 12.0
+    seen.append(cache.keys())
+    for n in range(12):
+        cache[f"new{n}"] = n
+        seen.append(cache.keys())
+    stats = cache.stats()
+    seen.append((stats.inserts, stats.evictions, stats.expirations))
+    return seen
+
+
+def _hits_and_misses(cache: Any) -> tuple[int, int]:
+    stats = cache.stats()
+    return stats.hits, stats.misses
+
+
+def _raising_iterator(keys: list[Any]) -> Iterator[Any]:
+    yield from keys
+    raise RuntimeError("iterator boom")
+
+
+#: Bad inputs to get_many with the good keys before position ``k`` ahead of
+#: the bad one, and the error each raises.
+_BAD_GET_MANY: dict[str, tuple[Any, type[Exception], str]] = {
+    "hash raises": (
+        lambda k: [*_WANTED[:k], HashBoom(), *_WANTED[k:]],
+        ArithmeticError,
+        "hash boom",
+    ),
+    "unhashable": (lambda k: [*_WANTED[:k], [], *_WANTED[k:]], TypeError, "unhashable"),
+    "eq raises": (lambda k: [*_WANTED[:k], EqBoom(), *_WANTED[k:]], LookupError, "eq boom"),
+    "iterator raises": (
+        lambda k: _raising_iterator(_WANTED[:k]),
+        RuntimeError,
+        "iterator boom",
+    ),
+}
+
+
+@pytest.mark.parametrize("tti", [False, True], ids=["no-expiry", "tti"])
+@pytest.mark.parametrize("bad", list(_BAD_GET_MANY))
+def test_get_many_that_fails_uses_nothing(cache_class: Any, tti: bool, bad: str) -> None:
+    """Whichever key fails, the keys before it were not used: no freq moved
+    (S3-FIFO's evictions), no idle deadline moved (tti), nothing counted;
+    the cache's whole future is that of a twin never read."""
+    make, error, message = _BAD_GET_MANY[bad]
+    clock = _Clock()
+    expected = _future(_filled(cache_class, tti, clock), clock)
+    for k in range(len(_WANTED) + 1):
+        cache = _filled(cache_class, tti, clock)
+        clock.now = 4.0
+        with pytest.raises(error, match=message):
+            cache.get_many(make(k))
+        assert _hits_and_misses(cache) == (0, 0), k
+        assert _future(cache, clock) == expected, k
+    # The same keys, good: each hit is a use that this comparison sees.
+    cache = _filled(cache_class, tti, clock)
+    clock.now = 4.0
+    assert cache.get_many(_WANTED) == {k: int(k[1]) for k in _WANTED if k != "absent"}
+    if tti or kind_of(cache) == "S3FIFOCache":
+        assert _future(cache, clock) != expected
+
+
+def _pop_and_write_again(cache: Any) -> None:
+    cache["k1"] = cache.pop("k1")  # the same key and value objects, likely the same slot
+
+
+def _another_key_in_its_place(cache: Any) -> None:
+    del cache["k1"]
+    cache["other"] = "other"
+
+
+def _overwrite(cache: Any) -> None:
+    cache["k1"] = "new"
+
+
+def _clear_and_fill_again(cache: Any) -> None:
+    cache.clear()
+    for n, key in enumerate(_FILL):
+        cache[key] = n
+    cache[_EQBOOM] = "eq"
+    cache[_MEDDLES] = "meddles"
+
+
+#: What a key's __eq__ does to the cache in the middle of a get_many (at
+#: time 6, the get_many's clock read at 4), and which of the keys read
+#: before (k1, k3) are still the entries read then.
+_MEDDLING: dict[str, tuple[Any, list[str]]] = {
+    "k1 popped and written again": (_pop_and_write_again, ["k3"]),
+    "k1 gone, another key written": (_another_key_in_its_place, ["k3"]),
+    "k1 overwritten": (_overwrite, ["k1", "k3"]),
+    "cleared and filled again": (_clear_and_fill_again, []),
+}
+
+
+@pytest.mark.parametrize("tti", [False, True], ids=["no-expiry", "tti"])
+@pytest.mark.parametrize("meddling", list(_MEDDLING))
+def test_get_many_drops_the_use_of_an_entry_that_left_meanwhile(
+    cache_class: Any, tti: bool, meddling: str
+) -> None:
+    """A key's __eq__ that removes or rewrites an entry get_many found
+    earlier: that use is nothing, never a use of whatever took its place;
+    a write since moves the idle deadline, the read does not move it back."""
+    act, still = _MEDDLING[meddling]
+    clock = _Clock()
+    twin = _filled(cache_class, tti, clock)
+    clock.now = 4.0
+    twin.get_many([key for key in still if key != "k1"])
+    clock.now = 6.0
+    act(twin)
+    if "k1" in still:
+        twin.get("k1")  # at 6: the write's own idle deadline
+    cache = _filled(cache_class, tti, clock)
+
+    def meddle() -> None:
+        clock.now = 6.0
+        act(cache)
+
+    _MEDDLES.act = meddle
+    clock.now = 4.0
+    try:
+        assert cache.get_many(["k1", "k3", _Meddles()]) == {"k1": 1, "k3": 3}
+        assert _MEDDLES.act is None  # it ran
+    finally:
+        _MEDDLES.act = None
+    assert _hits_and_misses(cache) == (2, 1)
+    assert _future(cache, clock) == _future(twin, clock)
+
+
 @dataclass(frozen=True)
 class Collider:
     """Distinct values that all hash alike."""

@@ -244,7 +244,11 @@ class Reference:
     deadline that reads move) is due when the clock reads at least the
     earlier of them. Each operation hashes its key, reads the clock (once
     the cache may have deadlines), finds the key, then removes every entry
-    due (an expiration each), then acts as if they had never been there."""
+    due (an expiration each), then acts as if they had never been there.
+
+    ``get_many`` finds every key first, using none, then uses each entry
+    found that is still there (its idle deadline only if no write gave it
+    another since) and counts."""
 
     CHANGED = CHANGED
 
@@ -261,8 +265,10 @@ class Reference:
         self.hits = self.misses = self.inserts = self.evictions = self.expirations = 0
         self.ttl, self.tti, self.clock = ttl, tti, clock
         self.timed = ttl is not None or tti is not None
-        # id(entry) -> (entry, write deadline, idle deadline), entries with one only
-        self.deadlines: dict[int, tuple[list[Any], float, float]] = {}
+        # id(entry) -> (entry, write deadline, idle deadline, the write's
+        # number), entries with one only
+        self.deadlines: dict[int, tuple[list[Any], float, float, int]] = {}
+        self.writes = 0
 
     # --- expiry ------------------------------------------------------------------
 
@@ -301,13 +307,14 @@ class Reference:
         if write == INF and idle == INF:
             self.deadlines.pop(id(entry), None)
         else:
-            self.deadlines[id(entry)] = (entry, write, idle)
+            self.writes += 1
+            self.deadlines[id(entry)] = (entry, write, idle, self.writes)
             self.timed = True
 
     def _touch(self, entry: list[Any], now: float | None) -> None:
         found = self.deadlines.get(id(entry))
         if now is not None and self.tti is not None and found is not None:
-            self.deadlines[id(entry)] = (entry, found[1], now + self.tti)
+            self.deadlines[id(entry)] = (entry, found[1], now + self.tti, found[3])
 
     def _lookup(self, key: Any, use: bool, now: Any = MISSING) -> list[Any] | None:
         _hash(key)
@@ -419,14 +426,23 @@ class Reference:
 
     def get_many(self, wanted: Iterable[Any]) -> dict[Any, Any]:
         now = self.now()
-        found, misses = [], 0
+        found, entries, misses = [], [], 0
         for key in wanted:
-            entry = self._lookup(key, True, now)
+            entry = self._lookup(key, False, now)
             if entry is None:
                 misses += 1
             else:
                 found.append((key, entry[2]))
+                written = self.deadlines.get(id(entry))
+                entries.append((entry, None if written is None else written[3]))
         result = dict(found)
+        for entry, write in entries:
+            if self._present(entry) is None:
+                continue  # left meanwhile: its use is nothing
+            self._use(entry)
+            written = self.deadlines.get(id(entry))
+            if written is not None and written[3] == write:
+                self._touch(entry, now)
         self.hits += len(found)
         self.misses += misses
         return result
@@ -472,7 +488,8 @@ class Reference:
         if left is None:
             self.deadlines.pop(id(entry), None)
             return
-        self.deadlines[id(entry)] = (entry, now + left[0], now + left[1])
+        self.writes += 1
+        self.deadlines[id(entry)] = (entry, now + left[0], now + left[1], self.writes)
         self.timed = True
 
     def copied(self) -> Reference:

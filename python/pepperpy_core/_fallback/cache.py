@@ -66,7 +66,7 @@ from pepperpy_core._fallback.core import (
     check_maxsize,
     says,
 )
-from pepperpy_core._fallback.expiry import Timers
+from pepperpy_core._fallback.expiry import Timer, Timers
 from pepperpy_core._fallback.keys import Wrapper, is_plain, is_wrapper, key_of, wrap
 from pepperpy_core._fallback.s3fifo import S3FIFOCache
 
@@ -280,21 +280,27 @@ class FIFOCache(CacheCore[K, V]):
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """The present keys among ``keys`` with their values; each key counts as
-        a hit or a miss, and nothing is counted if a key fails to hash or compare."""
+        a hit or a miss. Every key is found first (its hash and compares run
+        then), with no use made of it: a key that fails to hash or compare, or
+        an iterable that raises, changes nothing but what expired by time."""
         found: list[tuple[K, V]] = []
         misses = 0
         now = self._now() if self._timers is not None else None  # once for every key
+        # With a tti a use moves an idle deadline: the look keeps the timers.
+        seen: list[Timer] | None = [] if self._tti is not None else None
         for key in keys:
             try:
                 value = self._reads[key]
             except KeyError as error:
-                got = self._missed(key, error, now)
+                got = self._missed(key, error, now, seen)
                 if got is _MISSING:
                     misses += 1
                     continue
                 value = cast("V", got)
             found.append((key, value))
-        result = dict(found)  # may compare the keys: before anything is counted
+        result = dict(found)  # may compare the keys: before anything is used
+        if seen and now is not None:
+            self._touch_seen(seen, now)
         self._hits += len(found)
         self._misses += misses
         return result

@@ -510,15 +510,22 @@ class CacheCore(Generic[K, V]):
                 self._lock.release()
         raise RuntimeError(self._says.changed)
 
-    def _missed(self, key: object, error: KeyError, now: float | None = None) -> object:
+    def _missed(
+        self,
+        key: object,
+        error: KeyError,
+        now: float | None = None,
+        seen: list[Timer] | None = None,
+    ) -> object:
         """After the plain lookup raised KeyError: re-raise one that a key's
         ``__eq__`` raised (its traceback goes deeper than the lookup), else
-        what is stored for an equal key that is not plain, or MISSING."""
+        what is stored for an equal key that is not plain, or MISSING. A
+        read, but with ``seen`` a look (see ``_timed_find``)."""
         traceback = error.__traceback__
         if traceback is not None and traceback.tb_next is not None:
             raise error
         if self._timers is not None:
-            return self._timed_find(key, True, now)
+            return self._timed_find(key, seen is None, now, seen)
         if not self._wrapped:
             return MISSING
         dkey = self._read(key)
@@ -573,12 +580,16 @@ class CacheCore(Generic[K, V]):
         del gone
         return now
 
-    def _timed_find(self, key: object, use: bool, now: float | None = None) -> object:
+    def _timed_find(
+        self, key: object, use: bool, now: float | None = None, seen: list[Timer] | None = None
+    ) -> object:
         """What is stored for ``key`` in an expiring cache, or MISSING, once
         what is due at ``now`` (read if not given) was removed; with ``use``
-        (a read) the entry's idle deadline moves on. Without the lock, as the
-        reads of a cache without expiry are, when nothing is due (as of one
-        look at the heap) and the read moves no deadline earlier."""
+        (a read) the entry's idle deadline moves on; the timer of the entry
+        found, if it has one, goes to ``seen`` if given (for ``_touch_seen``
+        after a look). Without the lock, as the reads of a cache without
+        expiry are, when nothing is due (as of one look at the heap) and the
+        read moves no deadline earlier."""
         if now is None:
             now = self._now()
         tti = self._tti
@@ -591,12 +602,19 @@ class CacheCore(Generic[K, V]):
             except IndexError:  # emptied meanwhile by another thread
                 nothing_due = False
             if nothing_due:
-                found = self._unlocked_find(key, now, idle, timers)
+                found = self._unlocked_find(key, now, idle, timers, seen)
                 if found is not _LOCKED:
                     return found
-        return self._locked_find(key, now, idle)
+        return self._locked_find(key, now, idle, seen)
 
-    def _unlocked_find(self, key: object, now: float, idle: float | None, timers: Timers) -> object:
+    def _unlocked_find(
+        self,
+        key: object,
+        now: float,
+        idle: float | None,
+        timers: Timers,
+        seen: list[Timer] | None = None,
+    ) -> object:
         """``_timed_find`` when nothing is due: what is stored for ``key``, or
         MISSING; _LOCKED when the locked path must decide."""
         data = self._data
@@ -620,22 +638,66 @@ class CacheCore(Generic[K, V]):
             if (timer[0] if timer[0] < idle else idle) < timer[2]:
                 return _LOCKED  # an earlier deadline: the heap must hear of it
             timer[1] = idle
+        if seen is not None:
+            seen.append(timer)
         return stored
 
-    def _locked_find(self, key: object, now: float, idle: float | None) -> object:
+    def _locked_find(
+        self, key: object, now: float, idle: float | None, seen: list[Timer] | None = None
+    ) -> object:
         """``_timed_find`` under the lock: what is due leaves first."""
         hashed = hash_of(key)
         gone: list[object] = []
         spare: Item = [0.0, 0, None]
+        timer: Timer | None = None
         dkey = self._locate(key, hashed, is_plain(key))
         try:
             self._expire(now, gone)
             dkey = self._stored(dkey)
             if dkey is MISSING:
                 return MISSING
-            if idle is not None and self._timers is not None:
-                self._timers.touch(dkey, idle, spare)
-            return self._data[dkey]
+            timers = self._timers
+            if timers is not None:
+                if idle is not None:
+                    timers.touch(dkey, idle, spare)
+                timer = timers.deadlines.get(dkey)
+            stored = self._data[dkey]
+        finally:  # the release, inline (see _acquire)
+            try:
+                self._token.append(True)
+            finally:
+                self._lock.release()
+        if seen is not None and timer is not None:
+            seen.append(timer)  # after the lock: a list may grow
+        return stored
+
+    def _touch_seen(self, seen: list[Timer], now: float) -> None:
+        """The second phase of ``get_many`` in a cache with a tti: the idle
+        deadline of each entry its look found (``seen``: their timers) moves
+        on from ``now``, the look's time, unless a write gave the entry a new
+        timer since (its deadline, later, stands) or it left (a timer no
+        longer filed is nothing)."""
+        tti = self._tti
+        if tti is None:
+            return
+        idle = now + tti
+        early: list[Timer] = []
+        for timer in seen:
+            if (timer[0] if timer[0] < idle else idle) < timer[2]:
+                early.append(timer)  # an earlier deadline: the heap must hear of it
+            else:
+                timer[1] = idle  # without the lock, as _unlocked_find
+        if not early:
+            return
+        spares: list[Item] = [[0.0, 0, None] for _ in early]  # made before locking
+        self._acquire()
+        try:
+            timers = self._timers
+            if timers is not None:
+                for i in range(len(early)):
+                    timer = early[i]
+                    if timers.deadlines.get(timer[3]) is timer:
+                        timers.touch(timer[3], idle, spares[i])
         finally:  # the release, inline (see _acquire)
             try:
                 self._token.append(True)

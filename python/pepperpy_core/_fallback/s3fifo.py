@@ -44,7 +44,7 @@ from pepperpy_core._fallback.core import (
     Written,
     says,
 )
-from pepperpy_core._fallback.expiry import Timers
+from pepperpy_core._fallback.expiry import Timer, Timers
 from pepperpy_core._fallback.keys import Wrapper, is_plain, key_of, wrap
 from pepperpy_core._fallback.sketch import Sketch
 
@@ -167,24 +167,34 @@ class S3FIFOCache(CacheCore[K, V]):
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """The present keys among ``keys`` with their values, each a use (as
-        by ``get``); each key counts as a hit or a miss, and nothing is
-        counted if a key fails to hash or compare."""
+        by ``get``); each key counts as a hit or a miss. Every key is found
+        first (its hash and compares run then), and only then used: a key
+        that fails to hash or compare, or an iterable that raises, changes
+        nothing but what expired by time."""
         found: list[tuple[K, V]] = []
+        used: list[Entry] = []
         misses = 0
         now = self._now() if self._timers is not None else None  # once for every key
+        # With a tti a use moves an idle deadline: the look keeps the timers.
+        seen: list[Timer] | None = [] if self._tti is not None else None
         for key in keys:
             try:
                 entry = self._reads[key]
             except KeyError as error:
-                got = self._missed(key, error, now)
+                got = self._missed(key, error, now, seen)
                 if got is MISSING:
                     misses += 1
                     continue
                 entry = cast("Entry", got)
+            found.append((key, entry[0]))
+            used.append(entry)
+        result = dict(found)  # may compare the keys: before anything is used
+        # An entry that left meanwhile is no one's: its use is nothing.
+        for entry in used:
             if entry[1]:
                 entry[1] -= 1
-            found.append((key, entry[0]))
-        result = dict(found)  # may compare the keys: before anything is counted
+        if seen and now is not None:
+            self._touch_seen(seen, now)
         self._hits += len(found)
         self._misses += misses
         return result
