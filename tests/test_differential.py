@@ -26,7 +26,7 @@ import decimal
 import enum
 import math
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -84,6 +84,40 @@ class HashBoom:
 
     def __repr__(self) -> str:
         return "HashBoom()"
+
+
+class CollideBoom:
+    """A key of Collide's hash that cannot be compared: a lookup raises
+    once a Collide is stored (Collide's __eq__ defers to it)."""
+
+    def __hash__(self) -> int:
+        return 11
+
+    def __eq__(self, other: object) -> bool:
+        raise LookupError("eq boom")
+
+    def __repr__(self) -> str:
+        return "CollideBoom()"
+
+
+def _cut_short(wanted: list[Any]) -> Iterator[Any]:
+    yield from wanted
+    raise RuntimeError("iterator boom")
+
+
+def failing(wanted: list[Any], bad: str, at: int) -> Iterable[Any]:
+    """``wanted`` with a key that fails to hash or compare at ``at``, or
+    cut short there by an iterator that raises."""
+    if bad == "iterator":
+        return _cut_short(wanted[:at])
+    return [*wanted[:at], HashBoom() if bad == "hash" else CollideBoom(), *wanted[at:]]
+
+
+#: A bad input to get_many: which, and where among the good keys.
+BAD_GET_MANY = {
+    "bad": st.sampled_from(["hash", "eq", "iterator"]),
+    "at": st.integers(min_value=0, max_value=4),
+}
 
 
 class Rehash:
@@ -770,6 +804,10 @@ class CacheAgreement(RuleBasedStateMachine):
     def get_many(self, wanted: list[Any]) -> None:
         self.agree(lambda c: c.get_many(iter(wanted)))
 
+    @rule(wanted=st.lists(keys, max_size=4), **BAD_GET_MANY)
+    def get_many_failing(self, wanted: list[Any], bad: str, at: int) -> None:
+        self.agree(lambda c: c.get_many(failing(wanted, bad, at)))
+
     @rule(
         pairs=st.lists(st.tuples(keys, values), max_size=4),
         shape=st.sampled_from(["list", "dict", "proxy", "bad", "not pairs"]),
@@ -896,6 +934,10 @@ class S3PolicyAgreement(RuleBasedStateMachine):
     @rule(wanted=st.lists(policy_keys, max_size=3))
     def get_many(self, wanted: list[Any]) -> None:
         self.agree(lambda c: c.get_many(wanted))
+
+    @rule(wanted=st.lists(policy_keys, max_size=3), **BAD_GET_MANY)
+    def get_many_failing(self, wanted: list[Any], bad: str, at: int) -> None:
+        self.agree(lambda c: c.get_many(failing(wanted, bad, at)))
 
     @rule(key=policy_keys)
     def pop(self, key: Any) -> None:
