@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pepperpy_core.cache
 from pepperpy_core.cache import LocalCache
 from pepperpy_core.tier import TieredCache
 from tests.asyncutil import run, settled, until
@@ -192,5 +194,77 @@ def test_a_reply_is_kept_unless_its_own_key_changed_on_the_way(changed: str) -> 
                 assert tier.peek("k") is None, request  # which came last is not known here
             await tier.aclose()
         await other.aclose()
+
+    run(main())
+
+
+# --- get_many: a bad input reads nothing locally -----------------------------
+
+
+class _HashBoom:
+    def __hash__(self) -> int:
+        raise ArithmeticError("hash boom")
+
+
+class _EqBoom:
+    """Equal hashes, and an ``__eq__`` that raises."""
+
+    def __hash__(self) -> int:
+        return 42
+
+    def __eq__(self, other: object) -> bool:
+        raise LookupError("eq boom")
+
+
+def _cut_short(keys: list[Any]) -> Iterator[Any]:
+    yield from keys
+    raise RuntimeError("iterator boom")
+
+
+def _seen(cache: Any) -> tuple[Any, Any]:
+    """What a read would change of a cache: its state (S3-FIFO's freqs) and stats."""
+    return cache.__reduce__()[2], cache.stats()
+
+
+@pytest.mark.parametrize("kind", ["FIFOCache", "S3FIFOCache"])
+@pytest.mark.parametrize("ttl", [None, 3600.0])
+def test_a_local_get_many_that_fails_reads_nothing(kind: str, ttl: float | None) -> None:
+    """LocalCache.get_many is its cache's: a key that fails to hash or
+    compare, or an iterator that raises, leaves no hit, miss or use behind."""
+    cache = getattr(pepperpy_core.cache, kind)(8)
+    local: LocalCache[Any, Any] = LocalCache(cache, ttl=ttl)
+    for key in ("a", "b", "c"):
+        local.put(key, key)
+    local.put(_EqBoom(), "eq")
+    before = _seen(cache)
+    for bad, error in (
+        (["a", "x", "b", _HashBoom()], ArithmeticError),
+        (["a", "x", "b", _EqBoom()], LookupError),
+        (_cut_short(["a", "x", "b"]), RuntimeError),
+    ):
+        with pytest.raises(error, match="boom"):
+            run(local.get_many(bad))
+        assert _seen(cache) == before
+    assert run(local.get_many(["a", "x", "b"])) == {"a": "a", "b": "b"}
+    assert (cache.stats().hits, cache.stats().misses) == (2, 1)
+
+
+def test_a_tier_get_many_that_fails_reads_nothing() -> None:
+    """Every key is checked (a str) before any local copy is read."""
+
+    async def main() -> None:
+        cache = pepperpy_core.cache.S3FIFOCache[str, Any](8)
+        tier: TieredCache[Any] = TieredCache(LocalCache(cache), MemoryStore(Shared()))
+        await settled(tier)
+        await tier.set_many({"a": 1, "b": 2})
+        before = _seen(cache)
+        with pytest.raises(TypeError, match="must be a str"):
+            await tier.get_many(["a", "b", 5])  # type: ignore[list-item]
+        with pytest.raises(RuntimeError, match="iterator boom"):
+            await tier.get_many(_cut_short(["a", "b"]))
+        assert _seen(cache) == before
+        assert await tier.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        assert cache.stats().hits == 2
+        await tier.aclose()
 
     run(main())

@@ -190,7 +190,21 @@ class LocalCache(Generic[K, V]):
         return self._drop(key)
 
     async def get_many(self, keys: Iterable[K]) -> dict[K, V]:
-        """The keys that are present, with their values."""
+        """The keys that are present, with their values: the cache's own
+        ``get_many`` (so a key that fails to hash or compare, or an iterable
+        that raises, uses nothing), less what expired."""
+        many = getattr(self.cache, "get_many", None)
+        if many is None:  # a cache with no get_many of its own: read each
+            return self._peek_each(list(keys))
+        found: dict[K, V] = many(keys)
+        if self._deadlines:
+            now = time.monotonic()
+            for key in [k for k in found if now >= self._deadlines.get(k, math.inf)]:
+                self._drop(key)
+                del found[key]
+        return found
+
+    def _peek_each(self, keys: list[K]) -> dict[K, V]:
         found: dict[K, V] = {}
         for key in keys:
             value = self.peek(key, _MISSING)

@@ -260,11 +260,13 @@ class TieredCache(Generic[V]):
         return default if stored is None else stored.value
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, V]:
-        """Local copies, and the rest from the store in one round trip."""
+        """Local copies, and the rest from the store in one round trip. Every
+        key is checked before any is read: a key that is not a str, or an
+        iterable that raises, reads (and so uses) nothing."""
         found: dict[str, V] = {}
         missing: list[str] = []
-        for key in keys:
-            value: Any = self.peek(_check_key(key), _MISSING)
+        for key in [_check_key(key) for key in keys]:
+            value: Any = self.peek(key, _MISSING)
             if value is _MISSING:
                 missing.append(key)
             else:
