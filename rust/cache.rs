@@ -1204,6 +1204,7 @@ impl<P: Kind> Core<P> {
         let py = items.py();
         let checked = checked_pairs(items)?;
         self.require_init(py)?;
+        self.compare_first(py, &checked)?;
         let now = self.now(py, ttl.is_some())?;
         for (key, hash, value) in &checked {
             let written = now.map(|now| Written {
@@ -1212,6 +1213,51 @@ impl<P: Kind> Core<P> {
                 left: None,
             });
             self.insert_hashed(key, *hash, value, None, written)?;
+        }
+        Ok(())
+    }
+
+    /// Before `set_many` writes: every comparison its writes run Python code
+    /// for, each key with the stored keys of its hash and the keys given with
+    /// one another, so that one that raises fails with nothing written. Which
+    /// keys meet a stored key that only Python compares is found under the
+    /// lock once (what a plain batch pays); those are compared with it
+    /// released. (A key compared again by a write may still raise there if
+    /// its `__eq__` answers differently, or if the cache changed meanwhile.)
+    fn compare_first(&self, py: Python<'_>, checked: &[Checked<'_>]) -> PyResult<()> {
+        let mut odd = false;
+        let mut compare = Vec::new();
+        {
+            let inner = self.inner.lock(py)?;
+            let table = inner.cache.table();
+            for (i, (key, hash, _)) in checked.iter().enumerate() {
+                let plain = plain_type(key);
+                odd |= plain.is_none();
+                let key_ptr = key.as_ptr();
+                let mut unknown = false;
+                let found = table.find(*hash, |stored| {
+                    if stored.as_ptr() == key_ptr {
+                        return true;
+                    }
+                    let same = plain.and_then(|ty| plain_eq(stored, key, ty));
+                    unknown |= same.is_none();
+                    same == Some(true)
+                });
+                if found.is_none() && unknown {
+                    compare.push(i);
+                }
+            }
+        }
+        let mut keep = Vec::new();
+        for i in compare {
+            let (key, hash, _) = &checked[i];
+            drop(self.locate(key, *hash, &mut keep)?);
+        }
+        if odd {
+            let given = PyDict::new(py);
+            for (key, _, _) in checked {
+                given.set_item(key, py.None())?;
+            }
         }
         Ok(())
     }

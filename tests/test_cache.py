@@ -371,6 +371,32 @@ def test_key_whose_eq_raises(cache_class: Any) -> None:
     assert cache[stored] == "first"
 
 
+@pytest.mark.parametrize(
+    ("pairs", "stored"),
+    [
+        ([("b", 2), (EqBoom(), 3)], True),
+        ([("b", 2), ("a", 5), (42, 3)], True),  # a plain key: the stored key's __eq__ runs
+        ([("b", 2), ("c", 3), (EqBoom(), 3), ("d", 4)], True),
+        ([("b", 2), (EqBoom(), 3), (EqBoom(), 4)], False),  # against each other
+    ],
+    ids=["stored", "plain key", "middle", "each other"],
+)
+@pytest.mark.parametrize("ttl", [None, 60])
+def test_set_many_compares_every_key_before_writing(
+    cache_class: Any, pairs: list[tuple[Any, Any]], stored: bool, ttl: int | None
+) -> None:
+    """A key whose comparison raises, with a stored key or with another key
+    given, fails the set_many before any pair is written."""
+    cache = cache_class(4)
+    cache["a"] = 1
+    if stored:
+        cache[EqBoom()] = "stored"
+    before = snapshot(cache)
+    with pytest.raises(LookupError, match="eq boom"):
+        cache.set_many(pairs, ttl=ttl)
+    assert snapshot(cache) == before
+
+
 # --- get_many: a bad input uses nothing; a use whose entry left is nothing ----
 
 

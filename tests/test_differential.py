@@ -491,6 +491,11 @@ class Reference:
                 raise ValueError("set_many expects (key, value) pairs, got one of another length")
             _hash(item[0])
             pairs.append(item)
+        # Every key compared before any is written: with the stored keys of
+        # its hash, and the keys given with one another.
+        for key, _ in pairs:
+            self._find(key)
+        dict.fromkeys(key for key, _ in pairs)
         now = self.now(wanted=seconds is not None)
         for key, value in pairs:
             self._write(key, value, seconds, now)

@@ -731,13 +731,14 @@ class CacheCore(Generic[K, V]):
         self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
     ) -> None:
         """Set every pair of a mapping (through its ``items()``, in its order) or
-        of an iterable of pairs, each with ``ttl`` if given. Every pair is read
-        and every key hashed first, so a bad pair or an unhashable key changes
-        nothing."""
+        of an iterable of pairs, each with ``ttl`` if given. Every pair is read,
+        every key hashed and compared first, so a bad pair, an unhashable key
+        or one whose ``__eq__`` raises changes nothing."""
         seconds = check_seconds(ttl, "ttl")
         pairs = pairs_of(items)
         if not self._maxsize:
             raise TypeError(self._says.not_initialized)
+        self._compare_first(pairs)
         if seconds is not None or self._timers is not None:
             written = self._written(seconds, self._now())
             for key, value, hashed in pairs:
@@ -750,6 +751,25 @@ class CacheCore(Generic[K, V]):
                 fast(self, key, value)
             else:
                 self._set(key, value, hashed)
+
+    def _compare_first(self, pairs: list[tuple[K, V, int]]) -> None:
+        """Before ``set_many`` writes: every comparison its writes run Python
+        code for, each key with the stored keys of its hash and the keys
+        given with one another, so that one that raises fails with nothing
+        written. (A key compared again by a write may still raise there if
+        its ``__eq__`` answers differently, or if the cache changed meanwhile.)"""
+        wrapped = self._wrapped
+        odd = False
+        for key, _, hashed in pairs:
+            kind = type(key)
+            if kind is str or kind is int or is_plain(key):
+                if wrapped and hashed in wrapped:
+                    self._find(key, hashed, True)  # the stored keys' __eq__
+            else:
+                odd = True
+                self._find(key, hashed, False)
+        if odd:
+            dict.fromkeys([key for key, _, _ in pairs])  # as the writes meet each other
 
     def _mark_out_of_step(self) -> None:
         """A change was cut short (lock held): the order may not match ``_data``."""
