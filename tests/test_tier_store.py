@@ -268,3 +268,27 @@ def test_a_tier_get_many_that_fails_reads_nothing() -> None:
         await tier.aclose()
 
     run(main())
+
+
+@pytest.mark.parametrize("kind", ["FIFOCache", "S3FIFOCache"])
+@pytest.mark.parametrize("ttl", [None, 3600.0])
+def test_a_local_set_many_that_fails_stores_nothing(kind: str, ttl: float | None) -> None:
+    """LocalCache.set_many is its cache's: a bad pair or key stores no pair
+    and gives no key a deadline."""
+    cache = getattr(pepperpy_core.cache, kind)(8)
+    local: LocalCache[Any, Any] = LocalCache(cache, ttl=ttl)
+    local.put("a", 1)
+    before = cache.items(), cache.stats(), dict(local._deadlines)
+    for bad, error in (
+        ([("b", 2), ([], 3)], TypeError),
+        ([("b", 2), ("c", 3, 4)], ValueError),
+        ([("b", 2), 5], TypeError),
+        ([("b", 2), (_HashBoom(), 3)], ArithmeticError),
+        ([("b", 2), (_EqBoom(), 3), (_EqBoom(), 4)], LookupError),
+    ):
+        with pytest.raises(error):
+            run(local.set_many(bad, ttl=60))
+        assert (cache.items(), cache.stats(), dict(local._deadlines)) == before
+    run(local.set_many(iter([("b", 2), ["c", 3]]), ttl=60))
+    assert cache.items()[-2:] == [("b", 2), ("c", 3)]
+    assert set(local._deadlines) == ({"a", "b", "c"} if ttl else {"b", "c"})

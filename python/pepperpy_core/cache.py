@@ -143,6 +143,10 @@ class LocalCache(Generic[K, V]):
             ends = time.monotonic() + seconds
             deadline = ends if deadline is None else min(deadline, ends)
         self.cache[key] = value
+        self._ends(key, deadline)
+
+    def _ends(self, key: K, deadline: float | None) -> None:
+        """``key`` was just stored, to last until ``deadline`` (None: no end)."""
         if deadline is not None:
             if len(self._deadlines) > 2 * len(self.cache) + 64:
                 self._prune()
@@ -215,10 +219,19 @@ class LocalCache(Generic[K, V]):
     async def set_many(
         self, items: Mapping[K, V] | Iterable[tuple[K, V]], *, ttl: float | None = None
     ) -> None:
-        """Store every pair."""
-        pairs = items.items() if isinstance(items, Mapping) else items
-        for key, value in list(pairs):
-            self.put(key, value, ttl=ttl)
+        """Store every pair: the cache's own ``set_many`` (so a bad pair or
+        key stores none), each with ``ttl`` (else the default)."""
+        seconds = seconds_or_none(ttl, "ttl") if ttl is not None else self.ttl
+        pairs = [tuple(pair) for pair in (items.items() if isinstance(items, Mapping) else items)]
+        many = getattr(self.cache, "set_many", None)
+        if many is None:  # a cache with no set_many of its own: write each
+            for key, value in pairs:
+                self.put(key, value, ttl=ttl)
+            return
+        many(pairs)
+        deadline = None if seconds is None else time.monotonic() + seconds
+        for key, _ in pairs:
+            self._ends(key, deadline)
 
     def __getitem__(self, key: K) -> V:
         """The value of ``key``; KeyError if it is missing or expired."""
