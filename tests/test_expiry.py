@@ -590,3 +590,39 @@ def test_threads_on_an_expiring_cache_keep_it_whole(cache_class: Any) -> None:
     stats = cache.stats()
     assert stats.expirations > 0
     assert stats.hits + stats.misses == 4 * len(range(1, 2000, 3))
+
+
+def test_what_pure_readers_see_without_the_lock_is_always_a_deadline() -> None:
+    """The pure caches' reads compare a timer's fields without the lock
+    (``_unlocked_find``, ``_touch_seen``), so no step of a change made under
+    it may leave anything but a float there, for a thread switch could come
+    at any line: every line of a compaction is checked."""
+    import sys
+    from types import FrameType
+
+    from pepperpy_core._fallback.expiry import Timers
+
+    timers = Timers()
+    for round_ in range(3):  # rewrites leave stale items: the heap compacts
+        for key in range(40):
+            timer, item = Timers.made(100.0 + key + round_, 50.0 + key)
+            timers.file(key, timer, item)
+    seen: list[int] = []
+
+    def check(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_name != "_compact":
+            return None
+        if event == "line":
+            seen.append(frame.f_lineno)
+            for timer in timers.deadlines.values():
+                assert all(type(field) is float for field in timer[:3]), timer
+        return check
+
+    compact = Timers._compact
+    sys.settrace(lambda frame, event, arg: check if frame.f_code is compact.__code__ else None)
+    try:
+        timers._compact()
+    finally:
+        sys.settrace(None)
+    assert len(seen) > 40  # every line of the loops, for every item
+    assert len(timers.heap) == len(timers.deadlines) == 40

@@ -36,8 +36,10 @@ Item = list[Any]
 INF: Final = math.inf
 #: The default clock (what the extension reads too: CLOCK_MONOTONIC).
 monotonic: Final = time.monotonic
-#: Marks a timer already kept during a compaction. Never a float.
-_KEPT: Final = object()
+#: Marks a timer already kept during a compaction: a float object of its
+#: own (found by identity), since readers without the lock compare with it;
+#: as infinite, it sends a reader that moves a deadline to the locked path.
+_KEPT: Final = float("inf")
 
 
 def number(value: object) -> float | None:
