@@ -1759,16 +1759,18 @@ macro_rules! cache_class {
             }
 
             /// The present keys among `keys` with their values; each key
-            /// counts as a hit or a miss, and nothing is counted if a key
-            /// fails to hash or compare.
+            /// counts as a hit or a miss. Every key is found before any is
+            /// used, so a key that fails to hash or compare, or an iterable
+            /// that raises, changes nothing but what expired by time.
             fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
                 self.core.get_many(keys)
             }
 
             /// Sets every pair of a mapping (through its `items()`, in its
             /// order) or of an iterable of pairs, each with `ttl` if given.
-            /// Every pair is read and every key hashed first, so a bad pair
-            /// or an unhashable key changes nothing.
+            /// Every pair is read, every key hashed and compared first, so a
+            /// bad pair, an unhashable key or one whose `__eq__` raises
+            /// changes nothing.
             #[pyo3(signature = (items, *, ttl = None))]
             fn set_many(
                 &self,
