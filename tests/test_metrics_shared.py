@@ -305,3 +305,51 @@ def test_the_pure_twin_refuses_a_cpu_that_may_reorder_its_stores(
     with pytest.raises(MetricError, match="need an x86 CPU, not 'aarch64'"):
         shm.open_store(target, "discard")
     assert not target.exists()
+
+
+def _histogram_words(path: Path) -> Any:
+    """A pure-twin mapping of a histogram's words (sequence, sum, min, max,
+    3 counts) in a file of their own."""
+    from pepperpy_core._fallback import shm
+
+    path.write_bytes(bytes(4096))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return shm._Map(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def test_the_pure_twin_waits_for_a_writer_preempted_inside_its_update(tmp_path: Path) -> None:
+    """A reader takes a histogram's values as they are only once its writer
+    has made no progress for a long while (one killed there never leaves), not
+    after a count of tries that a writer's preemption outlasts."""
+    import struct
+    import threading
+    import time
+
+    from pepperpy_core._fallback import shm
+
+    m = _histogram_words(tmp_path / "words")
+    words = 4 + 3
+    m.store(0, 1)  # inside: a count raised, the sum not yet
+    m.store(8 * 4, 1)
+    read: list[list[int]] = []
+    reader = threading.Thread(target=lambda: read.append(shm._read_consistent(m, 0, words, 30.0)))
+    reader.start()
+    time.sleep(0.1)  # the writer descheduled for longer than any count of tries takes
+    m.store(8, struct.unpack("<Q", struct.pack("<d", 0.75))[0])
+    m.store(0, 2)
+    reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert struct.unpack("<d", struct.pack("<Q", read[0][1]))[0] == 0.75
+    assert read[0][4] == 1
+
+
+def test_the_pure_twin_does_not_hang_on_a_writer_that_never_leaves(tmp_path: Path) -> None:
+    from pepperpy_core._fallback import shm
+
+    m = _histogram_words(tmp_path / "words")
+    m.store(0, 7)  # killed inside its update: the sequence stays odd
+    m.store(8 * 4, 4)
+    assert shm._read_consistent(m, 0, 4 + 3, 0.02)[4] == 4

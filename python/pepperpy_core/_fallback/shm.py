@@ -50,7 +50,10 @@ _KIND_NAMES: Final = {v: k for k, v in _KINDS.items()}
 MODES: Final = ("sum", "max", "min", "latest", "pid")
 _HISTOGRAM_HEAD: Final = 4
 _FIRST_SIZE: Final = 16 * 1024
-_READ_TRIES: Final = 10_000
+#: How long a reader waits for a histogram's writer that stays inside its
+#: update (its sequence odd and unchanged) before it takes the values as
+#: they are: one killed or stopped there never leaves (the native STALLED).
+_STALLED: Final = 1.0
 _U64: Final = 2**64
 _INF_BITS: Final = struct.unpack("<Q", struct.pack("<d", math.inf))[0]
 _NEG_INF_BITS: Final = struct.unpack("<Q", struct.pack("<d", -math.inf))[0]
@@ -418,16 +421,30 @@ def _bisect_left(bounds: tuple[float, ...], value: float) -> int:
     return lo
 
 
-def _read_consistent(m: _Map, at: int, words: int) -> list[int]:
-    for tries in range(_READ_TRIES):
+def _read_consistent(m: _Map, at: int, words: int, stalled: float = _STALLED) -> list[int]:
+    """``words`` words of a histogram's values at ``at``, read under its
+    sequence lock; as they are once its writers made no progress for
+    ``stalled`` seconds (or ten times that in all: every update moves the
+    sequence, so busy writers cannot hold a reader longer)."""
+    tries = 0
+    began = since = 0.0
+    seen = -1
+    while True:
         before = m.load(at)
         if before % 2 == 0:
             out = [before, *(m.load(at + 8 * i) for i in range(1, words))]
             if m.load(at) == before:
                 return out
-        if tries % 64 == 63:
-            time.sleep(0)
-    return [m.load(at + 8 * i) for i in range(words)]
+        now = time.monotonic()
+        if tries == 0:
+            began = since = now
+        if before != seen:
+            seen, since = before, now
+        if now - since >= stalled or now - began >= 10 * stalled:
+            return [m.load(at + 8 * i) for i in range(words)]
+        tries += 1
+        # Long inside: a preempted or stopped writer; no core spent on it.
+        time.sleep(0 if tries < 64 else 0.0001)
 
 
 Value = int | tuple[float, int] | Totals

@@ -3,7 +3,9 @@
 //! as it would at a process's end).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::run::{random_u64, Run};
 use super::*;
@@ -179,6 +181,58 @@ fn a_histogram_is_read_consistently_while_threads_write_it() {
         }
     });
     assert_eq!(slot.totals().count(), 40_000);
+}
+
+/// A histogram's words (sequence, sum, min, max, 3 counts) in a mapping
+/// of their own.
+fn histogram_words(dir: &TempDir) -> super::map::Mapping {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dir.0.join("words"))
+        .expect("file");
+    file.set_len(4096).expect("length");
+    super::map::Mapping::new(&file, 4096).expect("mapping")
+}
+
+#[test]
+fn a_reader_waits_for_a_writer_preempted_inside_its_update() {
+    let dir = TempDir::new();
+    let map = histogram_words(&dir);
+    let words = super::format::HISTOGRAM_HEAD + 3;
+    // The writer is inside: sequence odd, a count raised, the sum not yet.
+    map.store(0, 1, Ordering::Relaxed);
+    map.store(8 * super::format::HISTOGRAM_HEAD, 1, Ordering::Relaxed);
+    let read = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            super::values::read_consistent_within(&map, 0, words, Duration::from_secs(30))
+        });
+        // Descheduled for longer than any count of tries takes, then back.
+        std::thread::sleep(Duration::from_millis(100));
+        map.store(8, 0.75f64.to_bits(), Ordering::Relaxed);
+        map.store(0, 2, Ordering::Release);
+        reader.join().expect("reader")
+    });
+    // The values after the update, not during it (word 0 is never read).
+    assert_eq!(f64::from_bits(read[1]), 0.75);
+    assert_eq!(read[super::format::HISTOGRAM_HEAD], 1);
+}
+
+#[test]
+fn a_writer_that_never_leaves_its_update_does_not_hang_the_reader() {
+    let dir = TempDir::new();
+    let map = histogram_words(&dir);
+    let words = super::format::HISTOGRAM_HEAD + 3;
+    // Killed inside its update: the sequence stays odd for good.
+    map.store(0, 7, Ordering::Relaxed);
+    map.store(8 * super::format::HISTOGRAM_HEAD, 4, Ordering::Relaxed);
+    let read = super::values::read_consistent_within(&map, 0, words, Duration::from_millis(20));
+    assert_eq!(
+        read[super::format::HISTOGRAM_HEAD],
+        4,
+        "the values as they are"
+    );
 }
 
 #[test]

@@ -4,15 +4,17 @@
 
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::format::{Kind, HISTOGRAM_HEAD};
 use super::map::Mapping;
 
-/// Tries a reader makes while a histogram's writer is inside its update,
-/// before it takes the values as they are (a writer killed there never
-/// leaves).
-const READ_TRIES: u32 = 10_000;
+/// How long a reader waits for a histogram's writer that stays inside its
+/// update (its sequence odd and unchanged) before it takes the values as
+/// they are: a writer killed or stopped there never leaves, while a live one
+/// that was only preempted comes back far sooner. (A count of tries was
+/// spent in well under one preemption on a busy machine: a torn read.)
+const STALLED: Duration = Duration::from_secs(1);
 
 /// Where one series of this process keeps its values.
 #[derive(Clone)]
@@ -132,8 +134,11 @@ impl Slot {
 }
 
 fn backoff(spins: &mut u32) {
-    *spins += 1;
-    if spins.is_multiple_of(64) {
+    *spins = spins.saturating_add(1);
+    if *spins > 4096 {
+        // Long inside: a preempted or stopped writer; no core spent on it.
+        std::thread::sleep(Duration::from_micros(100));
+    } else if spins.is_multiple_of(64) {
         std::thread::yield_now();
     } else {
         std::hint::spin_loop();
@@ -141,11 +146,26 @@ fn backoff(spins: &mut u32) {
 }
 
 /// `words` words of a histogram's values at `at`, read under its sequence
-/// lock (as they are, after `READ_TRIES` tries).
+/// lock (as they are once its writers made no progress for [`STALLED`]).
 pub fn read_consistent(map: &Mapping, at: usize, words: usize) -> Vec<u64> {
+    read_consistent_within(map, at, words, STALLED)
+}
+
+/// [`read_consistent`], giving up on writers stalled for `stalled`. The
+/// wait is bounded however busy the writers are: each of their updates
+/// moves the sequence, and after ten times `stalled` in all the values are
+/// taken as they are too.
+pub(super) fn read_consistent_within(
+    map: &Mapping,
+    at: usize,
+    words: usize,
+    stalled: Duration,
+) -> Vec<u64> {
     let mut out = vec![0u64; words];
     let mut spins = 0u32;
-    for _ in 0..READ_TRIES {
+    // (when the wait began, the sequence last seen, when it was first seen)
+    let mut waiting: Option<(Instant, u64, Instant)> = None;
+    loop {
         let before = map.load(at, Ordering::Acquire);
         if before.is_multiple_of(2) {
             for (i, word) in out.iter_mut().enumerate().skip(1) {
@@ -155,6 +175,14 @@ pub fn read_consistent(map: &Mapping, at: usize, words: usize) -> Vec<u64> {
             if map.load(at, Ordering::Relaxed) == before {
                 return out;
             }
+        }
+        let now = Instant::now();
+        let (began, seen, since) = waiting.get_or_insert((now, before, now));
+        if before != *seen {
+            (*seen, *since) = (before, now);
+        }
+        if now.duration_since(*since) >= stalled || now.duration_since(*began) >= stalled * 10 {
+            break;
         }
         backoff(&mut spins);
     }
