@@ -1,5 +1,6 @@
 """A RemoteStore in memory, shared by the tiers of one test: a second store
-behind TieredCache (beside RedisCache), whose clock is the tier's own.
+behind TieredCache (beside RedisCache), on a clock of the tier's host: the
+monotonic one, or the wall clock (as Redis's on the same host).
 
 Every call yields to the loop once on its way in and once on its way out, as
 a network round trip would, and measures time in between: what it reports
@@ -14,7 +15,7 @@ import contextlib
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -25,8 +26,10 @@ V = TypeVar("V")
 
 @dataclass
 class Shared(Generic[V]):
-    """What every client of one store sees: values, when each expires
-    (``time.monotonic()``; inf: never), locks, tags, subscribers."""
+    """What every client of one store sees: values, when each expires (a
+    reading of ``clock``; inf: never), locks, tags, subscribers."""
+
+    clock: Callable[[], float] = time.monotonic
 
     values: dict[str, V] = field(default_factory=dict)
     deadlines: dict[str, float] = field(default_factory=dict)
@@ -62,7 +65,7 @@ class MemoryStore(Generic[V]):
 
     async def _arrive(self) -> float:
         await asyncio.sleep(0)  # the request on its way
-        return time.monotonic()
+        return self.shared.clock()
 
     async def fetch(self, keys: Sequence[str]) -> dict[str, Stored[V]]:
         now = await self._arrive()

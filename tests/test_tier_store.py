@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -33,35 +34,64 @@ step = st.one_of(
     st.tuples(st.just("load"), st.sampled_from(KEYS), st.none()),
     st.tuples(st.just("load waited"), st.sampled_from(KEYS), st.none()),
     st.tuples(st.just("delete"), st.sampled_from(KEYS), st.none()),
+    # The wall clock stepped (NTP, a VM restored from a snapshot), by seconds.
+    st.tuples(st.just("step"), st.none(), st.sampled_from([-3600.0, -5.0, 5.0, 3600.0])),
 )
+
+
+class _Stepped:
+    """A clock (``time.time`` by default) as it reads after the steps given
+    to ``step``."""
+
+    def __init__(self, real: Callable[[], float] = time.time) -> None:
+        self.offset = 0.0
+        self._real = real
+
+    def __call__(self) -> float:
+        return self._real() + self.offset
+
+    def step(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 def _tier(shared: Shared[Any], ttl: float | None, local_ttl: float | None) -> TieredCache[Any]:
     return TieredCache(LocalCache(100, ttl=local_ttl), MemoryStore(shared, ttl=ttl))
 
 
-def _copies_outlive_nothing(tier: TieredCache[Any], shared: Shared[Any]) -> None:
-    """Every local copy ends no later than the store's value it copies."""
+def _copies_outlive_nothing(tier: TieredCache[Any], shared: Shared[Any], by_wall: bool) -> None:
+    """Every local copy ends no later than the store's value it copies, by
+    the store's clock (the wall clock if ``by_wall``, else the monotonic)."""
     deadlines = tier.local._deadlines
     for key in KEYS:
+        now = shared.clock()  # before the read: the copy, if any, is served after it
         if tier.peek(key) is None:
             continue
-        assert key in shared.values, f"{key!r} is kept here, and gone from the store"
+        assert shared.live(key, now), f"{key!r} is kept here, and gone from the store"
         assert tier.peek(key) == shared.values[key]
         if shared.deadlines[key] != float("inf"):
-            assert deadlines[key] <= shared.deadlines[key], (key, deadlines, shared.deadlines)
+            ends = deadlines[key][1 if by_wall else 0]
+            assert ends <= shared.deadlines[key], (key, deadlines, shared.deadlines)
 
 
 @given(
     steps=st.lists(step, min_size=1, max_size=8),
     store_ttl=TTLS,
     local_ttl=st.sampled_from([None, 0.01, 3600.0]),
+    by_wall=st.booleans(),
 )
 def test_no_local_copy_outlives_the_stored_value(
-    steps: list[tuple[str, str, float | None]], store_ttl: float | None, local_ttl: float | None
+    steps: list[tuple[str, Any, float | None]],
+    store_ttl: float | None,
+    local_ttl: float | None,
+    by_wall: bool,
 ) -> None:
+    """Whatever the tiers do, and however the wall clock is stepped, no copy
+    outlives its value in a store that expires by either clock."""
+    wall = _Stepped()
+
     async def main() -> None:
-        shared: Shared[Any] = Shared()
+        # (main runs under the patch below: time.time is the stepped clock)
+        shared: Shared[Any] = Shared(clock=time.time if by_wall else time.monotonic)
         writer, reader = _tier(shared, store_ttl, local_ttl), _tier(shared, store_ttl, local_ttl)
         await settled(writer, reader)
         for n, (op, key, ttl) in enumerate(steps):
@@ -78,15 +108,19 @@ def test_no_local_copy_outlives_the_stored_value(
                 await writer.load(key, functools.partial(_now, value))
             elif op == "load waited":
                 await _load_waited(writer, reader, shared, key, value)
+            elif op == "step":
+                assert ttl is not None
+                wall.step(ttl)
             else:
                 await writer.delete(key)
             await settled(writer, reader)
-            _copies_outlive_nothing(writer, shared)
-            _copies_outlive_nothing(reader, shared)
+            _copies_outlive_nothing(writer, shared, by_wall)
+            _copies_outlive_nothing(reader, shared, by_wall)
         await writer.aclose()
         await reader.aclose()
 
-    run(main())
+    with mock.patch.object(time, "time", wall):
+        run(main())
 
 
 async def _now(value: str) -> str:
@@ -126,11 +160,41 @@ def test_the_earlier_of_ttl_and_until_ends_a_copy() -> None:
     local: LocalCache[str, int] = LocalCache(10, ttl=3600)
     soon = time.monotonic() + 5
     local.put("k", 1, until=soon)
-    assert local._deadlines["k"] == soon
+    assert local._deadlines["k"][0] == soon
     local.put("j", 1, until=soon + 7200)
-    assert local._deadlines["j"] != soon + 7200  # the ttl's hour came first
+    assert local._deadlines["j"][0] != soon + 7200  # the ttl's hour came first
     local.put("gone", 1, until=time.monotonic() - 1)
     assert local.peek("gone") is None
+
+
+@pytest.mark.parametrize("read", ["peek", "get_many"])
+def test_an_entry_ends_by_whichever_clock_reads_its_end_first(read: str) -> None:
+    """A wall clock stepped forward ends an entry early; one stepped back
+    keeps it no longer than the monotonic clock allows; ``until`` too."""
+    wall, monotonic = _Stepped(), _Stepped(time.monotonic)
+    local: LocalCache[str, int] = LocalCache(10, ttl=60)
+
+    def seen(key: str) -> int | None:
+        return local.peek(key) if read == "peek" else run(local.get_many([key])).get(key)
+
+    with mock.patch.object(time, "time", wall), mock.patch.object(time, "monotonic", monotonic):
+        local.put("k", 1)
+        local.put("u", 2, until=time.monotonic() + 30)
+        wall.step(-3600)
+        assert (seen("k"), seen("u")) == (1, 2)
+        wall.step(3600 + 29)
+        assert (seen("k"), seen("u")) == (1, 2)
+        wall.step(2)  # 31 s on by the wall clock: past ``until``
+        assert (seen("k"), seen("u")) == (1, None)
+        wall.step(30)
+        assert seen("k") is None
+        assert not local._deadlines
+        local.put("k", 1)
+        wall.step(-3600)
+        monotonic.step(59)
+        assert seen("k") == 1
+        monotonic.step(2)
+        assert seen("k") is None
 
 
 class _HeldReplies(MemoryStore[Any]):

@@ -64,6 +64,11 @@ V_co = TypeVar("V_co", covariant=True)
 _MISSING: Final = object()
 
 
+def _now() -> tuple[float, float]:
+    """This instant by the monotonic clock and by the wall clock."""
+    return time.monotonic(), time.time()
+
+
 def _reading_or_none(value: object) -> float | None:
     """``value`` as a ``time.monotonic()`` reading, None kept; TypeError else."""
     if value is None:
@@ -87,7 +92,13 @@ class LocalCache(Generic[K, V]):
     the CacheProtocol's methods) behind the async cache protocol, with an
     optional time to live per entry. Nothing here waits: ``peek`` is the
     same read without ``await``: while no entry has a time to live, it is
-    the cache's own ``get`` (no Python frame in between)."""
+    the cache's own ``get`` (no Python frame in between).
+
+    An entry's time to live is counted on the monotonic clock and on the
+    wall clock at once, and it ends by whichever reads its end first: a step
+    of the wall clock (an NTP step, a VM restored from a snapshot) can only
+    shorten it. A copy of a value that expires by a store's wall clock (Redis
+    on this host) thus ends no later, whichever way the clock is stepped."""
 
     #: The value of a key if present and not expired, else ``default``.
     peek: Peek[K, V]
@@ -108,7 +119,8 @@ class LocalCache(Generic[K, V]):
             )
         self.cache = made
         self.ttl = seconds_or_none(ttl, "ttl")
-        self._deadlines: dict[K, float] = {}  # keys stored with a time to live
+        # Keys stored with a time to live: their ends by (monotonic, wall) clock.
+        self._deadlines: dict[K, tuple[float, float]] = {}
         self._expiring = False
         self._reads_plainly()
 
@@ -127,7 +139,9 @@ class LocalCache(Generic[K, V]):
             return default
         if self._deadlines:
             deadline = self._deadlines.get(key)
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and (
+                time.monotonic() >= deadline[0] or time.time() >= deadline[1]
+            ):
                 self._drop(key)
                 return default
         return value
@@ -136,16 +150,30 @@ class LocalCache(Generic[K, V]):
         self, key: K, value: V, *, ttl: float | None = None, until: float | None = None
     ) -> None:
         """Store ``value`` under ``key``; ``ttl`` (else the default) bounds its
-        life, and so does ``until``, a ``time.monotonic()`` deadline."""
+        life, and so does ``until``, a ``time.monotonic()`` reading (the time
+        left until then is counted on both clocks, like a ttl)."""
         seconds = seconds_or_none(ttl, "ttl") if ttl is not None else self.ttl
         deadline = _reading_or_none(until)
-        if seconds is not None:
-            ends = time.monotonic() + seconds
-            deadline = ends if deadline is None else min(deadline, ends)
-        self.cache[key] = value
-        self._ends(key, deadline)
+        ends = None
+        if deadline is not None:
+            now = _now()
+            ends = (deadline, deadline - now[0] + now[1])
+        self._put(key, value, seconds, ends)
 
-    def _ends(self, key: K, deadline: float | None) -> None:
+    def _put(
+        self, key: K, value: V, seconds: float | None, ends: tuple[float, float] | None
+    ) -> None:
+        """Store ``value`` under ``key`` for ``seconds`` from now and until
+        ``ends`` (by monotonic and by wall clock), whichever is first (None:
+        no bound)."""
+        if seconds is not None:
+            now = _now()
+            mine = (now[0] + seconds, now[1] + seconds)
+            ends = mine if ends is None else (min(ends[0], mine[0]), min(ends[1], mine[1]))
+        self.cache[key] = value
+        self._ends(key, ends)
+
+    def _ends(self, key: K, deadline: tuple[float, float] | None) -> None:
         """``key`` was just stored, to last until ``deadline`` (None: no end)."""
         if deadline is not None:
             if len(self._deadlines) > 2 * len(self.cache) + 64:
@@ -202,8 +230,13 @@ class LocalCache(Generic[K, V]):
             return self._peek_each(list(keys))
         found: dict[K, V] = many(keys)
         if self._deadlines:
-            now = time.monotonic()
-            for key in [k for k in found if now >= self._deadlines.get(k, math.inf)]:
+            now, wall = _now()
+            deadlines = self._deadlines
+            for key in [
+                k
+                for k in found
+                if (d := deadlines.get(k)) is not None and (now >= d[0] or wall >= d[1])
+            ]:
                 self._drop(key)
                 del found[key]
         return found
@@ -229,7 +262,10 @@ class LocalCache(Generic[K, V]):
                 self.put(key, value, ttl=ttl)
             return
         many(pairs)
-        deadline = None if seconds is None else time.monotonic() + seconds
+        deadline = None
+        if seconds is not None:
+            now = _now()
+            deadline = (now[0] + seconds, now[1] + seconds)
         for key, _ in pairs:
             self._ends(key, deadline)
 

@@ -5,7 +5,9 @@ The store is any ``protocols.RemoteStore`` (``redis.RedisCache`` is the
 first); nothing here knows Redis.
 
 - Reads take the local copy, else the store's value, which is then kept
-  locally for no longer than the store will keep it (its time left to live).
+  locally for no longer than the store will keep it (its time left to live,
+  counted on both the monotonic and the wall clock: the store may expire it
+  by this host's wall clock, which can be stepped).
 - Writes and deletes go to the store, which announces the keys to every
   TieredCache on it; each drops its copies when the announcement arrives. A
   reply about a key that changed while it was on its way (announced, or
@@ -38,7 +40,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 from pepperpy_core._seconds import seconds
 from pepperpy_core._singleflight import SingleFlight
-from pepperpy_core.cache import LocalCache, Peek
+from pepperpy_core.cache import LocalCache, Peek, _now
 from pepperpy_core.errors import CacheUnavailableError
 from pepperpy_core.protocols import CacheProtocol, RemoteStore
 from pepperpy_core.stores import Invalidation, Stored
@@ -171,19 +173,22 @@ class TieredCache(Generic[V]):
 
     # --- local copies -----------------------------------------------------------------------
 
-    def _keep(self, key: str, stored: Stored[V], since: float) -> None:
+    def _keep(self, key: str, stored: Stored[V], since: tuple[float, float]) -> None:
         """Keep a copy of what the store holds, for no longer than the store
         will: its time left, counted from ``since`` (when the request was
-        sent, which is before the store measured it), less the store's clock
-        resolution."""
+        sent, which is before the store measured it) on both clocks (the
+        store's may be this host's wall clock, stepped meanwhile), less the
+        store's clock resolution."""
         if self.peek is _not_served:
             return
-        until = None
+        ends = None
         if stored.ttl is not None:
-            until = since + stored.ttl - _STORE_CLOCK_RESOLUTION
-            if until <= time.monotonic():
+            left = stored.ttl - _STORE_CLOCK_RESOLUTION
+            ends = (since[0] + left, since[1] + left)
+            now = _now()
+            if ends[0] <= now[0] or ends[1] <= now[1]:
                 return
-        self.local.put(key, stored.value, until=until)
+        self.local._put(key, stored.value, self.local.ttl, ends)
         self.peek = self.local.peek  # a first time to live changes how it reads
 
     def _serve_local(self) -> None:
@@ -230,7 +235,7 @@ class TieredCache(Generic[V]):
         self._listen()
         changes = self._changes
         since = changes.watch(keys)
-        sent = time.monotonic()
+        sent = _now()
         try:
             found = await self.remote.fetch(keys)
             self._came_up()
@@ -306,7 +311,7 @@ class TieredCache(Generic[V]):
         for key in keys:
             changes.changed(key)  # a read of it out now may bring the old value
         since = changes.watch(keys)
-        sent = time.monotonic()
+        sent = _now()
         try:
             if self._skipping():
                 raise self._unavailable()
@@ -394,7 +399,7 @@ class TieredCache(Generic[V]):
                     return await self._load_here(key, loader)
                 arrived.clear()
                 since = self._changes.watch((key,))
-                sent = time.monotonic()
+                sent = _now()
                 try:
                     claim = await self.remote.claim(key, self.lock_ttl)
                     kept = self._changes.unchanged(since, key)
@@ -442,7 +447,7 @@ class TieredCache(Generic[V]):
             raise
         renewing.cancel()
         since = self._changes.watch((key,))
-        sent = time.monotonic()
+        sent = _now()
         try:
             await asyncio.shield(self.remote.commit(key, token, value, origin=self._origin))
         except CacheUnavailableError as error:
