@@ -244,10 +244,11 @@ def test_a_cancelled_caller_leaves_the_others_their_value(when: str) -> None:
 
 def test_a_cancelled_cleanup_keeps_the_resource_it_was_releasing() -> None:
     released: list[str] = []
-    hold = asyncio.Event()
+    hold, releasing = asyncio.Event(), asyncio.Event()
 
     class Slow:
         async def aclose(self) -> None:
+            releasing.set()
             await hold.wait()
             released.append("slow")
 
@@ -262,7 +263,7 @@ def test_a_cancelled_cleanup_keeps_the_resource_it_was_releasing() -> None:
         quick = module.add_resource(Quick())
         slow = module.add_resource(Slow())
         cleaning = asyncio.ensure_future(module.cleanup())
-        await asyncio.sleep(0.01)  # releasing slow
+        await releasing.wait()
         cleaning.cancel()
         with pytest.raises(asyncio.CancelledError):
             await cleaning

@@ -9,7 +9,7 @@ import pytest
 
 from pepperpy_core.errors import CircularDependencyError, LifecycleError
 from pepperpy_core.module import BaseModule, Module, ModuleConfig, ModuleState
-from tests.asyncutil import run
+from tests.asyncutil import run, until
 
 S = ModuleState
 
@@ -595,7 +595,7 @@ def test_a_task_started_in_initialize_is_like_any_other_afterwards() -> None:
             self.watchdog = asyncio.ensure_future(self.watch())
 
         async def watch(self) -> None:
-            await asyncio.sleep(0.01)  # the initialize has finished by now
+            await until(lambda: self.state is S.READY)  # the initialize has finished
             await self.initialize()  # READY: nothing to do
             seen.append(self.state)
             await self.cleanup()  # a real cleanup, not the "from initialize" path

@@ -653,21 +653,25 @@ def test_closing_a_tier_survives_a_client_that_swallows_cancellation(
 
     real = PubSub.get_message
     swallowed = 0
+    inside = 0  # listeners waiting in get_message now
 
     async def swallowing(self: PubSub, *args: Any, **kwargs: Any) -> Any:
-        nonlocal swallowed
+        nonlocal swallowed, inside
+        inside += 1
         try:
             return await real(self, *args, **kwargs)
         except asyncio.CancelledError:
             swallowed += 1
             return None
+        finally:
+            inside -= 1
 
     monkeypatch.setattr(PubSub, "get_message", swallowing)
 
     async def main() -> None:
         t = tier(url)
         await t.subscribed()
-        await asyncio.sleep(0.05)  # the listener waits in get_message now
+        await until(lambda: inside > 0)  # the listener waits in get_message now
         async with asyncio.timeout(5):
             await t.aclose()
         assert swallowed >= 1

@@ -359,8 +359,19 @@ def test_a_waiter_whose_server_goes_away_runs_the_loader(
         raw = aioredis.Redis.from_url(server.url)
         await until_locked(raw)
         await raw.aclose()
+        claimed = asyncio.Event()
+        claim = waiter.remote.claim
+
+        async def claim_noted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await claim(*args, **kwargs)
+            finally:
+                claimed.set()
+
+        waiter.remote.claim = claim_noted  # type: ignore[method-assign]
         waiting = asyncio.ensure_future(waiter.load("k", _value("from the waiter")))
-        await asyncio.sleep(0.05)  # (it waits for the owner's announcement now)
+        await claimed.wait()  # told that the owner loads: it waits for the announcement now
+        assert not waiting.done()
         assert server.process is not None
         os.kill(server.process.pid, sig)
         async with asyncio.timeout(30):
