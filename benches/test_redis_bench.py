@@ -74,11 +74,28 @@ def _timed(
 # --- a local hit -------------------------------------------------------------------------------
 
 
+def _copied(loop: asyncio.AbstractEventLoop, tier: TieredCache[Any]) -> None:
+    """``tier`` holds a local copy of "k": its reads of it are local hits.
+    (A write made before the tier listens keeps no copy.)"""
+
+    async def copy() -> None:
+        await tier.subscribed()
+        await tier.set("k", VALUE)
+
+    loop.run_until_complete(copy())
+    assert tier.peek("k") == VALUE
+
+
 def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Callable[[], None]]:
     plain = FIFOCache[str, Any](100)
     plain["k"] = VALUE
     tier: TieredCache[Any] = TieredCache(FIFOCache(100), RedisCache(url=url, prefix="b:"))
-    loop.run_until_complete(tier.set("k", VALUE))
+    _copied(loop, tier)
+    # Values with a time to live in Redis: the copies have one too.
+    lived: TieredCache[Any] = TieredCache(
+        FIFOCache(100), RedisCache(url=url, prefix="bt:", ttl=3600)
+    )
+    _copied(loop, lived)
     module = CachedModule(ModuleConfig(name="bench"), cache=tier)
     memory = SimpleMemoryCache()
     loop.run_until_complete(memory.set("k", VALUE))
@@ -90,7 +107,10 @@ def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Call
     loop.run_until_complete(cashews_side.set("k", VALUE))
     loop.run_until_complete(cashews_side.get("k"))  # now held client-side
     _CLOSERS.extend(
-        [tier.aclose, tier.remote.aclose, memory.close, cashews_mem.close, cashews_side.close]
+        [
+            *(tier.aclose, tier.remote.aclose, lived.aclose, lived.remote.aclose),
+            *(memory.close, cashews_mem.close, cashews_side.close),
+        ]
     )
     ops = range(LOCAL_OPS)
 
@@ -99,7 +119,7 @@ def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Call
         for _ in ops:
             get("k")
 
-    def peek() -> None:
+    def peek(tier: TieredCache[Any] = tier) -> None:
         get = tier.peek
         for _ in ops:
             get("k")
@@ -123,6 +143,7 @@ def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Call
     return {
         "FIFOCache.get": fifo,
         "tier.peek": peek,
+        "tier.peek, with a ttl": lambda: peek(lived),
         "await tier.get": _timed(loop, lambda: awaited(tier.get)),
         "await get_or_load": _timed(loop, lambda: awaited(module.get_or_load, loader)),
         "async def floor": _timed(loop, floor),
@@ -135,6 +156,7 @@ def _local_subjects(loop: asyncio.AbstractEventLoop, url: str) -> dict[str, Call
 LOCAL = [
     "FIFOCache.get",
     "tier.peek",
+    "tier.peek, with a ttl",
     "await tier.get",
     "await get_or_load",
     "async def floor",
