@@ -204,7 +204,7 @@ def test_a_load_running_at_cleanup_never_writes_afterwards() -> None:
         except LifecycleError as error:
             outcome.append(error)
         await module.initialize()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # time: a cancelled load that still wrote would have by now
         assert "k" not in module.cache
 
     run(main())

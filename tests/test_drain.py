@@ -93,7 +93,7 @@ def test_a_requested_stop_drains_for_its_seconds_then_stops() -> None:
         app.request_stop()
         assert app.draining  # at once, before any turn of the loop
         assert (await call(probes, "/readyz")).body == DRAINING
-        await asyncio.sleep(29.99)
+        await asyncio.sleep(29.99)  # virtual time: just short of the drain
         # Everything but readiness serves on, the modules up.
         assert (await call(probes, "/readyz")).status == 503
         assert (await call(probes, "/livez")).status == 200
@@ -119,7 +119,7 @@ def test_a_second_request_or_a_stop_ends_the_drain_at_once(how: str) -> None:
         runner = asyncio.ensure_future(app.run(signals=()))
         await started(app)
         app.request_stop()
-        await asyncio.sleep(5)
+        await asyncio.sleep(5)  # virtual time: well inside the drain
         assert app.draining
         ended = loop.time()
         if how == "request_stop":
@@ -163,7 +163,7 @@ def test_a_signal_during_the_drain_ends_it_and_a_third_forces_the_stop() -> None
         runner = asyncio.ensure_future(app.run(signals=(signal.SIGTERM,)))
         await started(app)
         os.kill(os.getpid(), signal.SIGTERM)
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # virtual time: inside the drain
         assert app.draining
         second = loop.time()
         os.kill(os.getpid(), signal.SIGTERM)  # ends the drain: the stop begins
@@ -257,7 +257,7 @@ def test_the_lifespan_holds_a_sigterm_back_from_the_server_for_the_drain(
             sent = loop.time()
             os.kill(os.getpid(), signal.SIGTERM)
             await until(lambda: core.draining)
-            await asyncio.sleep(29.99)
+            await asyncio.sleep(29.99)  # virtual time: just short of the drain
             assert server_handlers == []  # the server has not heard of it yet
             assert db.state is ModuleState.READY
             await until(lambda: server_handlers == [signal.SIGTERM])
@@ -287,7 +287,7 @@ def test_the_lifespan_holds_a_sigterm_back_from_an_event_loops_handler_too() -> 
                 sent = loop.time()
                 os.kill(os.getpid(), signal.SIGTERM)
                 await until(lambda: core.draining)
-                await asyncio.sleep(29.99)
+                await asyncio.sleep(29.99)  # virtual time: just short of the drain
                 assert heard == []
                 await until(lambda: heard == ["server"])
                 assert loop.time() == pytest.approx(sent + 30, abs=0.01)
@@ -313,7 +313,7 @@ def test_a_second_sigterm_or_a_sigint_ends_the_held_drain(
         async with core.lifespan():
             os.kill(os.getpid(), signal.SIGTERM)
             await until(lambda: core.draining)
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # virtual time: well inside the drain
             ended = loop.time()
             os.kill(os.getpid(), second)
             await until(lambda: signal.SIGTERM in server_handlers)

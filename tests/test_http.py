@@ -260,7 +260,17 @@ def test_an_unhealthy_module_makes_the_application_unready() -> None:
     run(main())
 
 
-def test_concurrent_probes_share_one_run_of_the_checks() -> None:
+def test_concurrent_probes_share_one_run_of_the_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = 0  # probes that have asked for the checks' outcome
+    shared = endpoints_module.Endpoints._shared_health
+
+    def counted(self: Any) -> Any:
+        nonlocal asked
+        asked += 1
+        return shared(self)
+
+    monkeypatch.setattr(endpoints_module.Endpoints, "_shared_health", counted)
+
     async def main() -> None:
         calls = 0
         release = asyncio.Event()
@@ -279,7 +289,7 @@ def test_concurrent_probes_share_one_run_of_the_checks() -> None:
             assert port is not None
             probes = [asyncio.ensure_future(get(port, "/readyz")) for _ in range(50)]
             await checking.wait()
-            await asyncio.sleep(0.1)
+            await until(lambda: asked == 50, within=30)  # every probe waits on the run
             release.set()
             answers = await asyncio.gather(*probes)
             assert {a[0] for a in answers} == {200}

@@ -272,7 +272,7 @@ def test_timer_with_block(backend: Backend) -> None:
     assert timer.histogram is h
     with timer as entered:
         assert entered is timer
-        time.sleep(0.01)
+        time.sleep(0.01)  # time: the work the timer times
     assert h.count == 1
     assert h.sum >= 0.009
     with timer:  # a timer can be reused once its block has ended
@@ -305,7 +305,7 @@ def test_timer_async_with(backend: Backend) -> None:
         timer = h.time()
         async with timer as entered:
             assert entered is timer
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # time: the work the timer times
         with pytest.raises(ValueError, match="boom"):
             async with h.time():
                 raise ValueError("boom")

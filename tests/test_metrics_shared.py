@@ -337,7 +337,7 @@ def test_the_pure_twin_waits_for_a_writer_preempted_inside_its_update(tmp_path: 
     read: list[list[int]] = []
     reader = threading.Thread(target=lambda: read.append(shm._read_consistent(m, 0, words, 30.0)))
     reader.start()
-    time.sleep(0.1)  # the writer descheduled for longer than any count of tries takes
+    time.sleep(0.1)  # time: the writer descheduled for longer than any count of tries takes
     m.store(8, struct.unpack("<Q", struct.pack("<d", 0.75))[0])
     m.store(0, 2)
     reader.join(timeout=60)

@@ -119,7 +119,7 @@ def test_ttl_expires_values(url: str, server: RedisServer) -> None:
         await cache.set("default", "v")
         await cache.set("short", "v", ttl=0.05)
         await cache.set_many({"many": "v"}, ttl=0.05)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # time: four times the 0.05 s ttl
         assert await cache.get("short") is None
         assert await cache.get("many") is None
         assert await cache.get("default") == "v"
@@ -303,7 +303,7 @@ def test_a_caller_cancelled_mid_call_leaves_no_half_read_connection(
             reading.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await reading
-            await asyncio.sleep(0.25)  # the paused reply arrives now
+            await asyncio.sleep(0.25)  # time: the 200 ms pause is over (or the reads wait)
             for _ in range(3):
                 assert await cache.get("b") == "value of b"
                 assert await cache.get("a") == "value of a"
@@ -561,7 +561,7 @@ def test_local_cache_adapter() -> None:
         await local.set("short", 2, ttl=0.01)
         await local.set_many({"b": 3})
         assert await local.get("a") == 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # time: five times the 0.01 s ttl
         assert await local.get("short", -1) == -1  # expired
         assert await local.get_many(["a", "b", "short"]) == {"a": 1, "b": 3}
         assert await local.delete("a") is True
@@ -574,7 +574,7 @@ def test_local_cache_adapter() -> None:
         plain: LocalCache[str, int] = LocalCache(3)  # nothing expires: reads are get()
         plain.put("forever", 1)
         plain.put("brief", 2, ttl=0.01)  # from now on reads check deadlines
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # time: five times the 0.01 s ttl
         assert (plain.peek("forever"), plain.peek("brief")) == (1, None)
         plain.clear()
         plain.put("again", 3)
@@ -634,7 +634,7 @@ def test_a_tier_closes_after_its_loop_was_paused_between_runs(
 
         for _ in range(3):
             loop.run_until_complete(reads())
-            time.sleep(1.2)  # the loop does not run: the listener's timers pass
+            time.sleep(1.2)  # time: the loop does not run; the listener's timers pass
         loop.run_until_complete(t.remote.aclose())
         loop.run_until_complete(asyncio.wait_for(t.aclose(), 5))
         assert t._listener is None

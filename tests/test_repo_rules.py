@@ -9,6 +9,11 @@ Each rule names a class of defect that once made CI fail at random:
 - A test that asserts how long something took fails when the machine is
   busy. Tests assert what happened (an error, an order, a count); speed is
   measured in ``benches/``.
+- A test that sleeps a fixed time to reach a state acts on another state
+  when the machine is busy (or fails). Tests wait for a signal of the state.
+  A sleep in a test's own body (``test_*`` or its ``main``) says on its line,
+  after ``# time:`` (or ``loop time:``, ``virtual time:``), why time itself
+  is what it waits for; work a test stands for sleeps in functions of its own.
 """
 
 from __future__ import annotations
@@ -146,3 +151,64 @@ def test_x():
     assert time.perf_counter() - began <= 1
 """
     assert _timing_asserts(ast.parse(source)) == [6, 7]
+
+
+#: The note a sleep in a test's own body carries: why time is what it waits for.
+_TIME_NOTE = re.compile(r"#\s*(?:loop |virtual )?time:")
+
+
+def _unexplained_sleeps(tree: ast.AST, lines: list[str]) -> list[int]:
+    """Lines of positive sleeps in a ``test_*`` or ``main`` body (not in a
+    function nested in it) without a ``# time:`` note."""
+    found = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if not (function.name == "main" or function.name.startswith("test_")):
+            continue
+        stack: list[ast.AST] = list(function.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+                continue
+            stack.extend(ast.iter_child_nodes(node))
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            seconds = node.args[0]
+            if (
+                name == "sleep"
+                and isinstance(seconds, ast.Constant)
+                and isinstance(seconds.value, int | float)
+                and seconds.value > 0
+                and not _TIME_NOTE.search(lines[node.lineno - 1])
+            ):
+                found.append(node.lineno)
+    return sorted(found)
+
+
+def test_no_test_sleeps_into_a_state() -> None:
+    found = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        text = path.read_text()
+        lines = text.splitlines()
+        found += [f"{path.name}:{n}" for n in _unexplained_sleeps(ast.parse(text), lines)]
+    assert not found, "wait for the state, or say why time is what it waits for:\n" + "\n".join(
+        found
+    )
+
+
+def test_the_sleep_rule_sees_the_defect() -> None:
+    source = """
+async def main():
+    await asyncio.sleep(0.05)  # the listener waits now
+    await asyncio.sleep(0)
+    await asyncio.sleep(2)  # loop time: the watchdog has run
+
+    async def load():
+        await asyncio.sleep(0.01)
+
+def test_x():
+    time.sleep(0.1)
+"""
+    assert _unexplained_sleeps(ast.parse(source), source.splitlines()) == [3, 11]

@@ -23,7 +23,7 @@ from pepperpy_core.errors import (
 )
 from pepperpy_core.module import BaseModule, DependentModule, ModuleConfig, ModuleState
 from pepperpy_core.runtime import ShutdownError, StartupError
-from tests.asyncutil import run
+from tests.asyncutil import run, until
 
 
 class Probe(DependentModule):
@@ -405,7 +405,7 @@ def test_cancelling_the_task_during_stop_still_runs_every_cleanup() -> None:
         app = Application(b)
         await app.start()
         task = asyncio.create_task(app.stop())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # loop time: inside b's 0.05 s stop (timers keep order)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -747,7 +747,7 @@ def test_a_second_signal_forces_the_stop() -> None:
     async def main() -> None:
         runner = asyncio.create_task(app.run(signals=(signal.SIGUSR1,)))
         await stuck.entered.wait()
-        await asyncio.sleep(0.01)
+        await until(lambda: app.phase == "running")
         os.kill(os.getpid(), signal.SIGUSR1)  # graceful: "stuck" hangs in cleanup
         await stuck.leaving.wait()
         os.kill(os.getpid(), signal.SIGUSR1)  # forced
@@ -765,11 +765,11 @@ def test_run_returns_the_signal_that_stopped_it() -> None:
         log: list[str] = []
         app = Application(Probe("a", log))
         running = asyncio.ensure_future(app.run(signals=(signal.SIGUSR1,)))
-        await asyncio.sleep(0.05)
+        await until(lambda: app.phase == "running")
         app.request_stop()
         by_request = await running
         running = asyncio.ensure_future(app.run(signals=(signal.SIGUSR1,)))
-        await asyncio.sleep(0.05)
+        await until(lambda: app.phase == "running")
         os.kill(os.getpid(), signal.SIGUSR1)
         by_signal = await running
         return by_request, by_signal

@@ -108,7 +108,7 @@ def test_stop_during_start_leaves_nothing_running() -> None:
 
         app.add_listener(check)
         starting = asyncio.ensure_future(app.start())
-        await asyncio.sleep(0.01)  # a is initializing
+        await asyncio.sleep(0.01)  # loop time: inside a's 0.05 s start (timers keep order)
         await app.stop()
         assert app.phase == "idle"
         assert a.state in (S.CLOSED, S.FAILED)
@@ -116,7 +116,7 @@ def test_stop_during_start_leaves_nothing_running() -> None:
         assert b.inits == b.cleanups == 0
         with pytest.raises(LifecycleError, match="interrupted"):
             await starting
-        await asyncio.sleep(0.1)  # nothing left to wake up and change them
+        await asyncio.sleep(0.1)  # time: nothing left to wake up and change them
         assert a.state in (S.CLOSED, S.FAILED)
         assert b.state is S.CREATED
 
@@ -311,7 +311,7 @@ def test_cancelling_health_itself_still_cancels() -> None:
         app = Application(Slow("slow"), health_timeout=30)
         async with app:
             checking = asyncio.ensure_future(app.health())
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # loop time: inside the 10 s check (timers keep their order)
             checking.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await checking

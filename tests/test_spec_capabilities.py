@@ -78,7 +78,7 @@ def test_service_module_update_moves_last_update() -> None:
         await service.initialize()
         first = await service.get_state()
         assert first.is_active
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # time: the clock moves on before the update
         await service.update()
         second = await service.get_state()
         assert second.is_active
